@@ -1,0 +1,131 @@
+"""Value encoding: the ``Codec`` protocol and the default canonical msgpack codec.
+
+Stored form: a top-level ``int`` is kept in the backend's native integer form (so that
+``increment`` is a native atomic operation); every other value is msgpack bytes, whose first
+byte is always >= 0x80, which keeps the two forms apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import msgpack
+
+from statekit.errors import CorruptValueError, SerializationError
+
+__all__ = ["Codec", "MsgpackCodec", "Value", "decode_stored", "encode_stored"]
+
+Value = Any
+"""A storable value: None, bool, int (int64), float, str, bytes, list/tuple, dict (str/int/bytes keys)."""
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_KEY_RANK = {str: 0, int: 1, bytes: 2}
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns values into bytes and back. ``encode`` must be canonical: equal values, equal bytes."""
+
+    def encode(self, value: Value) -> bytes:
+        """Return the bytes of ``value``; raise ``SerializationError`` (or TypeError) if unsupported."""
+        ...
+
+    def decode(self, data: bytes) -> Value:
+        """Return the value of ``data``; raise ``ValueError`` (or any error) if unreadable."""
+        ...
+
+
+def _describe(value: object) -> str:
+    return type(value).__qualname__
+
+
+def _canonical(value: Any, path: str) -> Any:
+    """Return ``value`` with dicts re-ordered canonically; raise SerializationError on bad types."""
+    t = type(value)
+    if t is str or t is bytes or t is bool or t is float or value is None:
+        return value
+    if t is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise SerializationError(f"integer at {path} is outside signed 64-bit")
+        return value
+    if t is list or t is tuple:
+        return [_canonical(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if t is dict:
+        for k in value:
+            kt = type(k)
+            if kt not in _KEY_RANK:
+                raise SerializationError(
+                    f"dict key {k!r} at {path} has type {_describe(k)}; keys must be str, int or bytes"
+                )
+        try:
+            ordered = sorted(value, key=lambda k: (_KEY_RANK[type(k)], k))
+        except TypeError as exc:  # pragma: no cover - ranks make keys comparable
+            raise SerializationError(f"dict at {path} has keys that cannot be ordered") from exc
+        return {k: _canonical(value[k], f"{path}[{k!r}]") for k in ordered}
+    raise SerializationError(f"value at {path} has type {_describe(value)}, which cannot be stored")
+
+
+class MsgpackCodec:
+    """Canonical msgpack: dict keys ordered (str, then int, then bytes; each sorted)."""
+
+    __slots__ = ()
+
+    def encode(self, value: Value) -> bytes:
+        t = type(value)
+        if t is str or t is bytes or t is bool or t is float or value is None:
+            return msgpack.packb(value)  # type: ignore[no-any-return]
+        return msgpack.packb(_canonical(value, "value"))  # type: ignore[no-any-return]
+
+    def decode(self, data: bytes) -> Value:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+    def __repr__(self) -> str:
+        return "MsgpackCodec()"
+
+
+def encode_stored(codec: Codec, key: str, value: Value) -> int | bytes:
+    """Return the stored form of ``value`` under ``key``; raise SerializationError naming both."""
+    if type(value) is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise SerializationError(f"key {key!r}: integer {value} is outside signed 64-bit")
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        raise ValueError(f"key {key!r}: value None cannot be stored; use delete_state()")
+    try:
+        data = codec.encode(value)
+    except SerializationError as exc:
+        raise SerializationError(f"key {key!r}: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(
+            f"key {key!r}: value of type {_describe(value)} cannot be encoded: {exc}"
+        ) from exc
+    if not data or data[0] < 0x80:
+        raise SerializationError(
+            f"key {key!r}: codec {codec!r} produced bytes that start below 0x80, "
+            "which are reserved for native integers"
+        )
+    return data
+
+
+def decode_stored(codec: Codec, key: str, stored: int | bytes | str) -> Value:
+    """Return the value of a stored form; raise CorruptValueError naming ``key`` if unreadable."""
+    if type(stored) is int:
+        return stored
+    if isinstance(stored, str):  # pragma: no cover - only from misconfigured drivers
+        stored = stored.encode()
+    if not stored:
+        raise CorruptValueError(f"key {key!r}: stored value is empty")
+    if stored[0] < 0x80:  # type: ignore[index]
+        try:
+            return int(stored)
+        except ValueError:
+            raise CorruptValueError(
+                f"key {key!r}: stored value {bytes(stored[:16])!r}... is neither an integer nor {codec!r} data"  # type: ignore[index,arg-type]
+            ) from None
+    try:
+        return codec.decode(stored)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - any codec failure means corrupt data
+        raise CorruptValueError(
+            f"key {key!r}: stored bytes cannot be decoded by {codec!r} ({type(exc).__name__})"
+        ) from exc

@@ -1,0 +1,420 @@
+"""Redis storage over redis-py's asyncio client: single node, Redis Cluster or Valkey.
+
+URLs: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS); cluster and sentinel URLs are
+handled by ``open_storage``. Extra ``hiredis`` installs the fast parser. Keys are
+``{namespace}:{key}`` with ``%`` and ``:`` of the namespace percent-escaped. Every operation is one
+round trip (Lua scripts through redis-py's ``Script`` where a check and a write must be atomic,
+pipelines for batches) and touches one key, so it is Redis Cluster safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+
+from statekit.codec import Codec
+from statekit.errors import StatekitError, StorageUnavailableError
+from statekit.storage._glob import escape_glob
+from statekit.storage.base import BaseStorage, Stored
+
+__all__ = ["RedisStorage", "redis_key_prefix"]
+
+AsyncRedisClient = redis.asyncio.Redis | RedisCluster
+
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+# KEYS[1]; ARGV: has_expected ('0'/'1'), expected, has_new ('0'/'1'), new, ttl_ms or '', keep ('0'/'1')
+_CAS_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '0' then
+  if cur then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] == '0' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[6] == '1' and cur then
+  redis.call('SET', KEYS[1], ARGV[4], 'KEEPTTL')
+elseif ARGV[5] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+else
+  redis.call('SET', KEYS[1], ARGV[4])
+end
+return 1
+"""
+
+# KEYS[1]; ARGV: value, ttl_ms -- keep a live key's expiry, else expire in ttl_ms
+_SET_KEEP_TTL_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+# KEYS[1]; ARGV: amount, ttl_ms -- the ttl applies only if this call creates the key
+_INCR_TTL_LUA = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+redis.call('INCRBY', KEYS[1], ARGV[1])
+if created then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('GET', KEYS[1])
+"""
+
+
+def redis_key_prefix(namespace: str) -> str:
+    """Return the Redis key prefix of ``namespace``: ``%`` and ``:`` percent-escaped, then ``:``."""
+    return namespace.replace("%", "%25").replace(":", "%3A") + ":"
+
+
+def _describe_client(client: Any) -> str:
+    """``redis://host:port/db`` of a client, never with its password."""
+    try:
+        if isinstance(client, RedisCluster):
+            nodes = client.get_nodes() or []
+            where = ",".join(f"{n.host}:{n.port}" for n in nodes[:3]) or "?"
+            return f"redis+cluster://{where}"
+        kwargs = client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        scheme = "rediss" if client.connection_pool.connection_class.__name__ == "SSLConnection" else "redis"
+        user = f"{kwargs['username']}@" if kwargs.get("username") else ""
+        return f"{scheme}://{user}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    except (AttributeError, KeyError, TypeError):
+        return type(client).__name__
+
+
+def _decodes_responses(client: AsyncRedisClient) -> bool:
+    if isinstance(client, RedisCluster):
+        return bool(client.get_encoder().decode_responses)
+    return bool(client.connection_pool.connection_kwargs.get("decode_responses", False))
+
+
+def _bytes_twin(client: AsyncRedisClient) -> AsyncRedisClient:
+    """A client reaching the same server as ``client`` but returning bytes."""
+    if isinstance(client, RedisCluster):
+        raise TypeError(
+            "RedisStorage needs a RedisCluster created with decode_responses=False "
+            "(values are binary); pass one, or a redis+cluster:// URL to open_storage()"
+        )
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["decode_responses"] = False
+    twin_pool = type(pool)(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
+    )
+    return redis.asyncio.Redis(connection_pool=twin_pool)
+
+
+class RedisStorage(BaseStorage):
+    """Storage in Redis (or Valkey, or Redis Cluster).
+
+    ``client_or_url``: a ``redis.asyncio.Redis``, a ``redis.asyncio.RedisCluster`` or a URL.
+    A client that decodes responses is fine: statekit talks to the same server through a twin
+    connection pool that returns bytes. A client passed in stays open on ``stop()``; one statekit
+    created is closed. Raises ``TypeError`` for a synchronous client.
+    """
+
+    backend_name = "redis"
+
+    def __init__(
+        self,
+        client_or_url: redis.asyncio.Redis | RedisCluster | str,
+        *,
+        namespace: str = "statekit",
+        default_ttl: int | float | timedelta | None = None,
+        codec: Codec | None = None,
+        max_key_bytes: int = 1024,
+        max_value_bytes: int = 1024 * 1024,
+        scan_count: int = 500,
+    ) -> None:
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            codec=codec,
+            max_key_bytes=max_key_bytes,
+            max_value_bytes=max_value_bytes,
+        )
+        self._url: str | None = None
+        self._given: AsyncRedisClient | None = None
+        if isinstance(client_or_url, str):
+            from statekit.storage.url import mask_url
+
+            self._url = client_or_url
+            self._where = mask_url(client_or_url)
+        elif isinstance(client_or_url, redis.asyncio.Redis | RedisCluster):
+            self._given = client_or_url
+            self._where = _describe_client(client_or_url)
+        elif isinstance(client_or_url, redis.Redis | redis.RedisCluster):
+            raise TypeError(
+                "RedisStorage needs an asyncio client: pass redis.asyncio.Redis "
+                "(or redis.asyncio.RedisCluster), not the synchronous "
+                f"{type(client_or_url).__module__}.{type(client_or_url).__name__}"
+            )
+        else:
+            raise TypeError(
+                "RedisStorage takes a redis.asyncio.Redis, a redis.asyncio.RedisCluster or a "
+                f"redis:// URL, not {type(client_or_url).__name__}"
+            )
+        self._prefix = redis_key_prefix(namespace)
+        self._match_prefix = escape_glob(self._prefix)
+        self._scan_count = scan_count
+        self._client: Any = None
+        self._owned = False
+        self._cluster = isinstance(client_or_url, RedisCluster)
+        self._guard = _ErrorGuard(self)
+
+    def _describe(self) -> str:
+        return self._where
+
+    @property
+    def client(self) -> AsyncRedisClient:
+        """The bytes-returning client statekit uses (available after ``start()``)."""
+        if self._client is None:
+            raise StorageUnavailableError(f"{self!r} is not started")
+        return self._client  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _open(self) -> None:
+        if self._url is not None:
+            from statekit.storage.url import redis_client_from_url
+
+            client = redis_client_from_url(self._url)
+            self._owned = True
+        else:
+            assert self._given is not None
+            if _decodes_responses(self._given):
+                client, self._owned = _bytes_twin(self._given), True
+            else:
+                client, self._owned = self._given, False
+        self._cluster = isinstance(client, RedisCluster)
+        self._client = client
+        self._cas = client.register_script(_CAS_LUA)
+        self._set_keep = client.register_script(_SET_KEEP_TTL_LUA)
+        self._incr_ttl = client.register_script(_INCR_TTL_LUA)
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._owned:
+            try:
+                await client.aclose()
+            except _UNAVAILABLE:
+                pass
+
+    async def _ping(self) -> None:
+        with self._guard:
+            await self._client.ping()
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _wire(stored: Stored) -> bytes:
+        return str(stored).encode() if type(stored) is int else stored  # type: ignore[return-value]
+
+    @staticmethod
+    def _parse(raw: bytes | None) -> Stored | None:
+        if raw is None:
+            return None
+        if raw and raw[0] < 0x80:
+            try:
+                return int(raw)
+            except ValueError:
+                return bytes(raw)  # decode_stored reports it as corrupt
+        return bytes(raw)
+
+    # ------------------------------------------------------------------ primitives
+
+    async def _get(self, key: str) -> Stored | None:
+        with self._guard:
+            raw = await self._client.get(self._prefix + key)
+        if raw is None:
+            return None
+        if raw[0] < 0x80:
+            try:
+                return int(raw)
+            except ValueError:
+                return raw  # type: ignore[no-any-return]
+        return raw  # type: ignore[no-any-return]
+
+    async def _set(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
+        rkey = self._prefix + key
+        with self._guard:
+            if keep_ttl:
+                if ttl_ms is None:
+                    await self._client.set(rkey, self._wire(stored), keepttl=True)
+                else:
+                    await self._set_keep(keys=[rkey], args=[self._wire(stored), ttl_ms])
+            else:
+                await self._client.set(rkey, self._wire(stored), px=ttl_ms)
+
+    async def _delete(self, key: str) -> bool:
+        with self._guard:
+            return bool(await self._client.delete(self._prefix + key))
+
+    async def _compare_and_set(
+        self,
+        key: str,
+        expected: Stored | None,
+        new: Stored | None,
+        ttl_ms: int | None,
+        keep_ttl: bool,
+    ) -> bool:
+        args = [
+            b"0" if expected is None else b"1",
+            b"" if expected is None else self._wire(expected),
+            b"0" if new is None else b"1",
+            b"" if new is None else self._wire(new),
+            b"" if ttl_ms is None else str(ttl_ms).encode(),
+            b"1" if keep_ttl else b"0",
+        ]
+        with self._guard:
+            return bool(await self._cas(keys=[self._prefix + key], args=args))
+
+    async def _increment(self, key: str, amount: int, ttl_ms: int | None) -> int:
+        rkey = self._prefix + key
+        try:
+            with self._guard:
+                if ttl_ms is None:
+                    return int(await self._client.incrby(rkey, amount))
+                return int(await self._incr_ttl(keys=[rkey], args=[amount, ttl_ms]))
+        except _ServerError as exc:
+            text = str(exc.__cause__)
+            if "overflow" in text:
+                raise self.overflow_error(key, amount) from None
+            if "not an integer" in text:
+                raise self.wrong_type_error(key) from None
+            raise
+
+    async def _get_ttl(self, key: str) -> float | None:
+        with self._guard:
+            ms = int(await self._client.pttl(self._prefix + key))
+        return None if ms < 0 else ms / 1000
+
+    async def _expire(self, key: str, ttl_ms: int | None) -> bool:
+        rkey = self._prefix + key
+        with self._guard:
+            if ttl_ms is not None:
+                return bool(await self._client.pexpire(rkey, ttl_ms))
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.persist(rkey)
+                pipe.exists(rkey)
+                _, exists = await pipe.execute()
+            return bool(exists)
+
+    async def _get_many(self, keys: list[str]) -> dict[str, Stored]:
+        rkeys = [self._prefix + k for k in keys]
+        with self._guard:
+            if self._cluster:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for rkey in rkeys:
+                        pipe.get(rkey)
+                    values = await pipe.execute()
+            else:
+                values = await self._client.mget(rkeys)
+        out: dict[str, Stored] = {}
+        for key, raw in zip(keys, values, strict=True):
+            parsed = self._parse(raw)
+            if parsed is not None:
+                out[key] = parsed
+        return out
+
+    async def _set_many(self, items: list[tuple[str, Stored]], ttl_ms: int | None) -> None:
+        with self._guard:
+            async with self._client.pipeline(transaction=not self._cluster) as pipe:
+                for key, stored in items:
+                    pipe.set(self._prefix + key, self._wire(stored), px=ttl_ms)
+                await pipe.execute()
+
+    async def _delete_rkeys(self, rkeys: list[bytes | str]) -> int:
+        with self._guard:
+            if self._cluster:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for rkey in rkeys:
+                        pipe.delete(rkey)
+                    return sum(await pipe.execute())
+            return int(await self._client.delete(*rkeys))
+
+    async def _delete_many(self, keys: list[str]) -> int:
+        return await self._delete_rkeys([self._prefix + k for k in keys])
+
+    async def _scan_raw(self, match: str) -> AsyncIterator[bytes]:
+        with self._guard:
+            async for rkey in self._client.scan_iter(match=match, count=self._scan_count):
+                yield rkey
+
+    async def _scan(self, pattern: str) -> AsyncIterator[str]:
+        cut = len(self._prefix.encode())
+        async for rkey in self._scan_raw(self._match_prefix + pattern):
+            yield rkey[cut:].decode("utf-8", "surrogateescape")
+
+    async def _clear(self) -> int:
+        removed = 0
+        batch: list[bytes | str] = []
+        async for rkey in self._scan_raw(self._match_prefix + "*"):
+            batch.append(rkey)
+            if len(batch) >= 500:
+                removed += await self._delete_rkeys(batch)
+                batch = []
+        if batch:
+            removed += await self._delete_rkeys(batch)
+        return removed
+
+
+class _ServerError(StatekitError):
+    """Redis answered with an error statekit did not expect."""
+
+
+class _ErrorGuard:
+    """Converts redis-py exceptions into statekit errors, in one place."""
+
+    __slots__ = ("_storage",)
+
+    def __init__(self, storage: RedisStorage) -> None:
+        self._storage = storage
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None or isinstance(exc, StatekitError):
+            return False
+        if isinstance(exc, _UNAVAILABLE):
+            raise StorageUnavailableError(
+                f"Redis at {self._storage._where} is unavailable: {type(exc).__name__}: "
+                f"{_scrub(str(exc))}"
+            ) from exc
+        if isinstance(exc, redis.exceptions.RedisError):
+            raise _ServerError(
+                f"Redis at {self._storage._where} answered with an error: {_scrub(str(exc))}"
+            ) from exc
+        return False
+
+
+def _scrub(text: str) -> str:
+    """Drop anything that looks like a URL credential from a driver message."""
+    from statekit.storage.url import mask_credentials
+
+    return mask_credentials(text)

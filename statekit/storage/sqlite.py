@@ -1,0 +1,452 @@
+"""SQLite storage: one file (or ``:memory:``) shared by coroutines and by processes.
+
+URLs: ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``. No extra needed
+(aiosqlite is a runtime dependency). One table keyed by (namespace, key) holds the value (an INTEGER
+for integers, a BLOB otherwise) and the expiry in Unix milliseconds. WAL journal, a busy timeout,
+schema version in ``PRAGMA user_version``. Concurrent operations of one process are coalesced into
+group commits: one transaction and one thread hop for all callers waiting at that moment, and each
+caller returns only after its write is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from statekit.codec import Codec
+from statekit.errors import StatekitError, StorageUnavailableError
+from statekit.storage._glob import compile_glob, literal_prefix
+from statekit.storage.base import BaseStorage, Stored, same_stored
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_TABLE = "statekit_kv"
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+_MIGRATIONS: tuple[str, ...] = (
+    # version 1
+    f"""
+    CREATE TABLE IF NOT EXISTS {_TABLE} (
+        namespace  TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      BLOB NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS {_TABLE}_expires ON {_TABLE} (expires_at)
+        WHERE expires_at IS NOT NULL;
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_Op = Callable[[sqlite3.Connection], Any]
+
+
+class _Failed:
+    """An operation's own error, delivered to its caller only (the batch still commits)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class SQLiteStorage(BaseStorage):
+    """Storage in one SQLite file (or ``":memory:"``).
+
+    ``durability``: ``"normal"`` (WAL, ``synchronous=NORMAL``: a commit survives a process crash,
+    the last commits may be lost on power loss) or ``"full"`` (``synchronous=FULL``).
+    ``busy_timeout``: seconds to wait for another process's write lock.
+    ``clock`` returns Unix seconds (shared by every process using the file); tests may replace it.
+    """
+
+    backend_name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        namespace: str = "statekit",
+        default_ttl: int | float | timedelta | None = None,
+        codec: Codec | None = None,
+        durability: Literal["normal", "full"] = "normal",
+        busy_timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        sweep_interval: float = 60.0,
+        max_batch: int = 512,
+        max_key_bytes: int = 1024,
+        max_value_bytes: int = 1024 * 1024,
+    ) -> None:
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            codec=codec,
+            max_key_bytes=max_key_bytes,
+            max_value_bytes=max_value_bytes,
+        )
+        if durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', got {durability!r}")
+        if not busy_timeout > 0:
+            raise ValueError(f"busy_timeout must be > 0 seconds, got {busy_timeout!r}")
+        self.path = os.fspath(path)
+        if not self.path:
+            raise ValueError("path must name a file or ':memory:'")
+        self.durability = durability
+        self._busy_timeout = busy_timeout
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self._max_batch = max_batch
+        self._conn: aiosqlite.Connection | None = None
+        self._pending: list[tuple[asyncio.Future[Any], _Op, bool]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def _describe(self) -> str:
+        return f"sqlite:///{self.path}" if self.path != ":memory:" else "sqlite://:memory:"
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _unavailable(self, exc: BaseException) -> StorageUnavailableError:
+        return StorageUnavailableError(
+            f"SQLite database {self.path!r} failed: {type(exc).__name__}: {exc}"
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _open(self) -> None:
+        if self.path != ":memory:":
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                os.close(fd)
+            except OSError as exc:
+                raise StorageUnavailableError(
+                    f"SQLite database {self.path!r} cannot be opened: {exc.strerror}"
+                ) from exc
+            if Path(self.path).is_dir():  # pragma: no cover - os.open fails first on Linux
+                raise StorageUnavailableError(f"SQLite database {self.path!r} is a directory")
+        try:
+            conn = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self._busy_timeout
+            )
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            await conn._execute(self._prepare, conn._conn)  # noqa: SLF001 - one thread hop
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="statekit-sqlite-sweeper")
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'full' else 'NORMAL'}")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StatekitError(
+                    f"SQLite database {self.path!r} has statekit schema version {version}, newer "
+                    f"than this statekit ({SCHEMA_VERSION}); upgrade statekit to open it"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def _close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await conn.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            with contextlib.suppress(StorageUnavailableError):
+                await self.sweep()
+
+    async def sweep(self) -> int:
+        """Delete expired rows now (space reclaim only; expired keys are already invisible)."""
+
+        def op(db: sqlite3.Connection) -> int:
+            cur = db.execute(f"DELETE FROM {_TABLE} WHERE expires_at <= ?", (self._now_ms(),))
+            return cur.rowcount
+
+        return int(await self._submit(op, True))
+
+    async def _ping(self) -> None:
+        await self._submit(lambda db: db.execute("SELECT 1").fetchone(), False)
+
+    # ------------------------------------------------------------------ group commit
+
+    async def _submit(self, op: _Op, write: bool) -> Any:
+        if self._conn is None:
+            raise self._unavailable(RuntimeError("connection is not open"))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((fut, op, write))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="statekit-sqlite-commit")
+        result = await fut
+        if type(result) is _Failed:
+            raise result.error
+        return result
+
+    async def _flush(self) -> None:
+        while self._pending and self._conn is not None:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            batch = [item for item in batch if not item[0].done()]
+            if not batch:
+                continue
+            ops = [op for _, op, _ in batch]
+            write = any(w for _, _, w in batch)
+            conn = self._conn
+            try:
+                results = await conn._execute(self._run_batch, conn._conn, ops, write)  # noqa: SLF001
+            except (sqlite3.Error, ValueError) as exc:
+                error = self._unavailable(exc)
+                for fut, _, _ in batch:
+                    if not fut.done():
+                        fut.set_exception(error)
+                continue
+            except BaseException as exc:  # cancelled or worse: fail the batch, then propagate
+                for fut, _, _ in batch:
+                    if not fut.done():
+                        fut.set_exception(self._unavailable(exc))
+                raise
+            for (fut, _, _), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
+
+    @staticmethod
+    def _run_batch(db: sqlite3.Connection, ops: list[_Op], write: bool) -> list[Any]:
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        results: list[Any] = []
+        try:
+            for op in ops:
+                try:
+                    results.append(op(db))
+                except (StatekitError, OverflowError) as exc:
+                    results.append(_Failed(exc))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return results
+
+    # ------------------------------------------------------------------ row helpers (worker thread)
+
+    def _read(self, db: sqlite3.Connection, key: str) -> tuple[Stored, int | None] | None:
+        row = db.execute(
+            f"SELECT value, expires_at FROM {_TABLE} WHERE namespace = ? AND key = ? AND {_LIVE}",
+            (self.namespace, key, self._now_ms()),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def _write_row(
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        stored: Stored,
+        ttl_ms: int | None,
+        keep_ttl: bool,
+        current: tuple[Stored, int | None] | None = None,
+        known: bool = False,
+    ) -> None:
+        if keep_ttl:
+            if not known:
+                current = self._read(db, key)
+            if current is not None:
+                db.execute(
+                    f"UPDATE {_TABLE} SET value = ? WHERE namespace = ? AND key = ?",
+                    (stored, self.namespace, key),
+                )
+                return
+        expires_at = None if ttl_ms is None else self._now_ms() + ttl_ms
+        db.execute(
+            f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)",
+            (self.namespace, key, stored, expires_at),
+        )
+
+    def _delete_row(self, db: sqlite3.Connection, key: str) -> bool:
+        cur = db.execute(
+            f"DELETE FROM {_TABLE} WHERE namespace = ? AND key = ? RETURNING {_LIVE}",
+            (self.namespace, key, self._now_ms()),
+        )
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+    # ------------------------------------------------------------------ primitives
+
+    async def _get(self, key: str) -> Stored | None:
+        def op(db: sqlite3.Connection) -> Stored | None:
+            row = self._read(db, key)
+            return None if row is None else row[0]
+
+        return await self._submit(op, False)  # type: ignore[no-any-return]
+
+    async def _set(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
+        await self._submit(lambda db: self._write_row(db, key, stored, ttl_ms, keep_ttl), True)
+
+    async def _delete(self, key: str) -> bool:
+        return bool(await self._submit(lambda db: self._delete_row(db, key), True))
+
+    async def _compare_and_set(
+        self,
+        key: str,
+        expected: Stored | None,
+        new: Stored | None,
+        ttl_ms: int | None,
+        keep_ttl: bool,
+    ) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            current = self._read(db, key)
+            if not same_stored(None if current is None else current[0], expected):
+                return False
+            if new is None:
+                self._delete_row(db, key)
+            else:
+                self._write_row(db, key, new, ttl_ms, keep_ttl, current, True)
+            return True
+
+        return bool(await self._submit(op, True))
+
+    async def _increment(self, key: str, amount: int, ttl_ms: int | None) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            current = self._read(db, key)
+            if current is None:
+                self._write_row(db, key, amount, ttl_ms, False)
+                return amount
+            value = current[0]
+            if type(value) is not int:
+                raise self.wrong_type_error(key)
+            result = value + amount
+            if not _INT64_MIN <= result <= _INT64_MAX:
+                raise self.overflow_error(key, amount)
+            db.execute(
+                f"UPDATE {_TABLE} SET value = ? WHERE namespace = ? AND key = ?",
+                (result, self.namespace, key),
+            )
+            return result
+
+        return int(await self._submit(op, True))
+
+    async def _get_ttl(self, key: str) -> float | None:
+        def op(db: sqlite3.Connection) -> float | None:
+            row = self._read(db, key)
+            if row is None or row[1] is None:
+                return None
+            return max(0.0, (row[1] - self._now_ms()) / 1000)
+
+        return await self._submit(op, False)  # type: ignore[no-any-return]
+
+    async def _expire(self, key: str, ttl_ms: int | None) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            now = self._now_ms()
+            cur = db.execute(
+                f"UPDATE {_TABLE} SET expires_at = ? WHERE namespace = ? AND key = ? AND {_LIVE}",
+                (None if ttl_ms is None else now + ttl_ms, self.namespace, key, now),
+            )
+            return cur.rowcount > 0
+
+        return bool(await self._submit(op, True))
+
+    async def _get_many(self, keys: list[str]) -> dict[str, Stored]:
+        def op(db: sqlite3.Connection) -> dict[str, Stored]:
+            now = self._now_ms()
+            out: dict[str, Stored] = {}
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT key, value FROM {_TABLE} WHERE namespace = ? AND key IN ({marks}) "
+                    f"AND {_LIVE}",
+                    (self.namespace, *chunk, now),
+                )
+                out.update(rows.fetchall())
+            return {k: out[k] for k in keys if k in out}
+
+        return await self._submit(op, False)  # type: ignore[no-any-return]
+
+    async def _set_many(self, items: list[tuple[str, Stored]], ttl_ms: int | None) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            expires_at = None if ttl_ms is None else self._now_ms() + ttl_ms
+            db.executemany(
+                f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(self.namespace, k, v, expires_at) for k, v in items],
+            )
+
+        await self._submit(op, True)
+
+    async def _delete_many(self, keys: list[str]) -> int:
+        return int(
+            await self._submit(lambda db: sum(self._delete_row(db, k) for k in keys), True)
+        )
+
+    async def _scan(self, pattern: str) -> AsyncIterator[str]:
+        matches = compile_glob(pattern)
+        prefix = literal_prefix(pattern)
+        after: str | None = None
+
+        def page(db: sqlite3.Connection, after: str | None) -> list[str]:
+            bound, op = (prefix, ">=") if after is None else (after, ">")
+            rows = db.execute(
+                f"SELECT key FROM {_TABLE} WHERE namespace = ? AND key {op} ? AND {_LIVE} "
+                "ORDER BY key LIMIT 500",
+                (self.namespace, bound, self._now_ms()),
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        while True:
+            keys = await self._submit(lambda db, a=after: page(db, a), False)
+            for key in keys:
+                if not key.startswith(prefix):
+                    return
+                if matches(key):
+                    yield key
+            if len(keys) < 500:
+                return
+            after = keys[-1]
+
+    async def _clear(self) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            live = db.execute(
+                f"SELECT count(*) FROM {_TABLE} WHERE namespace = ? AND {_LIVE}",
+                (self.namespace, self._now_ms()),
+            ).fetchone()[0]
+            db.execute(f"DELETE FROM {_TABLE} WHERE namespace = ?", (self.namespace,))
+            return int(live)
+
+        return int(await self._submit(op, True))

@@ -1,0 +1,7 @@
+"""Test helpers for statekit and for third-party backends: a fake clock, a throwaway
+``redis-server`` launcher, and the storage conformance suite (``statekit.testing.conformance``)."""
+
+from statekit.testing.clock import FakeClock
+from statekit.testing.servers import RedisServer, RedisServerUnavailable, free_port
+
+__all__ = ["FakeClock", "RedisServer", "RedisServerUnavailable", "free_port"]

@@ -1,0 +1,143 @@
+"""Backends as fixtures, shared by every test directory.
+
+``backend`` is parametrized over every backend; ``make_storage(**options)`` builds a storage of
+that backend (stopped and cleared after the test); ``storage`` is one such storage; ``clock``
+advances time: a fake clock on memory/SQLite, a real sleep on Redis backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statekit import BaseStorage, MemoryStorage, RedisStorage, SQLiteStorage
+from statekit.testing import FakeClock, RedisServer, RedisServerUnavailable
+
+BACKENDS = ["memory", "sqlite-file", "sqlite-memory", "fakeredis", "redis"]
+REQUIRE_REDIS = os.environ.get("STATEKIT_REQUIRE_REDIS") == "1"
+
+
+def _no_redis(reason: str) -> None:
+    if REQUIRE_REDIS:
+        pytest.fail(f"STATEKIT_REQUIRE_REDIS=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for this test session, on a free loopback port."""
+    try:
+        server = RedisServer()
+        server.start()
+    except RedisServerUnavailable as exc:
+        _no_redis(f"real-Redis tests need redis-server: {exc}")
+        raise
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def fresh_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own (for tests that stop or restart it)."""
+    try:
+        server = RedisServer()
+        server.start()
+    except RedisServerUnavailable as exc:
+        _no_redis(f"real-Redis tests need redis-server: {exc}")
+        raise
+    yield server
+    server.cleanup()
+
+
+class Clock:
+    """Moves time for a backend: the fake clock where the backend takes one, else real sleep."""
+
+    def __init__(self, fake: FakeClock | None) -> None:
+        self.fake = fake
+
+    async def advance(self, seconds: float) -> None:
+        if self.fake is not None:
+            self.fake.advance(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of the backend under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def fake_clock(backend: str) -> FakeClock | None:
+    return FakeClock() if backend in ("memory", "sqlite-file", "sqlite-memory") else None
+
+
+@pytest.fixture
+def clock(fake_clock: FakeClock | None) -> Clock:
+    return Clock(fake_clock)
+
+
+@pytest.fixture
+async def make_storage(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    fake_clock: FakeClock | None,
+) -> AsyncIterator[Callable[..., BaseStorage]]:
+    """Factory of storages of the backend under test; options go to the constructor."""
+    made: list[BaseStorage] = []
+    run = uuid.uuid4().hex[:8]
+    fake_servers: dict[str, Any] = {}
+
+    def make(**options: Any) -> BaseStorage:
+        options.setdefault("namespace", f"t{run}")
+        storage: BaseStorage
+        if backend == "memory":
+            if fake_clock is not None:
+                options.setdefault("clock", fake_clock)
+            storage = MemoryStorage(**options)
+        elif backend == "sqlite-file":
+            if fake_clock is not None:
+                options.setdefault("clock", fake_clock)
+            storage = SQLiteStorage(tmp_path / "state.db", **options)
+        elif backend == "sqlite-memory":
+            if fake_clock is not None:
+                options.setdefault("clock", fake_clock)
+            storage = SQLiteStorage(":memory:", **options)
+        elif backend == "fakeredis":
+            import fakeredis
+
+            if "server" not in fake_servers:
+                fake_servers["server"] = fakeredis.FakeServer()
+            client = fakeredis.FakeAsyncRedis(server=fake_servers["server"])
+            storage = RedisStorage(client, **options)
+        elif backend == "redis":
+            server: RedisServer = request.getfixturevalue("redis_server")
+            storage = RedisStorage(server.url, **options)
+        else:  # pragma: no cover
+            raise AssertionError(backend)
+        made.append(storage)
+        return storage
+
+    yield make
+    for storage in made:
+        try:
+            if backend in ("fakeredis", "redis") and storage.started:
+                await storage.clear_namespace()
+        finally:
+            await storage.stop()
+
+
+@pytest.fixture
+async def storage(make_storage: Callable[..., BaseStorage]) -> AsyncIterator[BaseStorage]:
+    """A started storage of the backend under test."""
+    store = make_storage()
+    await store.start()
+    yield store
