@@ -1,0 +1,135 @@
+"""MTProto session records: what a client keeps between runs, independent of any library."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["AUTH_KEY_SIZE", "Peer", "SessionData", "SessionSnapshot", "UpdateState"]
+
+AUTH_KEY_SIZE = 256
+
+
+@dataclass(slots=True)
+class SessionData:
+    """The authorization of one client: data centre, auth key and who it belongs to.
+
+    ``auth_key`` must be exactly 256 bytes (``ValueError`` otherwise); ``repr`` never shows it.
+    ``test_mode`` and ``is_bot`` are False when a source lacks them; ``api_id``, ``user_id`` and
+    ``date`` are None when unknown.
+    """
+
+    dc_id: int
+    auth_key: bytes = field(repr=False)
+    server_address: str | None = None
+    port: int | None = None
+    api_id: int | None = None
+    test_mode: bool = False
+    date: int | None = None
+    user_id: int | None = None
+    is_bot: bool = False
+
+    def __post_init__(self) -> None:
+        if type(self.dc_id) is not int or not 0 < self.dc_id < 1000:
+            raise ValueError(f"dc_id must be a positive int (data centre), got {self.dc_id!r}")
+        if not isinstance(self.auth_key, bytes | bytearray) or len(self.auth_key) != AUTH_KEY_SIZE:
+            size = len(self.auth_key) if isinstance(self.auth_key, bytes | bytearray) else None
+            raise ValueError(
+                f"auth_key must be {AUTH_KEY_SIZE} bytes, got "
+                + (f"{size} bytes" if size is not None else type(self.auth_key).__name__)
+            )
+        self.auth_key = bytes(self.auth_key)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
+        )
+        return f"SessionData({shown}, auth_key=<{AUTH_KEY_SIZE} bytes hidden>)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict (auth key included: treat it as a secret)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionData:
+        """Build a record from ``to_dict()`` output; unknown keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(slots=True)
+class Peer:
+    """One cached peer: id in Bot-API form (users > 0, chats < 0, channels -100…), access hash,
+    type (``"user"``, ``"bot"``, ``"group"``, ``"channel"``, ``"supergroup"``), usernames (without @),
+    phone number and the Unix time of the last update."""
+
+    id: int
+    access_hash: int = 0
+    type: str = "user"
+    usernames: tuple[str, ...] = ()
+    phone_number: str | None = None
+    last_update_on: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.usernames, str):
+            self.usernames = (self.usernames,)
+        self.usernames = tuple(u.lstrip("@") for u in self.usernames if u)
+
+    @property
+    def username(self) -> str | None:
+        """The first (main) username, or None."""
+        return self.usernames[0] if self.usernames else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict."""
+        return {
+            "id": self.id,
+            "access_hash": self.access_hash,
+            "type": self.type,
+            "usernames": list(self.usernames),
+            "phone_number": self.phone_number,
+            "last_update_on": self.last_update_on,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Peer:
+        """Build a record from ``to_dict()`` output."""
+        return cls(
+            id=data["id"],
+            access_hash=data.get("access_hash", 0),
+            type=data.get("type", "user"),
+            usernames=tuple(data.get("usernames") or ()),
+            phone_number=data.get("phone_number"),
+            last_update_on=data.get("last_update_on"),
+        )
+
+
+@dataclass(slots=True)
+class UpdateState:
+    """Update state of one box: ``id`` 0 for the common box, else the channel id; any field but
+    ``id`` may be None."""
+
+    id: int
+    pts: int | None = None
+    qts: int | None = None
+    date: int | None = None
+    seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UpdateState:
+        """Build a record from ``to_dict()`` output."""
+        return cls(**{k: data.get(k) for k in ("id", "pts", "qts", "date", "seq")})
+
+
+@dataclass(slots=True)
+class SessionSnapshot:
+    """A whole session: its data, its peer cache and its update states."""
+
+    data: SessionData
+    peers: list[Peer] = field(default_factory=list)
+    update_states: list[UpdateState] = field(default_factory=list)
