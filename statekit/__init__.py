@@ -22,11 +22,10 @@ from statekit.storage.url import open_storage
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT",
-    "TTL",
     "BaseStorage",
     "Codec",
     "CorruptValueError",
+    "DEFAULT",
     "MemoryStorage",
     "MsgpackCodec",
     "RateLimitedError",
@@ -38,6 +37,7 @@ __all__ = [
     "StatekitError",
     "StorageClosedError",
     "StorageUnavailableError",
+    "TTL",
     "WrongTypeError",
     "open_storage",
 ]

@@ -89,7 +89,7 @@ def encode_stored(codec: Codec, key: str, value: Value) -> int | bytes:
     if type(value) is int:
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise SerializationError(f"key {key!r}: integer {value} is outside signed 64-bit")
-        return value  # type: ignore[no-any-return]
+        return value
     if value is None:
         raise ValueError(f"key {key!r}: value None cannot be stored; use delete_state()")
     try:
@@ -110,21 +110,21 @@ def encode_stored(codec: Codec, key: str, value: Value) -> int | bytes:
 
 def decode_stored(codec: Codec, key: str, stored: int | bytes | str) -> Value:
     """Return the value of a stored form; raise CorruptValueError naming ``key`` if unreadable."""
-    if type(stored) is int:
+    if isinstance(stored, int):
         return stored
-    if isinstance(stored, str):  # pragma: no cover - only from misconfigured drivers
-        stored = stored.encode()
-    if not stored:
+    data = stored.encode() if isinstance(stored, str) else stored
+    if not data:
         raise CorruptValueError(f"key {key!r}: stored value is empty")
-    if stored[0] < 0x80:  # type: ignore[index]
+    if data[0] < 0x80:
         try:
-            return int(stored)
+            return int(data)
         except ValueError:
             raise CorruptValueError(
-                f"key {key!r}: stored value {bytes(stored[:16])!r}... is neither an integer nor {codec!r} data"  # type: ignore[index,arg-type]
+                f"key {key!r}: stored value {data[:16]!r}... is neither an integer "
+                f"nor {codec!r} data"
             ) from None
     try:
-        return codec.decode(stored)  # type: ignore[arg-type]
+        return codec.decode(data)
     except Exception as exc:  # noqa: BLE001 - any codec failure means corrupt data
         raise CorruptValueError(
             f"key {key!r}: stored bytes cannot be decoded by {codec!r} ({type(exc).__name__})"

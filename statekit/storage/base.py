@@ -12,7 +12,7 @@ import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 from statekit.codec import Codec, MsgpackCodec, Value, decode_stored, encode_stored
 from statekit.errors import SerializationError, StorageClosedError, WrongTypeError

@@ -13,12 +13,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import redis
 import redis.asyncio
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageUnavailableError
@@ -85,16 +86,24 @@ def redis_key_prefix(namespace: str) -> str:
 
 
 def _describe_client(client: Any) -> str:
-    """``redis://host:port/db`` of a client, never with its password."""
+    """``redis://host:port/db`` (or the cluster / sentinel form) of a client, never with its password."""
     try:
         if isinstance(client, RedisCluster):
-            nodes = client.get_nodes() or []
+            nodes = client.get_nodes() or client.startup_nodes or []
             where = ",".join(f"{n.host}:{n.port}" for n in nodes[:3]) or "?"
             return f"redis+cluster://{where}"
-        kwargs = client.connection_pool.connection_kwargs
+        pool = client.connection_pool
+        kwargs = pool.connection_kwargs
+        if isinstance(pool, SentinelConnectionPool):
+            sentinels = ",".join(
+                f"{s.connection_pool.connection_kwargs.get('host', '?')}:"
+                f"{s.connection_pool.connection_kwargs.get('port', '?')}"
+                for s in pool.sentinel_manager.sentinels
+            )
+            return f"redis+sentinel://{sentinels}/{pool.service_name}"
         if "path" in kwargs:
             return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-        scheme = "rediss" if client.connection_pool.connection_class.__name__ == "SSLConnection" else "redis"
+        scheme = "rediss" if pool.connection_class.__name__ == "SSLConnection" else "redis"
         user = f"{kwargs['username']}@" if kwargs.get("username") else ""
         return f"{scheme}://{user}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
     except (AttributeError, KeyError, TypeError):
@@ -107,18 +116,86 @@ def _decodes_responses(client: AsyncRedisClient) -> bool:
     return bool(client.connection_pool.connection_kwargs.get("decode_responses", False))
 
 
+# RedisCluster keeps its construction arguments only as connection kwargs; these are the ones the
+# constructor takes back under the same name (the rest are derived or internal).
+_CLUSTER_TWIN_KWARGS = (
+    "max_connections", "credential_provider", "username", "password", "client_name",
+    "encoding", "encoding_errors", "health_check_interval", "socket_connect_timeout",
+    "socket_keepalive", "socket_keepalive_options", "socket_read_size", "socket_timeout",
+    "protocol", "ssl_ca_certs", "ssl_ca_data", "ssl_cert_reqs", "ssl_certfile",
+    "ssl_check_hostname", "ssl_keyfile", "ssl_min_version", "ssl_ciphers",
+)
+
+
 def _bytes_twin(client: AsyncRedisClient) -> AsyncRedisClient:
-    """A client reaching the same server as ``client`` but returning bytes."""
+    """A client reaching the same server(s) as ``client`` but returning bytes.
+
+    Works for a plain client, a ``RedisCluster`` and a Sentinel-managed (``master_for``) client;
+    the twin owns its own connections (closed by ``aclose()``).
+    """
     if isinstance(client, RedisCluster):
-        raise TypeError(
-            "RedisStorage needs a RedisCluster created with decode_responses=False "
-            "(values are binary); pass one, or a redis+cluster:// URL to open_storage()"
+        from redis.asyncio.cluster import ClusterNode
+        from redis.asyncio.connection import SSLConnection
+
+        ckw = client.connection_kwargs
+        kwargs = {k: ckw[k] for k in _CLUSTER_TWIN_KWARGS if k in ckw and ckw[k] is not None}
+        if ckw.get("connection_class") is SSLConnection:
+            kwargs["ssl"] = True
+        nodes = client.startup_nodes or client.get_nodes()
+        manager = client.nodes_manager
+        return RedisCluster(
+            startup_nodes=[ClusterNode(n.host, n.port) for n in nodes],
+            require_full_coverage=manager.require_full_coverage,
+            address_remap=manager.address_remap,
+            read_from_replicas=client.read_from_replicas,
+            load_balancing_strategy=client.load_balancing_strategy,
+            retry=client.retry,
+            decode_responses=False,
+            **kwargs,
         )
     pool = client.connection_pool
     kwargs = dict(pool.connection_kwargs)
     kwargs["decode_responses"] = False
-    twin_pool = type(pool)(
-        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
+    if isinstance(pool, SentinelConnectionPool):
+        kwargs.pop("connection_pool", None)  # the pool's weak self-reference
+        twin_pool: Any = type(pool)(
+            pool.service_name,
+            pool.sentinel_manager,
+            is_master=pool.is_master,
+            check_connection=pool.check_connection,
+            connection_class=pool.connection_class,
+            max_connections=pool.max_connections,
+            **kwargs,
+        )
+    else:
+        # a default (non-blocking) pool would fail bursts with "Too many connections": block instead
+        pool_class: Any = (
+            redis.asyncio.BlockingConnectionPool
+            if type(pool) is redis.asyncio.ConnectionPool
+            else type(pool)
+        )
+        if issubclass(pool_class, redis.asyncio.BlockingConnectionPool):
+            kwargs["timeout"] = getattr(pool, "timeout", None)
+        twin_pool = pool_class(
+            connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
+        )
+    return redis.asyncio.Redis.from_pool(twin_pool)
+
+
+def _fails_when_pool_is_full(client: AsyncRedisClient) -> bool:
+    """True for a plain client whose pool raises "Too many connections" instead of waiting."""
+    pool = getattr(client, "connection_pool", None)
+    return type(pool) is redis.asyncio.ConnectionPool
+
+
+def _blocking_twin(client: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    """A client with ``client``'s settings whose pool makes bursts wait instead of failing."""
+    pool = client.connection_pool
+    twin_pool = redis.asyncio.BlockingConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        timeout=None,
+        **pool.connection_kwargs,
     )
     return redis.asyncio.Redis(connection_pool=twin_pool)
 
@@ -128,8 +205,11 @@ class RedisStorage(BaseStorage):
 
     ``client_or_url``: a ``redis.asyncio.Redis``, a ``redis.asyncio.RedisCluster`` or a URL.
     A client that decodes responses is fine: statekit talks to the same server through a twin
-    connection pool that returns bytes. A client passed in stays open on ``stop()``; one statekit
-    created is closed. Raises ``TypeError`` for a synchronous client.
+    connection pool that returns bytes. A client whose pool raises "Too many connections" when
+    full (redis-py's default ``ConnectionPool``) is likewise given a twin with a blocking pool of
+    the same size and settings, so that bursts above the pool size wait instead of failing.
+    A client passed in stays open on ``stop()``; one statekit created is closed.
+    Raises ``TypeError`` for a synchronous client.
     """
 
     backend_name = "redis"
@@ -203,6 +283,8 @@ class RedisStorage(BaseStorage):
             assert self._given is not None
             if _decodes_responses(self._given):
                 client, self._owned = _bytes_twin(self._given), True
+            elif isinstance(self._given, redis.asyncio.Redis) and _fails_when_pool_is_full(self._given):
+                client, self._owned = _blocking_twin(self._given), True
             else:
                 client, self._owned = self._given, False
         self._cluster = isinstance(client, RedisCluster)
@@ -398,7 +480,7 @@ class _ErrorGuard:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         if exc is None or isinstance(exc, StatekitError):
             return False
         if isinstance(exc, _UNAVAILABLE):

@@ -1,0 +1,101 @@
+"""What only the SQLite backend has: its file, its schema and its group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from statekit import SQLiteStorage, StatekitError, StorageUnavailableError
+from statekit.storage.sqlite import SCHEMA_VERSION
+
+
+async def test_file_is_created_private_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    async with SQLiteStorage(path) as storage:
+        await storage.set_state("k", 1)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StatekitError, match="newer"):
+        await SQLiteStorage(path).start()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+        assert db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageUnavailableError, match="junk.db"):
+        await SQLiteStorage(path).start()
+    assert path.read_bytes() == b"this is not sqlite" * 100
+
+
+async def test_directory_or_missing_parent_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageUnavailableError, match=str(tmp_path)):
+        await SQLiteStorage(tmp_path).start()
+    with pytest.raises(StorageUnavailableError, match="nowhere"):
+        await SQLiteStorage(tmp_path / "nowhere" / "x.db").start()
+
+
+async def test_concurrent_writes_share_group_commits(tmp_path: Path) -> None:
+    async with SQLiteStorage(tmp_path / "g.db") as storage:
+        before = storage.transactions
+        await asyncio.gather(*(storage.set_state(f"k{i}", i) for i in range(400)))
+        used = storage.transactions - before
+        assert used <= 20, f"400 concurrent writes took {used} transactions"
+        assert await storage.get_many([f"k{i}" for i in range(400)]) == {f"k{i}": i for i in range(400)}
+
+
+async def test_write_is_committed_when_the_call_returns(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    async with SQLiteStorage(path, namespace="ns") as storage:
+        await storage.set_state("k", "v")
+        with sqlite3.connect(path) as other:
+            rows = other.execute("SELECT key FROM statekit_kv WHERE namespace = 'ns'").fetchall()
+        assert rows == [("k",)]
+
+
+async def test_data_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    async with SQLiteStorage(path, durability="full") as storage:
+        await storage.set_state("k", {"v": 1}, ttl=100)
+    async with SQLiteStorage(path) as storage:
+        assert await storage.get_state("k") == {"v": 1}
+        ttl = await storage.get_ttl("k")
+        assert ttl is not None and 90 < ttl <= 100
+
+
+async def test_sweep_reclaims_expired_rows(tmp_path: Path) -> None:
+    from statekit.testing import FakeClock
+
+    clock = FakeClock()
+    path = tmp_path / "s.db"
+    async with SQLiteStorage(path, clock=clock) as storage:
+        await storage.set_many({f"k{i}": i for i in range(10)}, ttl=1)
+        await storage.set_state("stay", 1)
+        clock.advance(2)
+        assert await storage.sweep() == 10
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM statekit_kv").fetchone()[0] == 1
+
+
+def test_bad_options_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="durability"):
+        SQLiteStorage(tmp_path / "x.db", durability="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="busy_timeout"):
+        SQLiteStorage(tmp_path / "x.db", busy_timeout=0)
+    with pytest.raises(ValueError, match="namespace"):
+        SQLiteStorage(tmp_path / "x.db", namespace="")
