@@ -103,6 +103,7 @@ class BaseStorage(abc.ABC):
         self.max_key_bytes: Final = max_key_bytes
         self.max_value_bytes: Final = max_value_bytes
         self._max_key_chars = max_key_bytes // 4
+        self._fast_decode = self.codec.decode
         self._lifecycle = _NEW
         self._lifecycle_lock: asyncio.Lock | None = None
 
@@ -110,12 +111,12 @@ class BaseStorage(abc.ABC):
 
     async def start(self) -> None:
         """Open connections and start background tasks; idempotent."""
-        if self._lifecycle == _STARTED:
+        if self._lifecycle is _STARTED:
             return
         if self._lifecycle_lock is None:
             self._lifecycle_lock = asyncio.Lock()
         async with self._lifecycle_lock:
-            if self._lifecycle != _STARTED:
+            if self._lifecycle is not _STARTED:
                 await self._open()
                 self._lifecycle = _STARTED
 
@@ -124,7 +125,7 @@ class BaseStorage(abc.ABC):
         if self._lifecycle_lock is None:
             self._lifecycle_lock = asyncio.Lock()
         async with self._lifecycle_lock:
-            if self._lifecycle == _STARTED:
+            if self._lifecycle is _STARTED:
                 self._lifecycle = _STOPPED
                 await self._close()
             else:
@@ -133,7 +134,7 @@ class BaseStorage(abc.ABC):
     @property
     def started(self) -> bool:
         """True between ``start()`` and ``stop()``."""
-        return self._lifecycle == _STARTED
+        return self._lifecycle is _STARTED
 
     async def __aenter__(self) -> BaseStorage:
         await self.start()
@@ -148,7 +149,7 @@ class BaseStorage(abc.ABC):
         await self.stop()
 
     async def _ensure_started(self) -> None:
-        if self._lifecycle == _STOPPED:
+        if self._lifecycle is _STOPPED:
             raise StorageClosedError(f"{self!r} is stopped; call start() before using it again")
         await self.start()
 
@@ -204,14 +205,18 @@ class BaseStorage(abc.ABC):
 
         Raises ``CorruptValueError`` if the stored bytes cannot be decoded.
         """
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        self._check_key(key)
+        if type(key) is not str or not key or len(key) > self._max_key_chars:
+            self._check_key(key)
         stored = await self._get(key)
-        if stored is None:
-            return None
-        if type(stored) is int:
+        if stored is None or type(stored) is int:
             return stored
+        if stored and stored[0] >= 0x80:
+            try:
+                return self._fast_decode(stored)
+            except Exception:  # noqa: BLE001 - decode_stored below names the key
+                pass
         return decode_stored(self.codec, key, stored)
 
     async def set_state(
@@ -224,7 +229,7 @@ class BaseStorage(abc.ABC):
         if the key did not exist). Raises ``ValueError`` for ``None`` values or bad TTLs and
         ``SerializationError`` for values that cannot be stored; nothing is written then.
         """
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         self._check_key(key)
         stored = self._encode(key, value)
@@ -232,7 +237,7 @@ class BaseStorage(abc.ABC):
 
     async def delete_state(self, key: str) -> bool:
         """Delete ``key``; return True if a live key was removed."""
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         self._check_key(key)
         return await self._delete(key)
@@ -251,7 +256,7 @@ class BaseStorage(abc.ABC):
         ``expected=None`` means "the key is absent"; ``new=None`` deletes the key. Equality is value
         equality with dict key order ignored (``True != 1``, ``1 != 1.0``). Returns True if written.
         """
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         self._check_key(key)
         new_stored = None if new is None else self._encode(key, new)
@@ -266,7 +271,7 @@ class BaseStorage(abc.ABC):
         Raises ``WrongTypeError`` if the value is not an integer and ``OverflowError`` if the result
         leaves signed 64-bit; nothing changes then.
         """
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         self._check_key(key)
         if type(amount) is not int:
@@ -277,7 +282,7 @@ class BaseStorage(abc.ABC):
 
     async def get_ttl(self, key: str) -> float | None:
         """Return the seconds ``key`` has left, or ``None`` if it is absent or has no expiry."""
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         self._check_key(key)
         return await self._get_ttl(key)
@@ -287,7 +292,7 @@ class BaseStorage(abc.ABC):
 
         Returns False if the key is absent.
         """
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         self._check_key(key)
         ttl_ms = None if ttl is None else ttl_to_ms(ttl)
@@ -295,7 +300,7 @@ class BaseStorage(abc.ABC):
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Value]:
         """Return the live keys among ``keys`` with their values, in one round trip."""
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         key_list = self._key_list(keys)
         if not key_list:
@@ -308,7 +313,7 @@ class BaseStorage(abc.ABC):
 
         Every key and value is checked before anything is written.
         """
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         if not isinstance(mapping, Mapping):
             raise TypeError(f"set_many takes a mapping, not {type(mapping).__name__}")
@@ -319,7 +324,7 @@ class BaseStorage(abc.ABC):
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys``; return how many live keys were removed."""
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         key_list = self._key_list(keys)
         if not key_list:
@@ -333,7 +338,7 @@ class BaseStorage(abc.ABC):
 
     async def scan_keys(self, pattern: str = "*") -> AsyncIterator[str]:
         """Stream the live keys of this namespace that match the Redis glob ``pattern``."""
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         self._check_pattern(pattern)
         async for key in self._scan(pattern):
@@ -345,14 +350,14 @@ class BaseStorage(abc.ABC):
 
     async def clear_namespace(self) -> int:
         """Delete every key of this namespace (and nothing else); return how many."""
-        if self._lifecycle != _STARTED:
+        if self._lifecycle is not _STARTED:
             await self._ensure_started()
         return await self._clear()
 
     async def health(self) -> bool:
         """Return True if the backend answers now; never raises."""
         try:
-            if self._lifecycle != _STARTED:
+            if self._lifecycle is not _STARTED:
                 await self._ensure_started()
             await self._ping()
         except Exception:  # noqa: BLE001 - health() reports, it never raises
