@@ -1,3 +1,28 @@
-"""Rate limiting built on statekit's ``increment`` and compare-and-set, and its framework mounts."""
+"""Rate limiting built on statekit's ``increment`` and compare-and-set, and its framework mounts.
 
-__all__: list[str] = []
+``Rate`` and ``RateLimiter`` (strategies ``fixed``, ``sliding``, ``gcra``) work on any statekit
+storage; ``RateLimitMiddleware`` guards bot handlers; ``RetryAfterGate`` honours Telegram's
+``retry_after`` across processes. Framework mounts live in ``middleware.aiogram`` and
+``middleware.pyrogram`` (imported on demand, so neither framework is required).
+"""
+
+from middleware.handler import RateLimitMiddleware, chat_id_of, user_id_of
+from middleware.limiter import RateLimiter
+from middleware.outbound import RetryAfterGate, retry_after_of
+from middleware.rate import Rate, RateLimitResult
+from middleware.strategies import GCRA, FixedWindow, SlidingWindow, Strategy
+
+__all__ = [
+    "GCRA",
+    "FixedWindow",
+    "Rate",
+    "RateLimitMiddleware",
+    "RateLimitResult",
+    "RateLimiter",
+    "RetryAfterGate",
+    "SlidingWindow",
+    "Strategy",
+    "chat_id_of",
+    "retry_after_of",
+    "user_id_of",
+]

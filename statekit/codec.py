@@ -40,30 +40,86 @@ def _describe(value: object) -> str:
     return type(value).__qualname__
 
 
-def _canonical(value: Any, path: str) -> Any:
-    """Return ``value`` with dicts re-ordered canonically; raise SerializationError on bad types."""
+class _Unsupported(Exception):
+    """Raised inside the fast walk; the slow walk then finds where and why."""
+
+
+def _rank(key: Any) -> tuple[int, Any]:
+    return (_KEY_RANK[type(key)], key)
+
+
+_SCALARS = frozenset({str, bytes, bool, float, type(None)})
+
+
+def _canonical_item(value: Any) -> Any:
     t = type(value)
-    if t is str or t is bytes or t is bool or t is float or value is None:
+    if t in _SCALARS:
         return value
     if t is int:
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise SerializationError(f"integer at {path} is outside signed 64-bit")
-        return value
-    if t is list or t is tuple:
-        return [_canonical(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        raise _Unsupported
+    return _canonical(value)
+
+
+def _canonical(value: Any) -> Any:
+    """Return ``value`` with dicts re-ordered canonically; raise _Unsupported on bad types."""
+    t = type(value)
     if t is dict:
-        for k in value:
+        keys = list(value)
+        for k in keys:
             kt = type(k)
-            if kt not in _KEY_RANK:
-                raise SerializationError(
-                    f"dict key {k!r} at {path} has type {_describe(k)}; keys must be str, int or bytes"
-                )
+            if kt is not str and kt is not int and kt is not bytes:
+                raise _Unsupported
         try:
-            ordered = sorted(value, key=lambda k: (_KEY_RANK[type(k)], k))
-        except TypeError as exc:  # pragma: no cover - ranks make keys comparable
-            raise SerializationError(f"dict at {path} has keys that cannot be ordered") from exc
-        return {k: _canonical(value[k], f"{path}[{k!r}]") for k in ordered}
-    raise SerializationError(f"value at {path} has type {_describe(value)}, which cannot be stored")
+            keys.sort()
+        except TypeError:  # keys of several types: str, then int, then bytes
+            keys.sort(key=_rank)
+        out = {}
+        for k in keys:
+            item = value[k]
+            it = type(item)
+            if it in _SCALARS or (it is int and _INT64_MIN <= item <= _INT64_MAX):
+                out[k] = item
+            else:
+                out[k] = _canonical_item(item)
+        return out
+    if t is list or t is tuple:
+        return [
+            item
+            if type(item) in _SCALARS or (type(item) is int and _INT64_MIN <= item <= _INT64_MAX)
+            else _canonical_item(item)
+            for item in value
+        ]
+    if t in _SCALARS or (t is int and _INT64_MIN <= value <= _INT64_MAX):
+        return value
+    raise _Unsupported
+
+
+def _find_unsupported(value: Any, path: str) -> str:
+    """Describe the first unsupported part of ``value`` (slow; only called after a failure)."""
+    t = type(value)
+    if t is str or t is bytes or t is bool or t is float or value is None:
+        return ""
+    if t is int:
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return ""
+        return f"integer at {path} is outside signed 64-bit"
+    if t is list or t is tuple:
+        for i, item in enumerate(value):
+            found = _find_unsupported(item, f"{path}[{i}]")
+            if found:
+                return found
+        return ""
+    if t is dict:
+        for k, item in value.items():
+            if type(k) not in _KEY_RANK:
+                return f"dict key {k!r} at {path} has type {_describe(k)}; keys must be str, int or bytes"
+            found = _find_unsupported(item, f"{path}[{k!r}]")
+            if found:
+                return found
+        return ""
+    return f"value at {path} has type {_describe(value)}, which cannot be stored"
 
 
 class MsgpackCodec:
@@ -75,7 +131,13 @@ class MsgpackCodec:
         t = type(value)
         if t is str or t is bytes or t is bool or t is float or value is None:
             return msgpack.packb(value)  # type: ignore[no-any-return]
-        return msgpack.packb(_canonical(value, "value"))  # type: ignore[no-any-return]
+        try:
+            canonical = _canonical(value)
+        except _Unsupported:
+            raise SerializationError(_find_unsupported(value, "value")) from None
+        except RecursionError:
+            raise SerializationError("value is nested too deeply (or contains itself)") from None
+        return msgpack.packb(canonical)  # type: ignore[no-any-return]
 
     def decode(self, data: bytes) -> Value:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)

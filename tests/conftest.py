@@ -3,6 +3,9 @@
 ``backend`` is parametrized over every backend; ``make_storage(**options)`` builds a storage of
 that backend (stopped and cleared after the test); ``storage`` is one such storage; ``clock``
 advances time: a fake clock on memory/SQLite, a real sleep on Redis backends.
+``redis-cluster`` is a three-primary Redis Cluster and ``redis-sentinel`` a Sentinel-managed
+primary with one replica (``redis_cluster`` / ``redis_sentinel``, one each per session), both
+opened through ``open_storage`` URLs.
 """
 
 from __future__ import annotations
@@ -16,10 +19,25 @@ from typing import Any
 
 import pytest
 
-from statekit import BaseStorage, MemoryStorage, RedisStorage, SQLiteStorage
-from statekit.testing import FakeClock, RedisServer, RedisServerUnavailable
+from statekit import BaseStorage, MemoryStorage, RedisStorage, SQLiteStorage, open_storage
+from statekit.testing import (
+    FakeClock,
+    RedisClusterSetup,
+    RedisSentinelSetup,
+    RedisServer,
+    RedisServerUnavailable,
+)
 
-BACKENDS = ["memory", "sqlite-file", "sqlite-memory", "fakeredis", "redis"]
+BACKENDS = [
+    "memory",
+    "sqlite-file",
+    "sqlite-memory",
+    "fakeredis",
+    "redis",
+    "redis-cluster",
+    "redis-sentinel",
+]
+REDIS_BACKENDS = ("fakeredis", "redis", "redis-cluster", "redis-sentinel")
 REQUIRE_REDIS = os.environ.get("STATEKIT_REQUIRE_REDIS") == "1"
 
 
@@ -53,6 +71,35 @@ def fresh_redis_server() -> Iterator[RedisServer]:
         raise
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSetup]:
+    """A real three-primary Redis Cluster for this test session (``.url`` is redis+cluster://)."""
+    try:
+        cluster = RedisClusterSetup()
+        cluster.start()
+    except RedisServerUnavailable as exc:
+        _no_redis(f"Redis Cluster tests need redis-server and redis-cli: {exc}")
+        raise
+    yield cluster
+    cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelSetup]:
+    """A real primary + replica + three sentinels for this session (``.url`` is redis+sentinel://).
+
+    Tests must not kill its servers; a test that fails over starts a RedisSentinelSetup of its own.
+    """
+    try:
+        setup = RedisSentinelSetup()
+        setup.start()
+    except RedisServerUnavailable as exc:
+        _no_redis(f"Redis Sentinel tests need redis-server: {exc}")
+        raise
+    yield setup
+    setup.cleanup()
 
 
 class Clock:
@@ -121,6 +168,12 @@ async def make_storage(
         elif backend == "redis":
             server: RedisServer = request.getfixturevalue("redis_server")
             storage = RedisStorage(server.url, **options)
+        elif backend == "redis-cluster":
+            cluster: RedisClusterSetup = request.getfixturevalue("redis_cluster")
+            storage = open_storage(cluster.url, **options)
+        elif backend == "redis-sentinel":
+            sentinel: RedisSentinelSetup = request.getfixturevalue("redis_sentinel")
+            storage = open_storage(sentinel.url, **options)
         else:  # pragma: no cover
             raise AssertionError(backend)
         made.append(storage)
@@ -129,7 +182,7 @@ async def make_storage(
     yield make
     for storage in made:
         try:
-            if backend in ("fakeredis", "redis") and storage.started:
+            if backend in REDIS_BACKENDS and storage.started:
                 await storage.clear_namespace()
         finally:
             await storage.stop()

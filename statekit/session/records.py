@@ -123,7 +123,13 @@ class UpdateState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpdateState:
         """Build a record from ``to_dict()`` output."""
-        return cls(**{k: data.get(k) for k in ("id", "pts", "qts", "date", "seq")})
+        return cls(
+            id=int(data["id"]),
+            pts=data.get("pts"),
+            qts=data.get("qts"),
+            date=data.get("date"),
+            seq=data.get("seq"),
+        )
 
 
 @dataclass(slots=True)

@@ -1,14 +1,345 @@
-"""Redis Cluster and Sentinel URLs (``redis+cluster://``, ``redis+sentinel://``)."""
+"""Redis Cluster and Sentinel URLs (``redis+cluster://``, ``redis+sentinel://``) for open_storage.
+
+``redis+cluster://[user:password@]host:port[,host:port...]`` opens a ``redis.asyncio.RedisCluster``;
+``redis+sentinel://[user:password@]host:port[,host:port...]/service_name`` opens the primary that
+the sentinels name for ``service_name`` (``redis.asyncio.sentinel.Sentinel.master_for``), which
+follows failovers. Routing and failover are redis-py's own. Query parameters besides
+``namespace`` / ``default_ttl``: ``socket_timeout`` and ``socket_connect_timeout`` (seconds),
+``max_connections`` (operations in flight at once, default 100; more wait for a free connection),
+and for sentinel ``db``, ``sentinel_username`` and ``sentinel_password`` (when the sentinels
+themselves require a password; the URL's own credentials are those of the data nodes).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
 
+from statekit.errors import StorageUnavailableError
 from statekit.storage.base import BaseStorage
+from statekit.storage.redis import RedisStorage, _ErrorGuard
+from statekit.storage.url import SCHEMES, mask_credentials, mask_url
 
-__all__ = ["open_distributed"]
+__all__ = ["DistributedSpec", "open_distributed", "parse_distributed_url"]
+
+_DEFAULT_PORTS = {"redis+cluster": 6379, "redis+sentinel": 26379}
+_COMMON = ("namespace", "default_ttl")
+_FLOAT_PARAMS = ("socket_timeout", "socket_connect_timeout")
+_INT_PARAMS = ("max_connections",)
+_SENTINEL_PARAMS = ("db", "sentinel_username", "sentinel_password")
+
+
+@dataclass(frozen=True)
+class DistributedSpec:
+    """A parsed ``redis+cluster://`` or ``redis+sentinel://`` URL (``repr`` hides passwords)."""
+
+    scheme: str
+    nodes: tuple[tuple[str, int], ...]
+    service: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    db: int = 0
+    socket_timeout: float | None = None
+    socket_connect_timeout: float = 5.0
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    max_connections: int = 100
+
+    def describe(self) -> str:
+        """The URL without any password, e.g. ``redis+sentinel://h:26379,h:26380/mymaster``."""
+        user = f"{self.username}:***@" if self.password else (
+            f"{self.username}@" if self.username else ""
+        )
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.nodes)
+        tail = f"/{self.service}" if self.service is not None else ""
+        return f"{self.scheme}://{user}{hosts}{tail}"
+
+
+def _bad_url(url: str, why: str) -> ValueError:
+    return ValueError(
+        f"cannot open storage URL {mask_url(url)!r}: {why}; accepted schemes: {', '.join(SCHEMES)}"
+    )
+
+
+def _parse_node(url: str, text: str, default_port: int) -> tuple[str, int]:
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise _bad_url(url, f"malformed IPv6 node {text!r}")
+        port_text = rest[1:]
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise _bad_url(url, f"node {text!r} has no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _bad_url(url, f"node {text!r}: the port is not a number in 1..65535")
+    return host, int(port_text)
+
+
+def parse_distributed_url(url: str) -> DistributedSpec:
+    """Parse a ``redis+cluster://`` / ``redis+sentinel://`` URL.
+
+    Raises ``ValueError`` naming the accepted schemes for a malformed URL (no node, bad port,
+    missing or extra service name, unknown query parameter).
+    """
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS:
+        raise _bad_url(url, "not a redis+cluster:// or redis+sentinel:// URL")
+    rest, _, query = rest.partition("?")
+    rest = rest.partition("#")[0]
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user_text, colon, pw_text = userinfo.partition(":")
+        username = unquote(user_text) or None
+        password = unquote(pw_text) if colon else None
+    if not hosts:
+        raise _bad_url(url, "no host:port")
+    default_port = _DEFAULT_PORTS[scheme]
+    nodes = tuple(_parse_node(url, part.strip(), default_port) for part in hosts.split(","))
+
+    service: str | None = None
+    path = path.strip("/")
+    if scheme == "redis+sentinel":
+        if not path:
+            raise _bad_url(url, "no service name (redis+sentinel://host:port/service_name)")
+        if "/" in path:
+            raise _bad_url(url, f"the path must be just the service name, got {path!r}")
+        service = unquote(path)
+    elif path:
+        raise _bad_url(url, f"a cluster URL has no path (got {path!r}); Redis Cluster has only db 0")
+
+    options: dict[str, Any] = {}
+    allowed = _FLOAT_PARAMS + _INT_PARAMS + (_SENTINEL_PARAMS if scheme == "redis+sentinel" else ())
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in _COMMON:
+            continue
+        if name not in allowed:
+            raise _bad_url(url, f"unknown parameter {name!r} for {scheme}:// (accepted: {', '.join(allowed)})")
+        if name in _FLOAT_PARAMS:
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1.0
+            if not seconds > 0:
+                raise _bad_url(url, f"{name} must be seconds > 0, got {value!r}")
+            options[name] = seconds
+        elif name == "db" or name in _INT_PARAMS:
+            if not value.isdigit() or (name != "db" and int(value) < 1):
+                raise _bad_url(url, f"{name} must be a {'non-negative' if name == 'db' else 'positive'} integer, got {value!r}")
+            options[name] = int(value)
+        else:
+            options[name] = value
+    return DistributedSpec(
+        scheme=scheme,
+        nodes=nodes,
+        service=service,
+        username=username,
+        password=password,
+        **options,
+    )
+
+
+def _retry() -> Any:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2)
+
+
+def _blocking_sentinel_pool() -> Any:
+    """redis-py's sentinel pool with the waiting behaviour of ``BlockingConnectionPool``.
+
+    A burst above ``max_connections`` then waits for a free connection instead of failing with
+    "Too many connections" (as statekit's single-node pool does).
+    """
+    global _BLOCKING_SENTINEL_POOL
+    if _BLOCKING_SENTINEL_POOL is None:
+        from redis.asyncio.connection import BlockingConnectionPool
+        from redis.asyncio.sentinel import SentinelConnectionPool
+
+        class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+            pass
+
+        _BLOCKING_SENTINEL_POOL = BlockingSentinelConnectionPool
+    return _BLOCKING_SENTINEL_POOL
+
+
+_BLOCKING_SENTINEL_POOL: Any = None
+
+
+def _connect(spec: DistributedSpec) -> tuple[Any, Any]:
+    """Return (bytes-returning client, Sentinel manager or None) for ``spec``; opens nothing."""
+    timeouts: dict[str, Any] = {
+        "socket_timeout": spec.socket_timeout,
+        "socket_connect_timeout": spec.socket_connect_timeout,
+    }
+    if spec.scheme == "redis+cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        client = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in spec.nodes],
+            # headroom above the storage's own bound (SCAN calls are not counted there)
+            max_connections=spec.max_connections * 2,
+            username=spec.username,
+            password=spec.password,
+            decode_responses=False,
+            retry=_retry(),
+            **timeouts,
+        )
+        return client, None
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel_kwargs: dict[str, Any] = dict(timeouts)
+    if spec.sentinel_password is not None:
+        sentinel_kwargs["password"] = spec.sentinel_password
+    if spec.sentinel_username is not None:
+        sentinel_kwargs["username"] = spec.sentinel_username
+    manager = Sentinel(list(spec.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client = manager.master_for(
+        spec.service or "",
+        connection_pool_class=_blocking_sentinel_pool(),
+        max_connections=spec.max_connections,
+        timeout=None,
+        decode_responses=False,
+        username=spec.username,
+        password=spec.password,
+        db=spec.db,
+        retry=_retry(),
+        **timeouts,
+    )
+    return client, manager
+
+
+class _DistributedGuard:
+    """``RedisStorage``'s error guard that also converts ``RedisClusterException``.
+
+    redis-py raises that (not a ``RedisError``) when no cluster node can be reached.
+    """
+
+    __slots__ = ("_inner", "_storage")
+
+    def __init__(self, storage: DistributedRedisStorage) -> None:
+        self._storage = storage
+        self._inner = _ErrorGuard(storage)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        from redis.asyncio.sentinel import MasterNotFoundError
+        from redis.exceptions import RedisClusterException
+
+        if isinstance(exc, RedisClusterException):
+            raise StorageUnavailableError(
+                f"Redis at {self._storage._where} is unavailable: {type(exc).__name__}: "
+                f"{mask_credentials(str(exc))}"
+            ) from exc
+        if isinstance(exc, MasterNotFoundError):
+            raise StorageUnavailableError(
+                f"Redis at {self._storage._where}: no sentinel names a usable primary for service "
+                f"{self._storage._spec.service!r} (unknown service name, sentinels unreachable, or "
+                f"a failover in progress): {mask_credentials(str(exc))}"
+            ) from exc
+        return self._inner.__exit__(exc_type, exc, tb)
+
+
+class DistributedRedisStorage(RedisStorage):
+    """A ``RedisStorage`` that owns a cluster or sentinel client built from a parsed URL.
+
+    Each ``start()`` builds a fresh client; on a cluster it also reads the topology, so
+    ``start()`` raises ``StorageUnavailableError`` naming the nodes when none answers (a later
+    operation starts it again). ``stop()`` closes the client and the sentinel connections.
+    """
+
+    def __init__(self, spec: DistributedSpec, **options: Any) -> None:
+        super().__init__(spec.describe(), **options)
+        self._spec = spec
+        self._url = None
+        self._where = spec.describe()
+        self._manager: Any = None
+        self._slots: asyncio.Semaphore | None = None
+        self._guard = _DistributedGuard(self)  # type: ignore[assignment]
+
+    async def _open(self) -> None:
+        if self._spec.scheme == "redis+cluster":
+            self._slots = asyncio.Semaphore(self._spec.max_connections)
+        client, manager = _connect(self._spec)
+        if manager is None:
+            # Learn the topology before any concurrent use: redis-py's async cluster client can
+            # tear down connections under concurrent first commands while it initializes.
+            # Raises StorageUnavailableError (naming the nodes) if no node answers.
+            with self._guard:
+                await client.initialize()
+        self._given = client
+        await super()._open()
+        self._owned = True  # statekit built this client, so stop() closes it
+        self._manager = manager
+
+    async def _ping(self) -> None:
+        if self._spec.scheme != "redis+cluster":
+            await super()._ping()
+            return
+        from redis.asyncio.cluster import RedisCluster
+
+        # healthy means every primary answers, so that every slot can be served
+        with self._guard:
+            await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
+
+    async def _close(self) -> None:
+        manager, self._manager = self._manager, None
+        try:
+            await super()._close()
+        finally:
+            if manager is not None:
+                await manager.aclose()
+
+
+def _bounded(name: str) -> Any:
+    """``RedisStorage.<name>`` run while holding one of the storage's connection slots."""
+    inner = getattr(RedisStorage, name)
+
+    async def primitive(self: DistributedRedisStorage, *args: Any) -> Any:
+        slots = self._slots
+        if slots is None:
+            return await inner(self, *args)
+        async with slots:
+            return await inner(self, *args)
+
+    primitive.__name__ = primitive.__qualname__ = name
+    return primitive
+
+
+# redis-py's cluster client fails a command with "Too many connections" when a node's pool is
+# full; holding a slot per operation makes a burst wait instead (at most ``max_connections``
+# operations in flight, each using at most one connection per node).
+for _name in (
+    "_get", "_set", "_delete", "_compare_and_set", "_increment", "_get_ttl",
+    "_expire", "_get_many", "_set_many", "_delete_many", "_clear",
+):
+    setattr(DistributedRedisStorage, _name, _bounded(_name))
 
 
 def open_distributed(url: str, scheme: str, params: dict[str, Any]) -> BaseStorage:
-    """Return a RedisStorage for a cluster or sentinel URL."""
-    raise NotImplementedError(f"{scheme}:// URLs are not supported yet")
+    """Return an unstarted ``RedisStorage`` for a cluster or sentinel URL.
+
+    ``params`` are the storage's constructor options. Raises ``ValueError`` for a malformed URL.
+    Unreachable nodes or an unknown sentinel service surface as ``StorageUnavailableError`` on
+    ``start()`` or the first operation, naming the nodes / service (never a password).
+    """
+    spec = parse_distributed_url(url)
+    if spec.scheme != scheme:  # pragma: no cover - open_storage passes the URL's own scheme
+        raise _bad_url(url, f"scheme {scheme!r} does not match")
+    return DistributedRedisStorage(spec, **params)

@@ -210,7 +210,7 @@ class BaseStorage(abc.ABC):
         if type(key) is not str or not key or len(key) > self._max_key_chars:
             self._check_key(key)
         stored = await self._get(key)
-        if stored is None or type(stored) is int:
+        if stored is None or isinstance(stored, int):
             return stored
         if stored and stored[0] >= 0x80:
             try:

@@ -141,14 +141,16 @@ def _bytes_twin(client: AsyncRedisClient) -> AsyncRedisClient:
         kwargs = {k: ckw[k] for k in _CLUSTER_TWIN_KWARGS if k in ckw and ckw[k] is not None}
         if ckw.get("connection_class") is SSLConnection:
             kwargs["ssl"] = True
+        if client.load_balancing_strategy is not None:
+            kwargs["load_balancing_strategy"] = client.load_balancing_strategy
+        elif client.read_from_replicas:
+            kwargs["read_from_replicas"] = True
         nodes = client.startup_nodes or client.get_nodes()
         manager = client.nodes_manager
         return RedisCluster(
             startup_nodes=[ClusterNode(n.host, n.port) for n in nodes],
             require_full_coverage=manager.require_full_coverage,
             address_remap=manager.address_remap,
-            read_from_replicas=client.read_from_replicas,
-            load_balancing_strategy=client.load_balancing_strategy,
             retry=client.retry,
             decode_responses=False,
             **kwargs,

@@ -2,6 +2,14 @@
 ``redis-server`` launcher, and the storage conformance suite (``statekit.testing.conformance``)."""
 
 from statekit.testing.clock import FakeClock
+from statekit.testing.cluster import RedisClusterSetup, RedisSentinelSetup
 from statekit.testing.servers import RedisServer, RedisServerUnavailable, free_port
 
-__all__ = ["FakeClock", "RedisServer", "RedisServerUnavailable", "free_port"]
+__all__ = [
+    "FakeClock",
+    "RedisClusterSetup",
+    "RedisSentinelSetup",
+    "RedisServer",
+    "RedisServerUnavailable",
+    "free_port",
+]

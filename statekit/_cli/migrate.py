@@ -1,0 +1,306 @@
+"""``statekit migrate SRC_URL DST_URL``: copy every key of a store, with its remaining TTL.
+
+Two passes over the source's keys (``scan_keys``, streamed in batches): the first counts them and
+compares against the destination (so a conflict is refused before anything is written), the
+second copies. Each batch: ``get_ttl`` of every key, then ``get_many``, then the destination's
+``get_many`` to check once more; then keys without expiry go in one ``set_many`` and keys with one
+are written with their remaining TTL (one ``set_many`` per group of equal TTLs, to 10 ms).
+A key the destination already holds with an equal value is left alone, so a re-run after an
+interruption copies only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from statekit._cli._common import (
+    CLIError,
+    add_json,
+    add_progress,
+    describe_store,
+    format_pairs,
+    human_count,
+    open_url,
+    print_json,
+    run_async,
+    sqlite_path,
+)
+from statekit._cli._progress import Progress
+from statekit.codec import Value, encode_stored
+from statekit.storage.base import BaseStorage, same_stored
+from statekit.storage.memory import MemoryStorage
+
+__all__ = ["add_parser"]
+
+_TTL_BUCKET_MS = 10
+_TEST_DELAY_ENV = "_STATEKIT_TEST_BATCH_DELAY"  # test hook: seconds to sleep after each batch
+
+_DESCRIPTION = """\
+Copy every key of SRC_URL (one namespace) that matches --pattern into DST_URL, with the time it
+has left to live (a key without expiry stays without expiry). Keys are read and written in
+batches (--batch-size). Before writing anything, every source key is compared with the
+destination: if the destination holds a different value under the same key, nothing is written
+and the command fails, unless --overwrite. Keys the destination already holds with the same
+value are skipped, so the command is safe to run again after an interruption: it copies only
+what is missing. Namespaces come from the URLs (?namespace=NAME, default statekit), so a
+namespace can be copied into another one."""
+
+
+@dataclass
+class Summary:
+    """What a migration did (the ``--json`` document)."""
+
+    source: str
+    destination: str
+    pattern: str
+    dry_run: bool
+    keys: int = 0
+    copied: int = 0
+    unchanged: int = 0
+    overwritten: int = 0
+    conflicts: int = 0
+    expired: int = 0
+    with_ttl: int = 0
+    seconds: float = 0.0
+
+    @property
+    def keys_per_s(self) -> float:
+        return self.keys / self.seconds if self.seconds > 0 else 0.0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``migrate``."""
+    p = sub.add_parser(
+        "migrate",
+        help="copy a store into another, TTLs kept (resumable)",
+        description=_DESCRIPTION,
+        epilog="examples:\n"
+        "  statekit migrate sqlite:///bot.db redis://127.0.0.1:6379/0\n"
+        "  statekit migrate 'redis://10.0.0.5:6379/0?namespace=mybot' sqlite:///backup.db --json\n"
+        "  statekit migrate sqlite:///bot.db redis://127.0.0.1:6379/0 --dry-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("src", metavar="SRC_URL", help="the store to copy from (never changed)")
+    p.add_argument("dst", metavar="DST_URL", help="the store to copy into")
+    p.add_argument("--pattern", default="*", help="copy only keys matching this glob (default: *)")
+    p.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N", help="keys per batch (default: 1000)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace destination values that differ from the source's",
+    )
+    p.add_argument("--dry-run", action="store_true", help="compare and count only; write nothing")
+    add_progress(p)
+    add_json(p)
+    p.set_defaults(func=run)
+
+
+def _same(storage: BaseStorage, key: str, a: Value, b: Value) -> bool:
+    """Value equality as compare-and-set sees it (canonical encodings compared)."""
+    return same_stored(encode_stored(storage.codec, key, a), encode_stored(storage.codec, key, b))
+
+
+async def _batches(storage: BaseStorage, pattern: str, size: int) -> Any:
+    batch: list[str] = []
+    async for key in storage.scan_keys(pattern):
+        batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Migration:
+    def __init__(
+        self, src: BaseStorage, dst: BaseStorage, args: argparse.Namespace, summary: Summary
+    ) -> None:
+        self.src = src
+        self.dst = dst
+        self.args = args
+        self.summary = summary
+        self.delay = float(os.environ.get(_TEST_DELAY_ENV, "0") or 0)
+
+    async def _conflicts(self, keys: Sequence[str]) -> tuple[int, int, str | None]:
+        """(equal, different, first different key) among ``keys`` present in the destination."""
+        present = await self.dst.get_many(keys)
+        if not present:
+            return 0, 0, None
+        values = await self.src.get_many(list(present))
+        equal = different = 0
+        first: str | None = None
+        for key, theirs in present.items():
+            if key not in values:
+                continue
+            if _same(self.src, key, values[key], theirs):
+                equal += 1
+            else:
+                different += 1
+                first = first or key
+        return equal, different, first
+
+    async def check(self) -> None:
+        """First pass: count the keys and refuse (before writing) if values differ."""
+        s = self.summary
+        first: str | None = None
+        async for batch in _batches(self.src, s.pattern, self.args.batch_size):
+            s.keys += len(batch)
+            equal, different, key = await self._conflicts(batch)
+            s.unchanged += equal
+            s.conflicts += different
+            first = first or key
+        if s.conflicts and not self.args.overwrite and not s.dry_run:
+            raise CLIError(
+                f"destination {s.destination} already holds different values for "
+                f"{s.conflicts:,} of the {s.keys:,} keys (first: {first!r}); nothing was written. "
+                "Pass --overwrite to replace them"
+            )
+
+    async def copy(self, progress: Progress) -> None:
+        """Second pass: copy every batch."""
+        s = self.summary
+        s.unchanged = 0
+        async for batch in _batches(self.src, s.pattern, self.args.batch_size):
+            await self._copy_batch(batch)
+            progress.advance(len(batch))
+            if self.delay:
+                await asyncio.sleep(self.delay)
+
+    async def _deadline(self, key: str) -> float | None:
+        """When ``key`` expires on this process's monotonic clock (``None``: never / absent)."""
+        ttl = await self.src.get_ttl(key)
+        return None if ttl is None else time.monotonic() + ttl
+
+    async def _copy_batch(self, keys: Sequence[str]) -> None:
+        s = self.summary
+        # TTLs first: a key that expires between the two reads is then absent from the values,
+        # never copied without its expiry
+        deadlines = await asyncio.gather(*(self._deadline(k) for k in keys))
+        values = await self.src.get_many(keys)
+        s.expired += len(keys) - len(values)
+        existing = await self.dst.get_many(list(values)) if values else {}
+        plain: dict[str, Value] = {}
+        timed: dict[int, dict[str, Value]] = {}
+        replaced = 0
+        for key, deadline in zip(keys, deadlines, strict=True):
+            if key not in values:
+                continue
+            value = values[key]
+            if key in existing:
+                if _same(self.src, key, value, existing[key]):
+                    s.unchanged += 1
+                    continue
+                if not self.args.overwrite:
+                    raise CLIError(
+                        f"destination {s.destination} got a different value for {key!r} while "
+                        f"migrating; {s.copied:,} keys were copied before it and this batch was "
+                        "not written. Pass --overwrite to replace it, or run again"
+                    )
+                replaced += 1
+            if deadline is None:
+                plain[key] = value
+            else:
+                # keys expiring within the same 10 ms are written together
+                timed.setdefault(round(deadline * 1000 / _TTL_BUCKET_MS), {})[key] = value
+        now_ms = time.monotonic() * 1000
+        writes = []
+        if plain:
+            writes.append(self.dst.set_many(plain, ttl=None))
+        written = len(plain)
+        for bucket, items in timed.items():
+            left_ms = bucket * _TTL_BUCKET_MS - now_ms
+            if left_ms < 1:
+                s.expired += len(items)
+                continue
+            written += len(items)
+            s.with_ttl += len(items)
+            writes.append(self.dst.set_many(items, ttl=left_ms / 1000))
+        await asyncio.gather(*writes)
+        s.copied += written
+        s.overwritten += replaced
+
+
+def _same_store(src: BaseStorage, dst: BaseStorage) -> bool:
+    return describe_store(src) == describe_store(dst) and src.backend_name != "memory"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Migrate; print a summary (or ``--json``)."""
+    if args.batch_size < 1:
+        raise CLIError("--batch-size must be >= 1", 2)
+    src = open_url(args.src, must_exist=True)
+    dst = open_url(args.dst, must_exist=False)
+    if _same_store(src, dst):
+        raise CLIError(f"source and destination are the same store: {describe_store(src)}", 2)
+    summary = Summary(
+        source=describe_store(src),
+        destination=describe_store(dst),
+        pattern=args.pattern,
+        dry_run=args.dry_run,
+    )
+    path = sqlite_path(dst)
+    if args.dry_run and path is not None and not os.path.exists(path):
+        # a dry run must not create the destination file: compare against an empty store
+        dst = MemoryStorage(namespace=dst.namespace)
+    started = time.monotonic()
+    progress = Progress("migrate", unit="keys", enabled=args.progress)
+
+    async def main() -> None:
+        try:
+            await src.start()
+            await dst.start()
+            migration = _Migration(src, dst, args, summary)
+            await migration.check()
+            if args.dry_run:
+                return
+            progress.total = summary.keys
+            with progress:
+                await migration.copy(progress)
+        finally:
+            await src.stop()
+            await dst.stop()
+
+    try:
+        run_async(main())
+    except KeyboardInterrupt:
+        raise CLIError(
+            f"interrupted after copying {summary.copied:,} keys; run the same command again to "
+            "copy the rest (keys already copied are skipped)",
+            130,
+        ) from None
+    summary.seconds = time.monotonic() - started
+    if args.json:
+        print_json({**asdict(summary), "keys_per_s": round(summary.keys_per_s, 1)})
+        return 0
+    rows = [
+        ("source", summary.source),
+        ("destination", summary.destination),
+        ("keys in source", human_count(summary.keys)),
+    ]
+    if args.dry_run:
+        rows += [
+            ("already identical", human_count(summary.unchanged)),
+            ("different in destination", human_count(summary.conflicts)),
+            ("would copy", human_count(summary.keys - summary.unchanged)),
+        ]
+    else:
+        rows += [
+            ("copied", human_count(summary.copied)),
+            ("  of which with a TTL", human_count(summary.with_ttl)),
+            ("  of which overwritten", human_count(summary.overwritten)),
+            ("already identical (skipped)", human_count(summary.unchanged)),
+            ("expired while copying", human_count(summary.expired)),
+        ]
+    rows += [("time", f"{summary.seconds:.2f} s ({human_count(summary.keys_per_s)} keys/s)")]
+    title = "migrate (dry run: nothing written)" if args.dry_run else "migrate: done"
+    print(title)
+    print(format_pairs(rows))
+    return 0

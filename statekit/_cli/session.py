@@ -1,0 +1,380 @@
+"""``statekit session inspect`` and ``statekit session convert``: MTProto session strings and files.
+
+A source is a session file (Pyrogram 2.0, kurigram / irenogram, Telethon; schema detected), a
+session string (Pyrogram family, Telethon, statekit; format detected) or ``-`` to read a string
+from standard input (keeps it out of the shell history and the process list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import errno
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from statekit._cli._common import CLIError, add_json, format_pairs, format_table, print_json
+
+__all__ = ["FORMATS", "add_parser"]
+
+FORMATS = (
+    "pyrogram-string",
+    "telethon-string",
+    "statekit-string",
+    "pyrogram-file",
+    "kurigram-file",
+    "telethon-file",
+)
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_MAX_STRING_FILE = 64 * 1024  # a non-SQLite file this small may hold a session string
+
+_SOURCE_HELP = (
+    "a session file (.session of Pyrogram 2.0, kurigram/irenogram or Telethon), a session "
+    "string (Pyrogram family, Telethon or statekit), or - to read a string from stdin"
+)
+
+if TYPE_CHECKING:
+    from statekit.session.records import SessionSnapshot
+
+
+@dataclass
+class Source:
+    """A session read from the command line: what it was and what it holds."""
+
+    snapshot: SessionSnapshot
+    kind: str  # "file" or "string"
+    format: str
+    schema: int | None
+    where: str
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``session`` with ``inspect`` and ``convert``."""
+    session = sub.add_parser(
+        "session",
+        help="inspect or convert MTProto session strings and files",
+        description="Inspect or convert the sessions of Pyrogram-family clients (Pyrogram 2.0, "
+        "kurigram, irenogram) and Telethon: session strings and SQLite session files.",
+        epilog="examples:\n"
+        "  statekit session inspect my_account.session\n"
+        "  statekit session convert my_account.session --to telethon-string",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inner = session.add_subparsers(title="session commands", metavar="COMMAND")
+    session.set_defaults(func=lambda _args: _usage(session))
+
+    inspect = inner.add_parser(
+        "inspect",
+        help="show what a session string or file holds (secrets masked)",
+        description="Show the format and contents of a session: data centre, server, api_id, "
+        "user, bot or not, date, cached peers and update states. The auth key is shown only as "
+        "its public key id, phone numbers and access hashes are masked, unless --show-secrets. "
+        "Source: " + _SOURCE_HELP + ".",
+        epilog="examples:\n"
+        "  statekit session inspect my_account.session --peers\n"
+        "  statekit session inspect - --json < session.txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inspect.add_argument("source", metavar="PATH_OR_STRING", help=_SOURCE_HELP)
+    inspect.add_argument("--peers", action="store_true", help="list the cached peers")
+    inspect.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print the auth key (hex), phone numbers and access hashes",
+    )
+    add_json(inspect)
+    inspect.set_defaults(func=run_inspect)
+
+    convert = inner.add_parser(
+        "convert",
+        help="convert a session string or file to another format",
+        description="Convert a session to FORMAT: "
+        + ", ".join(FORMATS)
+        + ". Strings go to standard output (or to -o FILE); files need -o and are created with "
+        "mode 0600, never over an existing file unless --overwrite. Peers and update states "
+        "are carried into files and statekit strings (Pyrogram and Telethon strings hold only "
+        "the authorization). A target that needs a field the source lacks (Pyrogram needs "
+        "api_id and user_id; a Telethon string has neither) is refused unless it is given "
+        "with --api-id / --user-id. Source: " + _SOURCE_HELP + ".",
+        epilog="examples:\n"
+        "  statekit session convert my_account.session --to telethon-string\n"
+        "  statekit session convert - --to kurigram-file -o my_account.session "
+        "--api-id 12345 --user-id 777000 < telethon.txt\n"
+        "  statekit session convert old.session --to statekit-string -o backup.txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("source", metavar="SRC", help=_SOURCE_HELP)
+    convert.add_argument(
+        "--to",
+        required=True,
+        choices=FORMATS,
+        metavar="FORMAT",
+        help="target format: " + ", ".join(FORMATS),
+    )
+    convert.add_argument(
+        "-o", "--output", metavar="OUT", help="file to write (required for file formats)"
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    convert.add_argument("--api-id", type=int, help="api_id to write (when the source lacks it)")
+    convert.add_argument("--user-id", type=int, help="user id to write (when the source lacks it)")
+    convert.add_argument(
+        "--is-bot",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mark the session as a bot's (or not, with --no-is-bot)",
+    )
+    convert.set_defaults(func=run_convert)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a source
+
+
+def _string_format(text: str) -> str:
+    """Which string format ``import_string`` accepted (it checks statekit, Telethon, Pyrogram)."""
+    s = text.strip()
+    if s.startswith("sk") and ":" in s[:9]:
+        return "statekit"
+    body = s.rstrip("=")
+    # Telethon: '1' + 351 or 367 characters (IPv4 / IPv6); Pyrogram family: 362, 351 or 356
+    return "telethon" if body[:1] == "1" and len(body) in (352, 368) else "pyrogram"
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return os.path.lexists(text)
+    except (OSError, ValueError):  # a long string is not a file name (ENAMETOOLONG), NUL bytes
+        return False
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        "/" in text
+        or os.sep in text
+        or text.endswith((".session", ".txt"))
+        or text.startswith(("~", "."))
+        or len(text) < 100
+    )
+
+
+def load(source: str) -> Source:
+    """Read ``source`` (a file, a string, or ``-`` for stdin).
+
+    Raises ``CLIError`` for a missing file and ``SessionFormatError`` for an unreadable session.
+    """
+    from statekit.errors import SessionFormatError
+    from statekit.session.files import detect_file_format, import_file
+    from statekit.session.strings import import_string
+
+    if source == "-":
+        text = sys.stdin.read()
+        return Source(import_string(text), "string", _string_format(text), None, "standard input")
+    if _is_file(source):
+        path = Path(source)
+        if path.is_dir():
+            raise CLIError(f"{source!r} is a directory, not a session file")
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+            size = os.fstat(f.fileno()).st_size
+        if head != _SQLITE_HEADER and size <= _MAX_STRING_FILE:
+            # not a database: a file holding a session string?
+            text = path.read_bytes().decode("ascii", errors="replace")
+            try:
+                snapshot = import_string(text)
+            except SessionFormatError as exc:
+                raise SessionFormatError(
+                    f"{source} is neither a session file (it is not an SQLite database) nor a "
+                    f"file holding a session string: {exc}"
+                ) from None
+            return Source(snapshot, "string", _string_format(text), None, str(path))
+        fmt, schema = detect_file_format(path)
+        return Source(import_file(path), "file", fmt, schema, str(path))
+    if _looks_like_path(source):
+        raise CLIError(
+            f"no session file at {source!r}, and it is not a session string either "
+            "(pass - to read a string from standard input)"
+        )
+    return Source(import_string(source), "string", _string_format(source), None, "argument")
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+
+
+def auth_key_id(auth_key: bytes) -> str:
+    """Telegram's public id of an auth key (the low 64 bits of its SHA-1), as hex."""
+    return hashlib.sha1(auth_key).digest()[-8:][::-1].hex()
+
+
+def _mask(text: str | None, show: bool) -> str | None:
+    if text is None or show:
+        return text
+    return "*" * max(len(text) - 2, 1) + text[-2:] if len(text) > 4 else "****"
+
+
+def _iso(ts: int | None) -> str | None:
+    if ts is None:
+        return None
+    try:
+        return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def describe(src: Source, *, show_secrets: bool, peers: bool) -> dict[str, Any]:
+    """The ``--json`` document of ``session inspect``."""
+    snap = src.snapshot
+    data = snap.data
+    types: dict[str, int] = {}
+    for peer in snap.peers:
+        types[peer.type] = types.get(peer.type, 0) + 1
+    doc: dict[str, Any] = {
+        "source": src.where,
+        "kind": src.kind,
+        "format": src.format,
+        "schema": src.schema,
+        "session": {
+            "dc_id": data.dc_id,
+            "server_address": data.server_address,
+            "port": data.port,
+            "test_mode": data.test_mode,
+            "api_id": data.api_id,
+            "user_id": data.user_id,
+            "is_bot": data.is_bot,
+            "date": data.date,
+            "date_iso": _iso(data.date),
+            "auth_key_id": auth_key_id(data.auth_key),
+            "auth_key": data.auth_key.hex() if show_secrets else None,
+        },
+        "peer_count": len(snap.peers),
+        "peer_types": dict(sorted(types.items())),
+        "update_states": [s.to_dict() for s in snap.update_states],
+        "secrets_shown": show_secrets,
+    }
+    if peers:
+        doc["peers"] = [
+            {
+                "id": p.id,
+                "type": p.type,
+                "usernames": list(p.usernames),
+                "phone_number": _mask(p.phone_number, show_secrets),
+                "access_hash": p.access_hash if show_secrets else None,
+                "last_update_on": p.last_update_on,
+            }
+            for p in snap.peers
+        ]
+    return doc
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """Print what a session holds."""
+    doc = describe(load(args.source), show_secrets=args.show_secrets, peers=args.peers)
+    if args.json:
+        print_json(doc)
+        return 0
+    s = doc["session"]
+    kind = f"{doc['format']} {doc['kind']}" + (f", schema {doc['schema']}" if doc["schema"] else "")
+    server = "-" if s["server_address"] is None else f"{s['server_address']}:{s['port']}"
+    key = (
+        s["auth_key"]
+        if args.show_secrets
+        else f"hidden (256 bytes, key id {s['auth_key_id']}; --show-secrets prints it)"
+    )
+    types = ", ".join(f"{n} {t}" for t, n in doc["peer_types"].items())
+    rows = [
+        ("source", f"{doc['source']} ({kind})"),
+        ("data centre", f"{s['dc_id']}" + (" (test servers)" if s["test_mode"] else "")),
+        ("server", server),
+        ("api_id", "-" if s["api_id"] is None else str(s["api_id"])),
+        ("user_id", "-" if s["user_id"] is None else str(s["user_id"])),
+        ("bot", "yes" if s["is_bot"] else "no"),
+        ("date", "-" if s["date"] is None else f"{s['date_iso'] or s['date']}"),
+        ("auth key", key),
+        ("peers", f"{doc['peer_count']:,}" + (f" ({types})" if types else "")),
+        ("update states", str(len(doc["update_states"]))),
+    ]
+    print(format_pairs(rows))
+    if args.peers and doc["peers"]:
+        table = [
+            (
+                str(p["id"]),
+                p["type"],
+                ", ".join(p["usernames"]) or "-",
+                p["phone_number"] or "-",
+                str(p["access_hash"]) if p["access_hash"] is not None else "***",
+            )
+            for p in doc["peers"]
+        ]
+        print()
+        print(format_table(("id", "type", "usernames", "phone", "access_hash"), table, "rllll"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# convert
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Convert; strings to stdout unless ``-o``."""
+    from statekit.session.files import export_file
+    from statekit.session.strings import export_string
+
+    name, _, kind = args.to.partition("-")
+    if kind == "file" and not args.output:
+        raise CLIError(f"--to {args.to} writes a file: give its path with -o OUT", 2)
+    src = load(args.source)
+    overrides = {"api_id": args.api_id, "user_id": args.user_id, "is_bot": args.is_bot}
+    try:
+        if kind == "string":
+            text = export_string(src.snapshot, name, **overrides)
+            if not args.output:
+                sys.stdout.write(text + "\n")
+                return 0
+            _write_private(Path(args.output), text + "\n", args.overwrite)
+        else:
+            export_file(src.snapshot, args.output, name, overwrite=args.overwrite, **overrides)
+    except ValueError as exc:
+        raise CLIError(_with_hint(str(exc))) from None
+    except FileExistsError:
+        raise CLIError(f"{args.output!r} exists; pass --overwrite to replace it") from None
+    snap = src.snapshot
+    carried = ""
+    if kind == "file" or name == "statekit":
+        states = 0 if name == "pyrogram" else len(snap.update_states)
+        carried = f" ({len(snap.peers):,} peers, {states:,} update states)"
+    sys.stderr.write(f"statekit: wrote {args.to} to {args.output}{carried}\n")
+    return 0
+
+
+def _with_hint(message: str) -> str:
+    hints = [
+        opt for field, opt in (("api_id", "--api-id"), ("user_id", "--user-id")) if field in message
+    ]
+    if hints and "--" not in message:
+        return f"{message} (give it with {' / '.join(hints)})"
+    return message
+
+
+def _write_private(path: Path, text: str, overwrite: bool) -> None:
+    """Write ``text`` to ``path`` with mode 0600; never over a file unless ``overwrite``."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            raise CLIError(f"{str(path)!r} is a directory") from None
+        raise CLIError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as out:
+        out.write(text)

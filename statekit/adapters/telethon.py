@@ -1,0 +1,396 @@
+"""Telethon glue: ``TelethonSession``, a Telethon ``Session`` over any statekit storage, so a
+client's session (auth key, entities, update states) can live in SQLite or Redis. Needs the
+``telethon`` extra.
+
+Telethon reads its session synchronously (``TelegramClient.__init__`` already reads the auth
+key), so the session is loaded into memory first::
+
+    async with TelethonSession(storage, "me") as session:       # takes the ownership lease
+        async with TelegramClient(session, api_id, api_hash) as client:
+            ...
+
+Consistency: every read is served from memory, loaded once by ``open()``; the lease guarantees no
+other process writes the session meanwhile. Changes are kept in memory and written to the store
+when Telethon calls ``save()`` (after logging in, after switching data centre, and every minute
+with the entities and update states it has met) and on ``close()``, exactly the points at which
+Telethon's own SQLite session commits. ``save()``, ``close()`` and ``delete()`` return awaitables,
+which Telethon awaits (its "async sessions" path; the warning it emits for that path is silenced
+for this class only). ``cache_file`` data and entity display names stay in memory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+from telethon import utils
+from telethon.crypto import AuthKey
+from telethon.sessions.memory import MemorySession
+from telethon.tl import types
+from telethon.tl.tlobject import TLObject
+
+from statekit.session._cipher import SessionCipher
+from statekit.session.records import Peer, UpdateState
+from statekit.session.store import SessionStore
+from statekit.storage.base import BaseStorage
+
+__all__ = ["TelethonSession"]
+
+# Telethon warns whenever a session method returns an awaitable; TelethonSession does so on
+# purpose (save / close / delete must reach the storage before the client moves on).
+warnings.filterwarnings(
+    "ignore",
+    message="Using async sessions support is an experimental feature",
+    category=UserWarning,
+    module=r"telethon\.utils",
+)
+
+_CHANNEL_BASE = 1_000_000_000_000
+_EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
+
+_Entry = tuple[int, str, tuple[str, ...], "str | None", "str | None"]
+"""(access_hash, type, usernames, phone, display name) of one entity, by marked id."""
+
+
+def _box_id(entity_id: int) -> int:
+    """Telethon's update-state id (0, or a bare channel id) as statekit's (0, or Bot-API id)."""
+    return 0 if entity_id == 0 else -_CHANNEL_BASE - entity_id
+
+
+def _entity_id(box: int) -> int:
+    return 0 if box == 0 else -box - _CHANNEL_BASE
+
+
+def _kind(entity: Any, marked_id: int) -> str:
+    if isinstance(entity, types.User):
+        return "bot" if entity.bot else "user"
+    if isinstance(entity, types.Channel | types.ChannelForbidden):
+        return "channel" if entity.broadcast else "supergroup"
+    if isinstance(entity, types.Chat | types.ChatForbidden | types.ChatEmpty):
+        return "group"
+    _, peer = utils.resolve_id(marked_id)
+    return "user" if peer is types.PeerUser else "group" if peer is types.PeerChat else "channel"
+
+
+def _usernames(entity: Any, main: str | None) -> tuple[str, ...]:
+    names = [main] if main else []
+    for item in getattr(entity, "usernames", None) or ():
+        name = getattr(item, "username", None)
+        if name and getattr(item, "active", True) and name.lower() not in names:
+            names.append(name.lower())
+    return tuple(names)
+
+
+class TelethonSession(MemorySession):  # type: ignore[misc]
+    """A Telethon session keeping session ``name`` in a statekit ``storage``.
+
+    ``await open()`` (or ``async with``) takes the ownership lease (``SessionLockedError`` naming
+    the holder if another process has it) and loads the session; until then the session refuses
+    to be read (``RuntimeError``), so a client can never start a fresh login by mistake. ``cipher``
+    keeps the session record encrypted at rest; ``lease_ttl`` / ``lease_wait`` tune the lease.
+    """
+
+    def __init__(
+        self,
+        storage: BaseStorage,
+        name: str,
+        *,
+        cipher: SessionCipher | bytes | None = None,
+        lease_ttl: float = 30.0,
+        lease_wait: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.store = SessionStore(storage, name, cipher=cipher, lease_ttl=lease_ttl, peer_cache=0)
+        self.name = name
+        self.lease_wait = lease_wait
+        self._opened = False
+        self._peers: dict[int, _Entry] = {}
+        self._by_username: dict[str, int] = {}
+        self._by_phone: dict[str, int] = {}
+        self._by_name: dict[str, int] = {}
+        self._dirty_fields: dict[str, Any] = {}
+        self._dirty_peers: dict[int, _Entry] = {}
+        self._dirty_states: dict[int, Any] = {}
+
+    def __repr__(self) -> str:
+        state = "open" if self._opened else "not open"
+        return f"TelethonSession({self.name!r}, {self.store.storage!r}, {state})"
+
+    def _require_open(self) -> None:
+        if not self._opened:
+            raise RuntimeError(
+                f"TelethonSession {self.name!r} is not open: await session.open() (or use "
+                "'async with session:') before creating the TelegramClient"
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> TelethonSession:
+        """Take the ownership lease and load the session into memory; return self.
+
+        Raises ``SessionLockedError`` naming the holder if another process holds the session.
+        """
+        if self._opened:
+            return self
+        await self.store.storage.start()
+        await self.store.open(wait=self.lease_wait)
+        try:
+            await self._load()
+        except BaseException:
+            await self.store.close()
+            raise
+        self._opened = True
+        return self
+
+    async def _load(self) -> None:
+        fields = await self.store.get_fields()
+        self._dc_id = fields["dc_id"] or 0
+        self._server_address = fields["server_address"]
+        self._port = fields["port"]
+        self._auth_key = AuthKey(fields["auth_key"]) if fields["auth_key"] else None
+        self._takeout_id = fields["takeout_id"]
+        self._peers.clear()
+        self._by_username.clear()
+        self._by_phone.clear()
+        self._by_name.clear()
+        async for peer in self.store.iter_peers():
+            self._index(peer.id, (peer.access_hash, peer.type, peer.usernames, peer.phone_number, None))
+        self._update_states = {
+            _entity_id(s.id): types.updates.State(
+                pts=s.pts or 0,
+                qts=s.qts or 0,
+                date=_EPOCH if s.date is None else datetime.datetime.fromtimestamp(s.date, tz=datetime.timezone.utc),
+                seq=s.seq or 0,
+                unread_count=0,
+            )
+            for s in await self.store.get_update_states()
+        }
+
+    async def flush(self) -> None:
+        """Write every change made since the last write to the store."""
+        if not (self._dirty_fields or self._dirty_peers or self._dirty_states):
+            return
+        self._require_open()
+        fields, self._dirty_fields = self._dirty_fields, {}
+        peers, self._dirty_peers = self._dirty_peers, {}
+        states, self._dirty_states = self._dirty_states, {}
+        try:
+            if self.store.lease is None:
+                await self.store.open(wait=self.lease_wait)  # closed, then used again
+            if fields:
+                await self.store.update(**fields)
+            if peers:
+                await self.store.update_peers(
+                    Peer(pid, e[0], e[1], e[2], e[3]) for pid, e in peers.items()
+                )
+            if states:
+                await self.store.set_update_state(
+                    UpdateState(
+                        _box_id(eid),
+                        s.pts,
+                        s.qts,
+                        int(s.date.timestamp()) if s.date is not None else None,
+                        s.seq,
+                    )
+                    for eid, s in states.items()
+                )
+        except BaseException:
+            # keep what was not written; anything changed meanwhile is newer and wins
+            self._dirty_fields = {**fields, **self._dirty_fields}
+            self._dirty_peers = {**peers, **self._dirty_peers}
+            self._dirty_states = {**states, **self._dirty_states}
+            raise
+
+    def save(self) -> Any:
+        """Return an awaitable that writes pending changes to the store (Telethon awaits it)."""
+        return self.flush()
+
+    async def _close(self) -> None:
+        if self._opened:
+            try:
+                await self.flush()
+            finally:
+                await self.store.close()
+
+    def close(self) -> Any:
+        """Return an awaitable that writes pending changes and releases the lease."""
+        return self._close()
+
+    async def aclose(self) -> None:
+        """Write pending changes, release the lease and forget the loaded session."""
+        await self._close()
+        self._opened = False
+
+    async def __aenter__(self) -> TelethonSession:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _delete(self) -> None:
+        self._dirty_fields.clear()
+        self._dirty_peers.clear()
+        self._dirty_states.clear()
+        await self.store.delete()
+        self._peers.clear()
+        self._by_username.clear()
+        self._by_phone.clear()
+        self._by_name.clear()
+        self._update_states = {}
+        self._auth_key = None
+
+    def delete(self) -> Any:
+        """Return an awaitable that deletes the session and everything it owns from the store."""
+        return self._delete()
+
+    def clone(self, to_instance: Any = None) -> Any:
+        """A throw-away in-memory session (Telethon uses clones for other data centres)."""
+        return to_instance or MemorySession()
+
+    # ------------------------------------------------------------------ session fields
+
+    def set_dc(self, dc_id: int, server_address: str, port: int) -> None:
+        super().set_dc(dc_id, server_address, port)
+        self._dirty_fields.update(dc_id=dc_id or None, server_address=server_address, port=port)
+
+    @property
+    def dc_id(self) -> int:
+        self._require_open()
+        return int(self._dc_id)
+
+    @property
+    def server_address(self) -> str | None:
+        self._require_open()
+        return self._server_address  # type: ignore[no-any-return]
+
+    @property
+    def port(self) -> int | None:
+        self._require_open()
+        return self._port  # type: ignore[no-any-return]
+
+    @property
+    def auth_key(self) -> Any:
+        self._require_open()
+        return self._auth_key
+
+    @auth_key.setter
+    def auth_key(self, value: Any) -> None:
+        self._auth_key = value
+        self._dirty_fields["auth_key"] = value.key if value is not None and value.key else None
+
+    @property
+    def takeout_id(self) -> int | None:
+        self._require_open()
+        return self._takeout_id  # type: ignore[no-any-return]
+
+    @takeout_id.setter
+    def takeout_id(self, value: int | None) -> None:
+        self._takeout_id = value
+        self._dirty_fields["takeout_id"] = value
+
+    # ------------------------------------------------------------------ update states
+
+    def get_update_state(self, entity_id: int) -> Any:
+        self._require_open()
+        return self._update_states.get(entity_id)
+
+    def set_update_state(self, entity_id: int, state: Any) -> None:
+        self._update_states[entity_id] = state
+        self._dirty_states[entity_id] = state
+
+    def get_update_states(self) -> Any:
+        self._require_open()
+        return self._update_states.items()
+
+    # ------------------------------------------------------------------ entities
+
+    def _unindex(self, peer_id: int, entry: _Entry) -> None:
+        for name in entry[2]:
+            if self._by_username.get(name) == peer_id:
+                del self._by_username[name]
+        if entry[3] is not None and self._by_phone.get(entry[3]) == peer_id:
+            del self._by_phone[entry[3]]
+        if entry[4] is not None and self._by_name.get(entry[4]) == peer_id:
+            del self._by_name[entry[4]]
+
+    def _index(self, peer_id: int, entry: _Entry) -> None:
+        old = self._peers.get(peer_id)
+        if old is not None:
+            self._unindex(peer_id, old)
+        self._peers[peer_id] = entry
+        for name in entry[2]:
+            self._by_username[name.lower()] = peer_id
+        if entry[3] is not None:
+            self._by_phone[entry[3]] = peer_id
+        if entry[4] is not None:
+            self._by_name[entry[4]] = peer_id
+
+    @staticmethod
+    def _entities_of(tlo: Any) -> Iterable[Any]:
+        if not isinstance(tlo, TLObject) and utils.is_list_like(tlo):
+            return list(tlo)
+        found: list[Any] = []
+        for attr in ("user", "chat"):
+            item = getattr(tlo, attr, None)
+            if item is not None:
+                found.append(item)
+        for attr in ("chats", "users"):
+            items: Any = getattr(tlo, attr, None)
+            if utils.is_list_like(items):
+                found.extend(items)
+        return found
+
+    def process_entities(self, tlo: Any) -> None:
+        """Remember the entities found in ``tlo`` (written to the store on the next save)."""
+        for entity in self._entities_of(tlo):
+            row = self._entity_to_row(entity)
+            if not row:
+                continue
+            marked_id, access_hash, username, phone, name = row
+            entry: _Entry = (
+                access_hash,
+                _kind(entity, marked_id),
+                _usernames(entity, username),
+                phone or None,
+                name,
+            )
+            old = self._peers.get(marked_id)
+            if old == entry:
+                continue
+            self._index(marked_id, entry)
+            if old is None or old[:4] != entry[:4]:
+                self._dirty_peers[marked_id] = entry
+
+    def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
+        peer_id = self._by_phone.get(phone)
+        return None if peer_id is None else (peer_id, self._peers[peer_id][0])
+
+    def get_entity_rows_by_username(self, username: str) -> tuple[int, int] | None:
+        peer_id = self._by_username.get(username.lower())
+        return None if peer_id is None else (peer_id, self._peers[peer_id][0])
+
+    def get_entity_rows_by_name(self, name: str) -> tuple[int, int] | None:
+        peer_id = self._by_name.get(name)
+        return None if peer_id is None else (peer_id, self._peers[peer_id][0])
+
+    def get_entity_rows_by_id(self, id: int, exact: bool = True) -> tuple[int, int] | None:  # noqa: A002 - Telethon's name
+        if exact:
+            candidates: tuple[int, ...] = (id,)
+        else:
+            candidates = (
+                utils.get_peer_id(types.PeerUser(id)),
+                utils.get_peer_id(types.PeerChat(id)),
+                utils.get_peer_id(types.PeerChannel(id)),
+            )
+        for peer_id in candidates:
+            entry = self._peers.get(peer_id)
+            if entry is not None:
+                return (peer_id, entry[0])
+        return None
+
+    def get_input_entity(self, key: Any) -> Any:
+        """The ``InputPeer`` of a cached entity (``ValueError`` if unknown), as Telethon's own."""
+        self._require_open()
+        return super().get_input_entity(key)

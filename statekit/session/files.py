@@ -1,0 +1,579 @@
+"""Session files: read and write the SQLite session files of the Pyrogram family and Telethon.
+
+Read (schema detected): Pyrogram 2.0 (``version.number`` 2-3: one username per peer, no update
+state), kurigram / irenogram (4-7: a ``usernames`` table, ``update_state`` from 5, server address
+from 7) and Telethon (``version.version`` 7-8). Written: ``"pyrogram"`` (schema 3),
+``"kurigram"`` (schema 7) and ``"telethon"`` (schema 8). Every problem with a file to read is a
+``SessionFormatError`` saying what was expected and what was found; files are written with mode
+0600, completely or not at all, and never over an existing file unless ``overwrite=True``.
+
+These are one-shot conversions on the stdlib ``sqlite3``; :func:`import_file_async` and
+:func:`export_file_async` run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+from typing import Final, Literal
+
+from statekit.errors import SessionFormatError
+from statekit.session import _formats as fmt
+from statekit.session._file_schemas import KURIGRAM_7, PYROGRAM_3, TELETHON_8
+from statekit.session.records import Peer, SessionData, SessionSnapshot, UpdateState
+
+__all__ = [
+    "FILE_FORMATS",
+    "FileFormat",
+    "detect_file_format",
+    "export_file",
+    "export_file_async",
+    "import_file",
+    "import_file_async",
+]
+
+FileFormat = Literal["pyrogram", "kurigram", "telethon"]
+FILE_FORMATS: Final[tuple[str, ...]] = ("pyrogram", "kurigram", "telethon")
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_PYROGRAM_VERSIONS = range(2, 8)  # 2-3 Pyrogram 2.0, 4-7 kurigram / irenogram
+_TELETHON_VERSIONS = (7, 8)
+_EXPECTED = "a Pyrogram-family (schema 2-7) or Telethon (schema 7-8) session file"
+
+_PeerRow = tuple[object, ...]
+
+_PYROGRAM_2_TYPES = frozenset({"user", "bot", "group", "channel", "supergroup"})
+
+
+# ---------------------------------------------------------------------------------------------
+# import
+
+
+def import_file(path: str | os.PathLike[str]) -> SessionSnapshot:
+    """Read a Pyrogram-family or Telethon session file (schema detected) without changing it.
+
+    Returns the session data, every cached peer and every update state the file holds.
+    Raises ``SessionFormatError`` saying what was expected and found when the path is missing,
+    a directory, not an SQLite database, a database of another schema or of a newer version,
+    or holds no usable session.
+    """
+    p = Path(path)
+    with closing(_open_readonly(p)) as conn:
+        where = f"session file {p}"
+        try:
+            family, version, tables = _detect(conn, where)
+            if family == "telethon":
+                return _read_telethon(conn, tables, version, where)
+            return _read_pyrogram(conn, tables, version, where)
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise SessionFormatError(f"{where} cannot be read as SQLite ({exc})") from None
+
+
+def detect_file_format(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """Return ``(format, schema_version)`` of a session file: format ``"pyrogram"`` (schema 2-3),
+    ``"kurigram"`` (4-7) or ``"telethon"`` (7-8). Raises ``SessionFormatError`` like
+    :func:`import_file`."""
+    p = Path(path)
+    with closing(_open_readonly(p)) as conn:
+        try:
+            family, version, _ = _detect(conn, f"session file {p}")
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise SessionFormatError(f"session file {p} cannot be read as SQLite ({exc})") from None
+    if family == "pyrogram" and version > 3:
+        family = "kurigram"
+    return family, version
+
+
+async def import_file_async(path: str | os.PathLike[str]) -> SessionSnapshot:
+    """:func:`import_file` in a worker thread."""
+    return await asyncio.to_thread(import_file, path)
+
+
+def _open_readonly(p: Path) -> sqlite3.Connection:
+    try:
+        if p.is_dir():
+            raise SessionFormatError(f"{p} is a directory; expected {_EXPECTED}")
+        with p.open("rb") as fh:
+            header = fh.read(100)
+            size = fh.seek(0, os.SEEK_END)
+    except FileNotFoundError:
+        raise SessionFormatError(f"session file {p} does not exist") from None
+    except OSError as exc:
+        raise SessionFormatError(
+            f"session file {p} cannot be opened ({exc.strerror or type(exc).__name__})"
+        ) from None
+    if not header.startswith(_SQLITE_HEADER) or len(header) < 100:
+        found = "an empty file" if size == 0 else f"a {size}-byte file without the SQLite header"
+        raise SessionFormatError(
+            f"{p} is not an SQLite database; expected {_EXPECTED}, found {found}"
+        )
+    try:
+        return sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise SessionFormatError(f"session file {p} cannot be opened ({exc})") from None
+
+
+def _detect(conn: sqlite3.Connection, where: str) -> tuple[str, int, dict[str, set[str]]]:
+    names = [
+        row[0]
+        for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if isinstance(row[0], str)
+    ]
+    tables = {
+        name: {str(col[1]) for col in conn.execute(f'PRAGMA table_info("{name}")')}
+        for name in names
+        if name in {"version", "sessions", "peers", "usernames", "update_state", "entities"}
+    }
+    version_cols = tables.get("version", set())
+    if "number" in version_cols:
+        family, column = "pyrogram", "number"
+    elif "version" in version_cols:
+        family, column = "telethon", "version"
+    else:
+        shown = f"tables {', '.join(sorted(names)[:10])}" if names else "no tables"
+        raise SessionFormatError(
+            f"{where} is an SQLite database but not a session file; expected {_EXPECTED} "
+            f"(a 'version' table), found {shown}"
+        )
+    row = conn.execute(f"SELECT {column} FROM version").fetchone()
+    if row is None or type(row[0]) is not int:
+        raise SessionFormatError(f"{where}: its version table holds no version number")
+    version: int = row[0]
+    known = _TELETHON_VERSIONS if family == "telethon" else _PYROGRAM_VERSIONS
+    if version not in known:
+        label = "Telethon" if family == "telethon" else "Pyrogram-family"
+        reads = f"{known[0]}-{known[-1]}"
+        if version > known[-1]:
+            problem = f"a newer {label} schema, version {version}, unknown to this statekit"
+        else:
+            library = "Telethon" if family == "telethon" else "Pyrogram"
+            problem = (
+                f"an old {label} schema, version {version} (open it once with {library} "
+                "to upgrade it)"
+            )
+        raise SessionFormatError(f"{where} has {problem}; statekit reads {label} versions {reads}")
+    return family, version, tables
+
+
+def _need(
+    tables: dict[str, set[str]], table: str, cols: Sequence[str], where: str, what: str
+) -> None:
+    if table not in tables:
+        raise SessionFormatError(f"{where}: {what} lacks its {table!r} table")
+    missing = [c for c in cols if c not in tables[table]]
+    if missing:
+        raise SessionFormatError(
+            f"{where}: {what} expects column(s) {', '.join(missing)} in table {table!r}"
+        )
+
+
+def _text(value: object, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise SessionFormatError(f"{where} is a {type(value).__name__}, expected text")
+
+
+def _phone(value: object, where: str) -> str | None:
+    if type(value) is int:
+        return str(value)
+    return _text(value, where)
+
+
+def _flag(value: object, where: str) -> bool:
+    return bool(fmt.read_int(value, where))
+
+
+def _read_states(
+    conn: sqlite3.Connection, where: str, *, raw_channel_ids: bool
+) -> list[UpdateState]:
+    states = []
+    for row in conn.execute("SELECT id, pts, qts, date, seq FROM update_state ORDER BY id"):
+        box = fmt.read_required_int(row[0], f"{where}: update_state id")
+        name = f"{where}: update_state {box}"
+        states.append(
+            UpdateState(
+                id=fmt.channel_box_from_raw(box) if raw_channel_ids else box,
+                pts=fmt.read_int(row[1], f"{name} pts"),
+                qts=fmt.read_int(row[2], f"{name} qts"),
+                date=fmt.read_int(row[3], f"{name} date", lossy_float=True),
+                seq=fmt.read_int(row[4], f"{name} seq"),
+            )
+        )
+    states.sort(key=lambda state: state.id)
+    return states
+
+
+def _read_pyrogram(
+    conn: sqlite3.Connection, tables: dict[str, set[str]], version: int, where: str
+) -> SessionSnapshot:
+    what = f"Pyrogram-family schema {version}"
+    cols = ["dc_id", "test_mode", "auth_key", "date", "user_id", "is_bot"]
+    if version >= 3:
+        cols.append("api_id")
+    if version >= 7:
+        cols += ["server_address", "port"]
+    _need(tables, "sessions", cols, where, what)
+    row = conn.execute(f"SELECT {', '.join(cols)} FROM sessions LIMIT 1").fetchone()
+    if row is None:
+        raise SessionFormatError(f"{where} holds no session row")
+    values = dict(zip(cols, row, strict=True))
+    fmt.check_auth_key(values["auth_key"], where)
+    dc_id = fmt.read_required_int(values["dc_id"], f"{where}: dc_id")
+    test_mode = _flag(values["test_mode"], f"{where}: test_mode")
+    if version >= 7:
+        address = _text(values["server_address"], f"{where}: server_address")
+        port = fmt.read_int(values["port"], f"{where}: port")
+    else:
+        address, port = fmt.default_address(dc_id, test_mode) or (None, None)
+    data = fmt.make_session_data(
+        where,
+        dc_id=dc_id,
+        auth_key=values["auth_key"],
+        server_address=address,
+        port=port,
+        api_id=fmt.read_int(values.get("api_id"), f"{where}: api_id"),
+        test_mode=test_mode,
+        date=fmt.read_int(values["date"], f"{where}: date", lossy_float=True),
+        user_id=fmt.read_int(values["user_id"], f"{where}: user_id"),
+        is_bot=_flag(values["is_bot"], f"{where}: is_bot"),
+    )
+
+    peer_cols = ["id", "access_hash", "type", "phone_number", "last_update_on"]
+    if version <= 3:
+        peer_cols.append("username")
+    _need(tables, "peers", peer_cols, where, what)
+    usernames: dict[int, list[str]] = {}
+    if version >= 4:
+        _need(tables, "usernames", ["id", "username"], where, what)
+        for uid, name in conn.execute("SELECT id, username FROM usernames ORDER BY rowid"):
+            text = _text(name, f"{where}: usernames.username")
+            if type(uid) is int and text:
+                usernames.setdefault(uid, []).append(text)
+    peers = []
+    for row in conn.execute(f"SELECT {', '.join(peer_cols)} FROM peers ORDER BY id"):
+        peer_id = fmt.read_required_int(row[0], f"{where}: peer id")
+        name = f"{where}: peer {peer_id}"
+        kind = _text(row[2], f"{name} type")
+        if not kind:
+            raise SessionFormatError(f"{name} has no type")
+        names = usernames.get(peer_id, []) if version >= 4 else [_text(row[5], f"{name} username")]
+        peers.append(
+            Peer(
+                id=peer_id,
+                access_hash=fmt.read_int(row[1], f"{name} access_hash") or 0,
+                type=kind,
+                usernames=tuple(n for n in names if n),
+                phone_number=_phone(row[3], f"{name} phone_number"),
+                last_update_on=fmt.read_int(row[4], f"{name} last_update_on", lossy_float=True),
+            )
+        )
+    states: list[UpdateState] = []
+    if version >= 5:
+        _need(tables, "update_state", ["id", "pts", "qts", "date", "seq"], where, what)
+        states = _read_states(conn, where, raw_channel_ids=False)
+    return SessionSnapshot(data, peers, states)
+
+
+def _read_telethon(
+    conn: sqlite3.Connection, tables: dict[str, set[str]], version: int, where: str
+) -> SessionSnapshot:
+    what = f"Telethon schema {version}"
+    _need(tables, "sessions", ["dc_id", "server_address", "port", "auth_key"], where, what)
+    _need(tables, "entities", ["id", "hash", "username", "phone", "date"], where, what)
+    _need(tables, "update_state", ["id", "pts", "qts", "date", "seq"], where, what)
+    row = conn.execute(
+        "SELECT dc_id, server_address, port, auth_key FROM sessions LIMIT 1"
+    ).fetchone()
+    if row is None:
+        raise SessionFormatError(f"{where} holds no session row")
+    fmt.check_auth_key(row[3], where)
+    address = _text(row[1], f"{where}: server_address")
+    user_id: int | None = None
+    peers = []
+    for ent in conn.execute("SELECT id, hash, username, phone, date FROM entities ORDER BY id"):
+        peer_id = fmt.read_required_int(ent[0], f"{where}: entity id")
+        name = f"{where}: entity {peer_id}"
+        access_hash = fmt.read_int(ent[1], f"{name} hash") or 0
+        if peer_id == 0:  # Telethon's record of the logged-in user: its id is in the hash
+            user_id = access_hash or None
+            continue
+        username = _text(ent[2], f"{name} username")
+        peers.append(
+            Peer(
+                id=peer_id,
+                access_hash=access_hash,
+                type="user" if peer_id > 0 else "channel" if peer_id < -(10**12) else "group",
+                usernames=(username,) if username else (),
+                phone_number=_phone(ent[3], f"{name} phone"),
+                last_update_on=fmt.read_int(ent[4], f"{name} date", lossy_float=True),
+            )
+        )
+    data = fmt.make_session_data(
+        where,
+        dc_id=fmt.read_required_int(row[0], f"{where}: dc_id"),
+        auth_key=row[3],
+        server_address=address,
+        port=fmt.read_int(row[2], f"{where}: port"),
+        test_mode=fmt.is_test_host(address),
+        user_id=user_id,
+    )
+    return SessionSnapshot(data, peers, _read_states(conn, where, raw_channel_ids=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def export_file(
+    snapshot: SessionSnapshot | SessionData,
+    path: str | os.PathLike[str],
+    format: str,
+    *,
+    overwrite: bool = False,
+    api_id: int | None = None,
+    user_id: int | None = None,
+    is_bot: bool | None = None,
+) -> Path:
+    """Write ``snapshot`` as a session file of ``format`` at exactly ``path``; return the path.
+
+    ``format``: ``"pyrogram"`` (Pyrogram 2.0, schema 3: one username per peer, no update states),
+    ``"kurigram"`` (kurigram / irenogram, schema 7) or ``"telethon"`` (schema 8). The libraries
+    look for ``NAME.session``: name the file accordingly. ``api_id``, ``user_id`` and ``is_bot``,
+    when given, replace the snapshot's values; Pyrogram-family files need ``api_id`` and
+    ``user_id``. Raises ``ValueError`` for an unknown format or a missing / unwritable field,
+    ``FileExistsError`` if ``path`` exists and ``overwrite`` is False; on any error nothing is
+    left at ``path``. The file is created with mode 0600.
+    """
+    if format not in FILE_FORMATS:
+        raise ValueError(f"unknown session file format {format!r}; expected one of {FILE_FORMATS}")
+    snap = fmt.to_snapshot(snapshot)
+    data = fmt.apply_overrides(snap.data, api_id=api_id, user_id=user_id, is_bot=is_bot)
+    snap = SessionSnapshot(data, snap.peers, snap.update_states)
+    _check_writable(snap, format)
+    target = Path(path)
+    if not overwrite and (target.exists() or target.is_symlink()):
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o600)
+        with closing(sqlite3.connect(tmp)) as conn:
+            try:
+                with conn:
+                    _WRITERS[format](conn, snap)
+            except (sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
+                raise ValueError(
+                    f"cannot write a {format} session file: a value cannot be stored ({exc})"
+                ) from None
+        _publish(tmp, target, overwrite)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+    return target
+
+
+async def export_file_async(
+    snapshot: SessionSnapshot | SessionData,
+    path: str | os.PathLike[str],
+    format: str,
+    *,
+    overwrite: bool = False,
+    api_id: int | None = None,
+    user_id: int | None = None,
+    is_bot: bool | None = None,
+) -> Path:
+    """:func:`export_file` in a worker thread."""
+    return await asyncio.to_thread(
+        export_file,
+        snapshot,
+        path,
+        format,
+        overwrite=overwrite,
+        api_id=api_id,
+        user_id=user_id,
+        is_bot=is_bot,
+    )
+
+
+def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Move the finished file into place: atomically, and without clobbering unless asked."""
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # fails with FileExistsError if someone created it meanwhile
+    except FileExistsError:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it") from None
+    except OSError as exc:
+        if exc.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.EMLINK,
+            errno.EXDEV,
+        ):
+            raise
+        if target.exists():  # no hard links on this file system: check, then rename
+            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it") from None
+        os.replace(tmp, target)
+
+
+def _check_writable(snap: SessionSnapshot, format: str) -> None:
+    data = snap.data
+    target = f"{format} session file"
+    if format in ("pyrogram", "kurigram"):
+        fmt.require(data, target, "api_id", "user_id")
+    if format == "kurigram" and data.server_address is None:
+        if fmt.default_address(data.dc_id, data.test_mode) is None:
+            raise ValueError(
+                f"cannot write a {target}: the source session has no server address and data "
+                f"centre {data.dc_id} has no known default address"
+            )
+    if format == "telethon":
+        fmt.telethon_address(data, target)
+    if not fmt.in_int64(data.api_id, data.user_id, data.port, data.date):
+        raise ValueError(f"cannot write a {target}: a session field exceeds 64 bits")
+    for peer in snap.peers:
+        if not fmt.in_int64(peer.id, peer.access_hash, peer.last_update_on):
+            raise ValueError(f"cannot write a {target}: peer {peer.id} has a value over 64 bits")
+    for state in snap.update_states:
+        if not fmt.in_int64(state.id, state.pts, state.qts, state.date, state.seq):
+            raise ValueError(f"cannot write a {target}: update state {state.id} exceeds 64 bits")
+
+
+def _unique_peers(peers: Sequence[Peer]) -> list[Peer]:
+    by_id: dict[int, Peer] = {}
+    for peer in peers:
+        by_id[peer.id] = peer  # the last one of an id wins, as REPLACE would
+    return list(by_id.values())
+
+
+def _pyrogram_2_type(peer: Peer) -> str:
+    if peer.type in _PYROGRAM_2_TYPES:
+        return peer.type
+    if peer.id > 0:
+        return "user"
+    if peer.id < -(10**12):
+        return "supergroup" if peer.type in ("forum", "community") else "channel"
+    return "group"
+
+
+def _write_pyrogram(conn: sqlite3.Connection, snap: SessionSnapshot) -> None:
+    d, now = snap.data, int(time.time())
+    conn.executescript(PYROGRAM_3)
+    conn.execute("INSERT INTO version VALUES (3)")
+    conn.execute(
+        "INSERT INTO sessions (dc_id, api_id, test_mode, auth_key, date, user_id, is_bot)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (d.dc_id, d.api_id, d.test_mode, d.auth_key, d.date or 0, d.user_id, d.is_bot),
+    )
+    conn.executemany(
+        "INSERT INTO peers (id, access_hash, type, username, phone_number, last_update_on)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                p.id,
+                p.access_hash,
+                _pyrogram_2_type(p),
+                p.username,
+                p.phone_number,
+                now if p.last_update_on is None else p.last_update_on,
+            )
+            for p in _unique_peers(snap.peers)
+        ],
+    )
+
+
+def _write_kurigram(conn: sqlite3.Connection, snap: SessionSnapshot) -> None:
+    d, now = snap.data, int(time.time())
+    address, port = d.server_address, d.port
+    if address is None:
+        address, port = fmt.default_address(d.dc_id, d.test_mode) or (None, None)
+    conn.executescript(KURIGRAM_7)
+    conn.execute("INSERT INTO version VALUES (7)")
+    conn.execute(
+        "INSERT INTO sessions (dc_id, server_address, port, api_id, test_mode, auth_key, date,"
+        " user_id, is_bot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            d.dc_id,
+            address,
+            port,
+            d.api_id,
+            d.test_mode,
+            d.auth_key,
+            d.date or 0,
+            d.user_id,
+            d.is_bot,
+        ),
+    )
+    peers = _unique_peers(snap.peers)
+    conn.executemany(
+        "INSERT INTO peers (id, access_hash, type, phone_number, last_update_on)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [
+            (
+                p.id,
+                p.access_hash,
+                p.type,
+                p.phone_number,
+                now if p.last_update_on is None else p.last_update_on,
+            )
+            for p in peers
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO usernames (id, username) VALUES (?, ?)",
+        [(p.id, name) for p in peers for name in p.usernames],
+    )
+    conn.executemany(
+        "REPLACE INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?)",
+        [(u.id, u.pts, u.qts, u.date, u.seq) for u in snap.update_states],
+    )
+
+
+def _telethon_phone(phone: str | None) -> int | str | None:
+    return int(phone) if phone is not None and phone.isascii() and phone.isdigit() else phone
+
+
+def _write_telethon(conn: sqlite3.Connection, snap: SessionSnapshot) -> None:
+    d = snap.data
+    address, port = fmt.telethon_address(d, "telethon session file")
+    conn.executescript(TELETHON_8)
+    conn.execute("INSERT INTO version VALUES (8)")
+    conn.execute(
+        "INSERT INTO sessions VALUES (?, ?, ?, ?, NULL, ?)",
+        (d.dc_id, address, port, d.auth_key, b""),
+    )
+    rows: list[_PeerRow] = [
+        (
+            p.id,
+            p.access_hash,
+            p.username.lower() if p.username else None,
+            _telethon_phone(p.phone_number),
+            None,
+            p.last_update_on,
+        )
+        for p in _unique_peers(snap.peers)
+        if p.id != 0
+    ]
+    if d.user_id is not None:  # where Telethon looks for the logged-in user's id
+        rows.append((0, d.user_id, None, None, None, d.date or int(time.time())))
+    conn.executemany("INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(
+        "REPLACE INTO update_state VALUES (?, ?, ?, ?, ?)",
+        [
+            (fmt.channel_box_to_raw(u.id), u.pts or 0, u.qts or 0, u.date or 0, u.seq or 0)
+            for u in snap.update_states
+        ],
+    )
+
+
+_WRITERS = {"pyrogram": _write_pyrogram, "kurigram": _write_kurigram, "telethon": _write_telethon}

@@ -1,0 +1,274 @@
+"""Rate limits in a real aiogram Dispatcher fed real Update objects offline (SPEC 7)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import logging
+import sys
+from collections.abc import AsyncGenerator
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.session.base import BaseSession
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
+from aiogram.types import CallbackQuery, Chat, Message, Update, User
+
+from middleware import Rate, RateLimitMiddleware, RateLimitResult, RetryAfterGate
+from middleware.aiogram import AiogramRateLimit, install
+from statekit import BaseStorage, MemoryStorage, RedisStorage
+from statekit.testing import RedisServer
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TOKEN = "424242:TEST-offline-token"
+NOTICE = "Too many requests"
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(f"statekit_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class OfflineSession(BaseSession):
+    """An aiogram session that never touches the network: it records every API call and can
+    answer the next ones with a real Telegram "429 retry after" response."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[TelegramMethod[Any]] = []
+        self.flood: list[int] = []  # retry_after of the next calls to refuse
+        self._ids = itertools.count(1000)
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    ) -> Any:
+        self.calls.append(method)
+        if self.flood:
+            body = (
+                '{"ok": false, "error_code": 429, "description": "Too Many Requests: retry after '
+                f'{self.flood[0]}", "parameters": {{"retry_after": {self.flood.pop(0)}}}}}'
+            )
+            self.check_response(bot, method, 429, body)  # raises aiogram's TelegramRetryAfter
+        if isinstance(method, SendMessage):
+            return Message(
+                message_id=next(self._ids),
+                date=datetime.now(timezone.utc),
+                chat=Chat(id=int(method.chat_id), type="private"),
+                text=method.text,
+            )
+        return True
+
+    async def stream_content(self, *args: Any, **kwargs: Any) -> AsyncGenerator[bytes, None]:
+        raise AssertionError("no downloads offline")
+        yield b""  # pragma: no cover
+
+    async def close(self) -> None:
+        return None
+
+    def texts(self, chat_id: int) -> list[str]:
+        return [m.text for m in self.calls if isinstance(m, SendMessage) and int(m.chat_id) == chat_id]
+
+    def toasts(self) -> list[str | None]:
+        return [m.text for m in self.calls if isinstance(m, AnswerCallbackQuery)]
+
+
+class Feeder:
+    """Builds real Update objects and feeds them to a dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.session = OfflineSession()
+        self.bot = Bot(TOKEN, session=self.session)
+        self._ids = itertools.count(1)
+
+    async def message(self, text: str, *, user_id: int) -> Any:
+        n = next(self._ids)
+        update = Update(
+            update_id=n,
+            message=Message(
+                message_id=n,
+                date=datetime.now(timezone.utc),
+                chat=Chat(id=user_id, type="private"),
+                from_user=User(id=user_id, is_bot=False, first_name=f"user{user_id}"),
+                text=text,
+            ),
+        )
+        return await self.dispatcher.feed_update(self.bot, update)
+
+    async def press(self, data: str, *, user_id: int) -> Any:
+        n = next(self._ids)
+        update = Update(
+            update_id=n,
+            callback_query=CallbackQuery(
+                id=str(n),
+                from_user=User(id=user_id, is_bot=False, first_name=f"user{user_id}"),
+                chat_instance="ci",
+                data=data,
+            ),
+        )
+        return await self.dispatcher.feed_update(self.bot, update)
+
+
+@pytest.fixture(scope="module")
+def throttle_bot() -> ModuleType:
+    return load_example("aiogram_throttle_bot")
+
+
+async def test_sixth_message_in_a_second_is_dropped_and_the_user_told_once(
+    storage: BaseStorage, throttle_bot: ModuleType
+) -> None:
+    feeder = Feeder(throttle_bot.build_dispatcher(storage))
+    for i in range(8):
+        await feeder.message(f"m{i}", user_id=1)
+    await feeder.message("hello", user_id=2)
+    alice = feeder.session.texts(1)
+    assert alice[:5] == ["m0", "m1", "m2", "m3", "m4"]  # the handler saw five
+    assert len(alice) == 6 and alice[5].startswith(NOTICE)  # and the user was told once
+    assert feeder.session.texts(2) == ["hello"]  # another user is not affected
+
+
+async def test_handler_flag_gives_a_handler_its_own_limit(
+    storage: BaseStorage, throttle_bot: ModuleType
+) -> None:
+    feeder = Feeder(throttle_bot.build_dispatcher(storage))
+    await feeder.message("/report", user_id=1)
+    await feeder.message("/report", user_id=1)
+    await feeder.message("still here", user_id=1)
+    texts = feeder.session.texts(1)
+    assert texts[0] == "Report queued."
+    assert texts[1].startswith(NOTICE) and "30 s" in texts[1]
+    assert texts[2:] == ["still here"]  # only /report is limited that tightly
+
+
+async def test_callback_queries_are_limited_with_a_toast(
+    storage: BaseStorage, throttle_bot: ModuleType
+) -> None:
+    feeder = Feeder(throttle_bot.build_dispatcher(storage))
+    for _ in range(7):
+        await feeder.press("ping", user_id=3)
+    toasts = feeder.session.toasts()
+    assert toasts[:5] == ["pong"] * 5
+    assert len(toasts) == 6 and (toasts[5] or "").startswith(NOTICE)
+
+
+async def test_outbound_flood_wait_is_honoured(storage: BaseStorage, throttle_bot: ModuleType) -> None:
+    feeder = Feeder(throttle_bot.build_dispatcher(storage))
+    feeder.session.flood = [1]  # Telegram answers the next sendMessage with "retry after 1"
+    started = datetime.now(timezone.utc)
+    await feeder.message("after the wait", user_id=4)
+    waited = (datetime.now(timezone.utc) - started).total_seconds()
+    assert feeder.session.texts(4) == ["after the wait", "after the wait"]  # refused, then sent
+    assert waited >= 0.95
+
+
+def build(limits: RateLimitMiddleware, handled: list[str]) -> Dispatcher:
+    router = Router()
+
+    @router.message(F.text)
+    async def record(message: Message) -> None:
+        handled.append(message.text or "")
+
+    dispatcher = Dispatcher()
+    dispatcher.include_router(router)
+    install(dispatcher, limits, observers=("message",))
+    return dispatcher
+
+
+@pytest.mark.redis
+async def test_redis_stopped_fail_open_runs_handlers_and_warns(
+    fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = RedisStorage(fresh_redis_server.url, namespace="aiogram-down")
+    handled: list[str] = []
+    limited: list[RateLimitResult] = []
+    limits = RateLimitMiddleware(storage, Rate(5, 1), on_limited=lambda e, r: limited.append(r))
+    feeder = Feeder(build(limits, handled))
+    try:
+        await feeder.message("up", user_id=1)
+        fresh_redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="middleware.ratelimit"):
+            for i in range(3):
+                await feeder.message(f"down{i}", user_id=1)
+        assert handled == ["up", "down0", "down1", "down2"]
+        assert limited == []
+        assert any(
+            r.levelno == logging.WARNING and "StorageUnavailableError" in r.getMessage()
+            for r in caplog.records
+        )
+    finally:
+        await storage.stop()
+
+
+@pytest.mark.redis
+async def test_redis_stopped_fail_closed_drops_with_on_limited(
+    fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = RedisStorage(fresh_redis_server.url, namespace="aiogram-down")
+    handled: list[str] = []
+    limited: list[RateLimitResult] = []
+
+    async def on_limited(event: Any, result: RateLimitResult) -> None:
+        assert isinstance(event, Message)
+        limited.append(result)
+
+    limits = RateLimitMiddleware(storage, Rate(5, 1), fail_open=False, on_limited=on_limited)
+    feeder = Feeder(build(limits, handled))
+    try:
+        await feeder.message("up", user_id=1)
+        fresh_redis_server.stop()
+        for i in range(3):
+            await feeder.message(f"down{i}", user_id=1)  # the dispatcher does not crash
+        assert handled == ["up"]
+        assert len(limited) == 3 and all(r.unavailable for r in limited)
+        assert feeder.session.texts(1) == []  # no "wait N s" notice for an outage
+    finally:
+        await storage.stop()
+
+
+async def test_updates_without_a_user_pass_through() -> None:
+    handled: list[str] = []
+    limits = RateLimitMiddleware(MemoryStorage(), Rate(1, 60))
+    dispatcher = build(limits, handled)
+    feeder = Feeder(dispatcher)
+    for n in range(3):  # a channel post has no from_user
+        update = Update(
+            update_id=100 + n,
+            message=Message(
+                message_id=100 + n,
+                date=datetime.now(timezone.utc),
+                chat=Chat(id=-1001, type="channel"),
+                text=f"post{n}",
+            ),
+        )
+        await dispatcher.feed_update(feeder.bot, update)
+    assert handled == ["post0", "post1", "post2"]
+
+
+def test_install_names_unknown_observers() -> None:
+    limits = RateLimitMiddleware(MemoryStorage(), Rate(1, 60))
+    with pytest.raises(ValueError, match="no observer 'mesage'"):
+        install(Dispatcher(), limits, observers=("mesage",))
+    with pytest.raises(TypeError, match="RateLimitMiddleware"):
+        AiogramRateLimit(Rate(1, 60))  # type: ignore[arg-type]
+
+
+async def test_gate_shares_a_wait_between_two_bots(storage: BaseStorage) -> None:
+    # two processes' gates over one storage: a flood wait seen by one holds back the other
+    first, second = RetryAfterGate(storage), RetryAfterGate(storage)
+    session = OfflineSession()
+    bot = Bot(TOKEN, session=session)
+    session.flood = [1]
+    with pytest.raises(TelegramRetryAfter):
+        await first.call(lambda: bot.send_message(5, "x"), chat_id=5, retries=0)
+    assert 0.9 < await second.blocked_for(5) <= 1.0
+    assert await second.blocked_for(6) == 0.0  # another chat is free

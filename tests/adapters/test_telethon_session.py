@@ -1,0 +1,168 @@
+"""TelethonSession driven by a real ``TelegramClient``, offline, over every backend: cached
+entities resolve exactly as with Telethon's own session, and survive a restart."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from telethon import TelegramClient, types
+from telethon._updates import ChannelState, SessionState
+from telethon.crypto import AuthKey
+from telethon.sessions import MemorySession
+
+from statekit import BaseStorage
+from statekit.adapters.telethon import TelethonSession
+from statekit.errors import SessionLockedError
+from statekit.session import SessionData, UpdateState
+
+# TelethonSession silences this warning at import, but pytest resets warning filters per test.
+pytestmark = pytest.mark.filterwarnings("ignore:Using async sessions support:UserWarning")
+
+API_HASH = "0123456789abcdef0123456789abcdef"
+AUTH_KEY = bytes(range(256))
+
+
+def entities() -> Any:
+    users = [
+        types.User(id=101, access_hash=1001, username="Alice", phone="15550101", first_name="Alice"),
+        types.User(id=102, access_hash=1002, username="helper_bot", bot=True, first_name="Helper"),
+    ]
+    chats = [
+        types.Chat(id=201, title="Group", photo=types.ChatPhotoEmpty(), participants_count=2, date=None, version=1),
+        types.Channel(
+            id=301, title="News", photo=types.ChatPhotoEmpty(), date=None, access_hash=3001,
+            username="NewsChan", broadcast=True,
+        ),
+        types.Channel(
+            id=302, title="Talk", photo=types.ChatPhotoEmpty(), date=None, access_hash=3002, megagroup=True,
+        ),
+    ]
+    return types.contacts.ResolvedPeer(peer=types.PeerUser(101), users=users, chats=chats)
+
+
+KEYS: list[Any] = [
+    101, 102, -201, -1000000000301, -1000000000302, 301,
+    "alice", "@ALICE", "helper_bot", "newschan", "+1 555 0101", "t.me/newschan",
+    types.PeerUser(101), types.PeerChannel(302), "me",
+]
+
+
+async def test_a_client_cannot_start_on_a_session_that_was_not_opened(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    with pytest.raises(RuntimeError, match="await session.open"):
+        TelegramClient(TelethonSession(make_storage(), "me"), 12345, API_HASH)
+
+
+async def test_cached_entities_resolve_like_telethons_own_session(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    async with TelethonSession(make_storage(), "me") as ours:
+        theirs = MemorySession()
+        for session in (ours, theirs):
+            session.process_entities(entities())
+        ours_client = TelegramClient(ours, 12345, API_HASH)
+        theirs_client = TelegramClient(theirs, 12345, API_HASH)
+        for key in [*KEYS, "Alice", "News"]:  # display names resolve within the process
+            got = await ours_client.get_input_entity(key)
+            assert str(got) == str(await theirs_client.get_input_entity(key)), key
+        with pytest.raises(ValueError, match="Could not find"):
+            ours.get_input_entity(999)  # unknown (the client would ask the network next)
+
+
+async def test_entities_and_session_survive_a_restart(make_storage: Callable[..., BaseStorage]) -> None:
+    storage = make_storage()
+    theirs = MemorySession()
+    theirs.process_entities(entities())
+    async with TelethonSession(storage, "me") as session:
+        client = TelegramClient(session, 12345, API_HASH)
+        session.set_dc(4, "149.154.167.91", 443)
+        session.auth_key = AuthKey(AUTH_KEY)
+        session.process_entities(entities())
+        await session.save()  # what Telethon awaits after logging in and every minute
+        assert client.session is session
+    async with TelethonSession(storage, "me") as again:
+        assert (again.dc_id, again.server_address, again.port) == (4, "149.154.167.91", 443)
+        assert again.auth_key.key == AUTH_KEY
+        client = TelegramClient(again, 12345, API_HASH)
+        theirs_client = TelegramClient(theirs, 12345, API_HASH)
+        for key in KEYS:
+            assert str(await client.get_input_entity(key)) == str(await theirs_client.get_input_entity(key)), key
+        loaded = await again.store.load()
+        assert loaded == SessionData(dc_id=4, auth_key=AUTH_KEY, server_address="149.154.167.91", port=443)
+        peer = await again.store.get_peer_by_id(-1000000000301)
+        assert peer is not None and peer.type == "channel" and peer.usernames == ("newschan",)
+        bot = await again.store.get_peer_by_username("helper_bot")
+        assert bot is not None and bot.type == "bot"
+
+
+async def test_disconnect_writes_update_states_and_self_through_telethons_own_code(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    storage = make_storage()
+    session = await TelethonSession(storage, "me").open()
+    client = TelegramClient(session, 12345, API_HASH)
+    client._message_box.load(SessionState(0, 0, False, 10, 3, 100, 7, None), [ChannelState(1234, 55)])
+    client._mb_entity_cache.set_self_user(777, False, 999)
+    await client.disconnect()  # saves states and entities, then closes the session
+    assert await session.store.holder() is None  # close() released the lease
+    states = await session.store.get_update_states()
+    assert states[0] == UpdateState(0, 10, 3, 100, 7)
+    assert (states[1].id, states[1].pts) == (-1000000001234, 55)  # channels in Bot-API form
+    async with TelethonSession(storage, "me") as again:
+        common = again.get_update_state(0)
+        assert (common.pts, common.qts, common.seq) == (10, 3, 7)
+        assert common.date == datetime.datetime.fromtimestamp(100, tz=datetime.timezone.utc)
+        assert again.get_update_state(1234).pts == 55
+        # the "self" hack Telethon relies on when it connects
+        assert again.get_input_entity(0).access_hash == 777
+
+
+async def test_a_new_username_replaces_the_old_one(make_storage: Callable[..., BaseStorage]) -> None:
+    storage = make_storage()
+    async with TelethonSession(storage, "me") as session:
+        session.process_entities(entities())
+        renamed = types.User(id=101, access_hash=1001, username="Alicia", first_name="Alice")
+        session.process_entities([renamed])
+        with pytest.raises(ValueError):
+            session.get_input_entity("alice")
+        assert session.get_input_entity("alicia").user_id == 101
+    async with TelethonSession(storage, "me") as again:
+        with pytest.raises(ValueError):
+            again.get_input_entity("alice")
+        assert again.get_input_entity("alicia").user_id == 101
+
+
+async def test_a_second_process_gets_session_locked_and_close_flushes(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    storage = make_storage()
+    session = await TelethonSession(storage, "me").open()
+    with pytest.raises(SessionLockedError, match="in use by pid"):
+        await TelethonSession(storage, "me").open()
+    session.takeout_id = 42
+    session.set_update_state(0, types.updates.State(1, 2, datetime.datetime.fromtimestamp(3, tz=datetime.timezone.utc), 4, 0))
+    await session.aclose()  # not saved before: closing writes it
+    assert (await session.store.get_fields())["takeout_id"] == 42
+    assert await session.store.get_update_states() == [UpdateState(0, 1, 2, 3, 4)]
+    async with TelethonSession(storage, "me") as again:
+        assert again.takeout_id == 42
+
+
+async def test_log_out_deletes_everything_and_clones_are_throwaway(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    storage = make_storage()
+    async with TelethonSession(storage, "me") as session:
+        session.auth_key = AuthKey(AUTH_KEY)
+        session.process_entities(entities())
+        await session.save()
+        clone = session.clone()
+        assert type(clone) is MemorySession
+        await session.delete()  # what log_out awaits
+        assert session.auth_key is None
+        assert [k for k in await storage.list_keys() if not k.endswith(":lease")] == []
+    assert await storage.list_keys() == []

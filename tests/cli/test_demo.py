@@ -1,0 +1,166 @@
+"""``statekit demo`` as a subprocess: expected counts, resuming, --fresh, every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from statekit import open_storage
+from statekit._cli.demo import BOT_ID, expected_counts
+from tests.cli.conftest import Run, assert_one_line_error, load_json, statekit_cmd
+
+USERS = 30
+
+
+def _counts(doc: dict[str, object]) -> dict[str, object]:
+    return {k: doc[k] for k in expected_counts(0)}
+
+
+def test_expected_counts_follow_the_documented_rules() -> None:
+    # users 0 and 10 flood, user 3 and 10 send a word for their age
+    assert expected_counts(11) == {
+        "completed": 11,
+        "updates_sent": 9 * 4 + 1 + 17 + 18,
+        "updates_handled": 9 * 4 + 1 + 7 + 8,
+        "updates_rate_limited": 20,
+        "answers_rejected": 2 + 2 * 3,
+    }
+
+
+def test_demo_on_sqlite_finishes_with_expected_counts(cli: Run, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    doc = load_json(cli("demo", "--users", str(USERS), "--url", url, "--json"))
+    assert _counts(doc) == expected_counts(USERS)
+    assert doc["completed_total"] == USERS and doc["already_completed"] == 0
+    assert doc["updates_per_s"] > 0
+    assert 0 < doc["latency_ms"]["p50"] <= doc["latency_ms"]["p99"]
+    assert doc["keys"]["profiles"] == USERS
+    assert doc["keys"]["conversations_in_progress"] == 0
+    assert str(tmp_path / "demo.db") in doc["url"]
+
+
+def test_default_url_is_a_file_in_the_current_directory(cli: Run, tmp_path: Path) -> None:
+    proc = cli("demo", "--users", "12")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "statekit-demo.db").is_file()
+    for label in (
+        "conversations completed",
+        "updates handled",
+        "updates rate-limited",
+        "updates/s",
+        "p50",
+        "p99",
+        str(tmp_path / "statekit-demo.db"),
+    ):
+        assert label in proc.stdout, label
+    assert proc.stderr == ""  # no progress bar: stderr is not a terminal
+
+
+def test_second_run_resumes_and_fresh_starts_over(cli: Run, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    load_json(cli("demo", "--users", "10", "--url", url, "--json"))
+    again = load_json(cli("demo", "--users", "10", "--url", url, "--json"))
+    assert again["completed"] == 0 and again["already_completed"] == 10
+    assert again["updates_sent"] == 0
+    more = load_json(cli("demo", "--users", "25", "--url", url, "--json"))
+    assert more["completed"] == 15 and more["completed_total"] == 25
+    fresh = load_json(cli("demo", "--users", "10", "--url", url, "--fresh", "--json"))
+    assert _counts(fresh) == expected_counts(10)
+    assert fresh["keys"]["profiles"] == 10  # --fresh removed the 25 of before
+    text = cli("demo", "--users", "10", "--url", url)
+    assert "already complete" in text.stdout and "--fresh" in text.stdout
+
+
+def test_fresh_removes_only_the_demos_keys(cli: Run, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+
+    async def setup() -> None:
+        async with open_storage(url) as storage:
+            await storage.set_state("mybot:user:1", {"keep": True})
+            await storage.set_state("fsm:{1:2:3:::default}", {"state": None, "data": {"a": 1}})
+
+    asyncio.run(setup())
+    load_json(cli("demo", "--users", "5", "--url", url, "--json"))
+    load_json(cli("demo", "--users", "5", "--url", url, "--fresh", "--json"))
+
+    async def check() -> list[str]:
+        async with open_storage(url) as storage:
+            return sorted(k for k in await storage.list_keys() if not k.startswith("demo:"))
+
+    assert asyncio.run(check()) == ["fsm:{1:2:3:::default}", "mybot:user:1"]
+
+
+def test_interrupted_demo_resumes_half_filled_forms(cli: Run, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    users = 3000
+    proc = subprocess.Popen(
+        statekit_cmd("demo", "--users", str(users), "--url", url, "--json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 60
+    while not _has_profiles(url):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("statekit: error: interrupted after")
+    first = load_json(subprocess.CompletedProcess([], 0, out, ""))
+    assert first["interrupted"] is True and 0 < first["completed"] < users
+    in_progress = _conversations(url)
+    assert in_progress > 0  # interrupted half-way through some forms
+    second = load_json(cli("demo", "--users", str(users), "--url", url, "--json"))
+    # a form saved just before the interrupt may not have been counted by the first run
+    assert first["completed"] <= second["already_completed"] <= first["completed"] + 100
+    assert second["completed_total"] == users
+    assert second["keys"]["profiles"] == users
+    assert second["keys"]["conversations_in_progress"] == 0
+    # the resumed users continued from their stored step: fewer /start messages than users
+    assert second["updates_handled"] < 4 * (users - first["completed"]) + 8 * (users // 10)
+
+
+def _has_profiles(url: str) -> bool:
+    async def main() -> bool:
+        async with open_storage(url) as storage:
+            return len(await storage.list_keys("demo:profile:*")) > 200
+
+    try:
+        return asyncio.run(main())
+    except Exception:  # noqa: BLE001 - the demo may not have created the file yet
+        return False
+
+
+def _conversations(url: str) -> int:
+    async def main() -> int:
+        async with open_storage(url) as storage:
+            return len(await storage.list_keys("fsm:{" + str(BOT_ID) + ":*"))
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("where", ["redis", "memory"])
+def test_demo_on_redis_and_memory(cli: Run, where: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("redis_url") if where == "redis" else "memory://"
+    doc = load_json(cli("demo", "--users", str(USERS), "--url", url, "--json"))
+    assert _counts(doc) == expected_counts(USERS)
+    assert doc["keys"]["profiles"] == USERS
+
+
+def test_progress_bar_when_forced(cli: Run, tmp_path: Path) -> None:
+    proc = cli("demo", "--users", "10", "--url", f"sqlite:///{tmp_path / 'd.db'}", "--progress")
+    assert proc.returncode == 0
+    assert "10/10 users" in proc.stderr
+    assert "conversations completed" in proc.stdout
+
+
+def test_unwritable_location_is_one_line(cli: Run, tmp_path: Path) -> None:
+    assert_one_line_error(cli("demo", "--users", "2", "--url", "sqlite:////nonexistent-dir/x.db"))

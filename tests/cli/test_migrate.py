@@ -1,0 +1,224 @@
+"""``statekit migrate`` as a subprocess: TTLs kept, re-runs after an interruption, conflicts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from statekit import open_storage
+from tests.cli.conftest import Run, assert_one_line_error, dump, fill, load_json, statekit_cmd
+
+VALUES = {
+    "fsm:{1:2:3::}": {"state": "Form:age", "data": {"name": "Ada", "tags": ["a", "b"]}},
+    "blob": b"\x00\x01\xfe\xff",
+    "text": "héllo",
+    "float": 1.5,
+    "flag": True,
+    "nested": {"list": [1, [2, {"x": None}]], 7: "int key", b"k": "bytes key"},
+}
+
+
+def _source(url: str) -> None:
+    fill(url, VALUES)
+    fill(url, {f"counter:{i}": i for i in range(40)}, ttl=500)
+    fill(url, {"short": "soon"}, ttl=300)
+
+
+def _assert_same_store(src: str, dst: str) -> None:
+    """Same keys and values; TTLs (read side by side, key by key) within a second."""
+
+    async def main() -> None:
+        async with open_storage(src) as a, open_storage(dst) as b:
+            keys = await a.list_keys()
+            assert sorted(keys) == sorted(await b.list_keys())
+            for key in keys:
+                ttl, other_ttl = await a.get_ttl(key), await b.get_ttl(key)
+                value, other_value = await a.get_state(key), await b.get_state(key)
+                assert other_value == value and type(other_value) is type(value), key
+                if ttl is None:
+                    assert other_ttl is None, key
+                else:
+                    assert other_ttl is not None and abs(other_ttl - ttl) < 1.0, (key, ttl, other_ttl)
+
+    asyncio.run(main())
+
+
+def test_sqlite_to_redis_to_sqlite_keeps_values_and_ttls(
+    cli: Run, tmp_path: Path, redis_url: str
+) -> None:
+    src = f"sqlite:///{tmp_path / 'src.db'}"
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    _source(src)
+    first = load_json(cli("migrate", src, redis_url, "--json", "--batch-size", "7"))
+    assert first["keys"] == first["copied"] == len(VALUES) + 41
+    assert first["with_ttl"] == 41
+    assert first["unchanged"] == 0 and first["overwritten"] == 0
+    _assert_same_store(src, redis_url)
+    second = load_json(cli("migrate", redis_url, back, "--json"))
+    assert second["copied"] == len(VALUES) + 41
+    _assert_same_store(src, back)
+    _assert_same_store(redis_url, back)
+
+
+def test_memory_destination_and_namespaces(cli: Run, tmp_path: Path) -> None:
+    src = f"sqlite:///{tmp_path / 'one.db'}?namespace=old"
+    dst = f"sqlite:///{tmp_path / 'one.db'}?namespace=new"
+    _source(src)
+    doc = load_json(cli("migrate", src, dst, "--json"))
+    assert doc["copied"] == len(VALUES) + 41
+    _assert_same_store(src, dst)
+    # into memory:// (it lives only in that process): works, counts everything
+    doc = load_json(cli("migrate", src, "memory://", "--json"))
+    assert doc["copied"] == len(VALUES) + 41
+
+
+def test_rerun_copies_nothing_twice(cli: Run, sqlite_url: str, redis_url: str) -> None:
+    _source(sqlite_url)
+    load_json(cli("migrate", sqlite_url, redis_url, "--json"))
+    again = load_json(cli("migrate", sqlite_url, redis_url, "--json"))
+    assert again["copied"] == 0
+    assert again["unchanged"] == len(VALUES) + 41
+    _assert_same_store(sqlite_url, redis_url)
+
+
+def test_pattern_copies_only_matching_keys(cli: Run, sqlite_url: str, tmp_path: Path) -> None:
+    _source(sqlite_url)
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    doc = load_json(cli("migrate", sqlite_url, dst, "--pattern", "counter:*", "--json"))
+    assert doc["copied"] == 40
+    assert sorted(dump(dst)) == sorted(f"counter:{i}" for i in range(40))
+
+
+def test_refuses_different_values_and_writes_nothing(
+    cli: Run, sqlite_url: str, redis_url: str
+) -> None:
+    _source(sqlite_url)
+    fill(redis_url, {"text": "a different value", "flag": True})  # flag: same value, fine
+    proc = cli("migrate", sqlite_url, redis_url, "--batch-size", "5")
+    assert_one_line_error(proc, "different values", "1 of the", "'text'", "--overwrite")
+    # nothing half-written: the destination is exactly as it was
+    assert dump(redis_url) == {"text": ("a different value", None), "flag": (True, None)}
+    # a dry run reports the conflict without writing
+    dry = load_json(cli("migrate", sqlite_url, redis_url, "--dry-run", "--json"))
+    assert dry["conflicts"] == 1 and dry["unchanged"] == 1 and dry["copied"] == 0
+    assert len(dump(redis_url)) == 2
+    # --overwrite replaces it
+    doc = load_json(cli("migrate", sqlite_url, redis_url, "--overwrite", "--json"))
+    assert doc["overwritten"] == 1
+    assert doc["copied"] == len(VALUES) + 41 - 1  # flag was already there
+    _assert_same_store(sqlite_url, redis_url)
+
+
+def test_true_and_1_are_different_values(cli: Run, sqlite_url: str, tmp_path: Path) -> None:
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    fill(sqlite_url, {"k": True})
+    fill(dst, {"k": 1})
+    assert_one_line_error(cli("migrate", sqlite_url, dst), "different values")
+
+
+def test_same_store_is_refused(cli: Run, sqlite_url: str) -> None:
+    fill(sqlite_url, {"k": 1})
+    assert_one_line_error(cli("migrate", sqlite_url, sqlite_url), "same store")
+
+
+def test_missing_source_file_is_refused(cli: Run, tmp_path: Path) -> None:
+    proc = cli("migrate", "sqlite:///nope.db", f"sqlite:///{tmp_path / 'dst.db'}")
+    assert_one_line_error(proc, "no SQLite database")
+    assert not (tmp_path / "nope.db").exists()
+
+
+def _count(url: str) -> int:
+    async def main() -> int:
+        async with open_storage(url) as storage:
+            return len(await storage.list_keys())
+
+    return asyncio.run(main())
+
+
+def test_killed_migrate_is_completed_by_a_rerun(
+    tmp_path: Path, sqlite_url: str, redis_url: str, cli: Run
+) -> None:
+    fill(sqlite_url, {f"user:{i}": {"n": i} for i in range(1500)})
+    fill(sqlite_url, {f"rl:{i}": i for i in range(500)}, ttl=400)
+    proc = subprocess.Popen(
+        statekit_cmd("migrate", sqlite_url, redis_url, "--batch-size", "20"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "_STATEKIT_TEST_BATCH_DELAY": "0.05"},
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _count(redis_url) < 200:
+            assert proc.poll() is None, "migrate finished before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    copied_before = _count(redis_url)
+    assert 200 <= copied_before < 2000
+    doc = load_json(cli("migrate", sqlite_url, redis_url, "--json"))
+    assert doc["unchanged"] >= copied_before
+    assert doc["copied"] + doc["unchanged"] == 2000
+    _assert_same_store(sqlite_url, redis_url)
+
+
+def test_interrupt_says_how_to_resume(tmp_path: Path, sqlite_url: str) -> None:
+    fill(sqlite_url, {f"user:{i}": i for i in range(400)})
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    proc = subprocess.Popen(
+        statekit_cmd("migrate", sqlite_url, dst, "--batch-size", "10"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "_STATEKIT_TEST_BATCH_DELAY": "0.05"},
+        cwd=tmp_path,
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("statekit: error: interrupted after copying")
+
+
+def test_progress_bar_and_summary(cli: Run, sqlite_url: str, tmp_path: Path) -> None:
+    fill(sqlite_url, {f"k{i}": i for i in range(50)})
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    quiet = cli("migrate", sqlite_url, dst)
+    assert quiet.returncode == 0 and quiet.stderr == ""  # stderr is not a terminal: no bar
+    assert "copied" in quiet.stdout and "50" in quiet.stdout
+    forced = cli("migrate", sqlite_url, f"sqlite:///{tmp_path / 'dst2.db'}", "--progress")
+    assert forced.returncode == 0
+    assert "50/50 keys" in forced.stderr and "100%" in forced.stderr
+
+
+def test_dry_run_writes_nothing(cli: Run, sqlite_url: str, tmp_path: Path) -> None:
+    _source(sqlite_url)
+    doc = load_json(cli("migrate", sqlite_url, "sqlite:///new.db", "--dry-run", "--json"))
+    assert doc["dry_run"] is True and doc["keys"] == len(VALUES) + 41
+    assert doc["copied"] == 0 and doc["conflicts"] == 0
+    assert not (tmp_path / "new.db").exists()
+    text = cli("migrate", sqlite_url, "sqlite:///new.db", "--dry-run")
+    assert "would copy" in text.stdout and not (tmp_path / "new.db").exists()
+
+
+def test_keys_expiring_during_the_copy_are_not_resurrected(
+    cli: Run, sqlite_url: str, tmp_path: Path
+) -> None:
+    fill(sqlite_url, {f"k{i}": i for i in range(200)}, ttl=1.0)
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    proc = cli(
+        "migrate", sqlite_url, dst, "--batch-size", "10", "--json",
+        env={"_STATEKIT_TEST_BATCH_DELAY": "0.1"},
+    )
+    doc = load_json(proc)
+    assert doc["expired"] > 0
+    assert doc["copied"] + doc["expired"] == doc["keys"] == 200
+    for key, (_, ttl) in dump(dst).items():
+        assert ttl is not None and ttl <= 1.0, key

@@ -1,0 +1,115 @@
+"""The README's two set-up commands.
+
+* The first code block of the README must stay exactly the two commands CI and users run.
+* ``test_first_command_offline`` runs the first command's steps in a fresh virtual environment
+  without the network: ``pip install`` gets ``--no-deps --no-build-isolation --no-index`` and the
+  dependencies come from this test environment through a ``.pth`` file; then ``statekit demo``
+  runs from that environment (with ``--users 20`` to stay quick).
+* ``test_readme_commands_verbatim`` runs both commands exactly as written (it needs PyPI and runs
+  the whole test suite again, so it is opt-in: ``STATEKIT_README_TEST=1``). CI runs
+  ``statekit demo`` from a fresh ``pip install`` on every build anyway (``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP = [
+    "python3 -m venv .venv && . .venv/bin/activate && pip install . && statekit demo",
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[dev]' && python -m pytest",
+]
+
+
+def readme_setup_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert match, "README.md has no ```bash block"
+    return match.group(1).strip().splitlines()
+
+
+def test_readme_setup_block_is_unchanged() -> None:
+    assert readme_setup_commands() == SETUP
+
+
+def _copy_project(dest: Path, *, with_tests: bool) -> None:
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
+    for pkg in ("statekit", "middleware") + (("tests", "examples") if with_tests else ()):
+        if (ROOT / pkg).exists():
+            shutil.copytree(ROOT / pkg, dest / pkg, ignore=ignore)
+
+
+def _can_build_offline() -> bool:
+    """pip, and a setuptools that can build a wheel (>= 70.1, or any with ``wheel``)."""
+    if importlib.util.find_spec("pip") is None:
+        return False
+    try:
+        version = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if importlib.util.find_spec("wheel") is not None:
+        return True
+    major, minor = (int(x) for x in version.split(".")[:2])
+    return (major, minor) >= (70, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _can_build_offline(),
+    reason="building statekit offline needs pip and setuptools>=70.1 (or wheel) in this environment",
+)
+def test_first_command_offline(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    _copy_project(project, with_tests=False)
+    purelib = sysconfig.get_paths()["purelib"]
+    script = f"""
+set -e
+{sys.executable} -m venv --without-pip .venv
+. .venv/bin/activate
+site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo '{purelib}' > "$site/_statekit_test_parent.pth"
+python -m pip install -q --no-deps --no-build-isolation --no-index .
+cd "{tmp_path}"
+python -c 'import statekit, sys; sys.exit(0 if "/.venv/" in statekit.__file__ else 1)'
+statekit demo --users 20
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "conversations completed  20 this run" in proc.stdout
+    assert (tmp_path / "statekit-demo.db").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("STATEKIT_README_TEST") != "1",
+    reason="runs the README's commands verbatim (needs PyPI, runs the suite again): "
+    "set STATEKIT_README_TEST=1",
+)
+def test_readme_commands_verbatim(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.pop("STATEKIT_README_TEST")  # the suite run by the second command must not recurse
+    for n, command in enumerate(readme_setup_commands()):
+        project = tmp_path / f"run{n}"
+        _copy_project(project, with_tests=True)
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True,
+            timeout=3600,
+        )
+        assert proc.returncode == 0, (command, proc.stdout[-4000:], proc.stderr[-4000:])

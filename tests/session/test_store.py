@@ -1,0 +1,378 @@
+"""SessionStore over every backend: record, granular updates, peers, update states, listing,
+snapshots and deletion (SPEC section 6)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+import redis.asyncio
+
+from statekit import BaseStorage, RedisStorage
+from statekit.errors import SessionLockedError
+from statekit.session import (
+    Peer,
+    SessionData,
+    SessionSnapshot,
+    SessionStore,
+    UpdateState,
+    list_sessions,
+)
+from statekit.testing import RedisServer
+
+KEY = bytes(range(256))
+
+
+def data(**over: object) -> SessionData:
+    fields: dict[str, object] = {
+        "dc_id": 4,
+        "auth_key": KEY,
+        "server_address": "149.154.167.91",
+        "port": 443,
+        "api_id": 12345,
+        "test_mode": False,
+        "date": 1_700_000_000,
+        "user_id": 777,
+        "is_bot": True,
+    }
+    fields.update(over)
+    return SessionData(**fields)  # type: ignore[arg-type]
+
+
+async def test_save_then_load_gives_every_field_back(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "main")
+    assert await store.load() is None
+    assert not await store.exists()
+    await store.save(data())
+    assert await store.load() == data()
+    assert await store.exists()
+    # a second store (another process, say) reads the same
+    assert await SessionStore(storage, "main").load() == data()
+
+
+async def test_repr_of_store_and_data_never_shows_the_auth_key(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "main")
+    await store.save(data())
+    loaded = await store.load()
+    for text in (repr(store), repr(loaded), str(loaded)):
+        assert KEY.hex() not in text and repr(KEY) not in text
+
+
+async def test_update_changes_one_field_and_keeps_the_others(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "main")
+    await store.save(data())
+    fields = await store.update(dc_id=2, server_address="149.154.167.51")
+    assert fields["dc_id"] == 2 and fields["user_id"] == 777 and fields["auth_key"] == KEY
+    assert await store.load() == data(dc_id=2, server_address="149.154.167.51")
+    await store.update(user_id=None)
+    assert (await store.get_fields())["user_id"] is None
+    assert await store.get_field("api_id") == 12345
+
+
+async def test_concurrent_updates_of_different_fields_from_two_stores_all_land(
+    storage: BaseStorage,
+) -> None:
+    a, b = SessionStore(storage, "main"), SessionStore(storage, "main")
+    await a.save(data())
+    await asyncio.gather(
+        *(a.update(api_id=1000 + i) for i in range(10)),
+        *(b.update(date=2000 + i) for i in range(10)),
+        b.update(user_id=5),
+        a.update(is_bot=False),
+    )
+    fields = await SessionStore(storage, "main").get_fields()
+    assert fields["api_id"] in range(1000, 1010)
+    assert fields["date"] in range(2000, 2010)
+    assert fields["user_id"] == 5 and fields["is_bot"] is False and fields["auth_key"] == KEY
+
+
+async def test_partial_record_before_login_is_kept_and_load_says_none(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "fresh")
+    await store.update(dc_id=2, api_id=1, test_mode=False)
+    assert await store.load() is None  # no auth key yet
+    assert (await store.get_fields())["dc_id"] == 2
+    await store.update(auth_key=KEY)
+    loaded = await store.load()
+    assert loaded is not None and loaded.auth_key == KEY and loaded.user_id is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "words"),
+    [
+        ({"auth_key": b"short"}, ValueError, "256 bytes, got 5"),
+        ({"auth_key": "text"}, TypeError, "auth_key must be bytes"),
+        ({"dc_id": 0}, ValueError, "dc_id"),
+        ({"dc_id": "2"}, TypeError, "dc_id"),
+        ({"user_id": 2**70}, TypeError, "user_id"),
+        ({"test_mode": "yes"}, TypeError, "test_mode"),
+        ({"colour": 1}, ValueError, "unknown session field 'colour'"),
+    ],
+)
+async def test_bad_fields_are_refused_and_nothing_is_written(
+    storage: BaseStorage, fields: dict[str, object], error: type[Exception], words: str
+) -> None:
+    store = SessionStore(storage, "main")
+    await store.save(data())
+    with pytest.raises(error, match=words):
+        await store.update(api_id=1, **fields)
+    assert await store.load() == data()
+
+
+@pytest.mark.parametrize("name", ["", "a{b}", "x}", "tab\there", "n" * 201])
+def test_bad_session_names_are_refused(name: str) -> None:
+    from statekit import MemoryStorage
+
+    with pytest.raises(ValueError, match="session name"):
+        SessionStore(MemoryStorage(), name)
+
+
+async def test_every_key_of_a_session_shares_one_hash_tag(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "tagged")
+    await store.open()
+    await store.save(data())
+    await store.update_peers([Peer(1, 2, "user", ("Name",), "+1 555 0100")])
+    await store.set_update_state(UpdateState(0, 1, 2, 3, 4))
+    keys = await storage.list_keys()
+    assert len(keys) == 6  # data, peer, username, phone, states, lease
+    assert all(k.startswith("session:{tagged}:") for k in keys)
+    await store.close()
+
+
+# ---------------------------------------------------------------------- peers
+
+
+def peers(n: int) -> list[Peer]:
+    return [Peer(i, i * 31, "user", (f"User{i}",), f"+1555{i:04d}") for i in range(1, n + 1)]
+
+
+async def test_peers_are_found_by_id_username_and_phone(storage: BaseStorage) -> None:
+    for leased in (True, False):
+        store = SessionStore(storage, f"p{leased}")
+        if leased:
+            await store.open()
+        await store.update_peers(peers(50))
+        for reader in (store, SessionStore(storage, f"p{leased}")):
+            found = await reader.get_peer_by_id(7)
+            assert found is not None
+            assert (found.id, found.access_hash, found.type, found.usernames, found.phone_number) == (
+                7, 217, "user", ("User7",), "15550007"
+            )
+            assert isinstance(found.last_update_on, int)
+            found = await reader.get_peer_by_username("@uSeR7")
+            assert found is not None and found.id == 7
+            found = await reader.get_peer_by_phone_number("+1 555-0007")
+            assert found is not None and found.id == 7
+            assert await reader.get_peer_by_id(999) is None
+            assert await reader.get_peer_by_username("nobody") is None
+            assert await reader.get_peer_by_phone_number("123") is None
+        await store.close()
+
+
+async def test_a_stale_username_stops_resolving(storage: BaseStorage) -> None:
+    writer = SessionStore(storage, "main")
+    await writer.open()
+    await writer.update_peers([Peer(1, 10, "user", ("Old", "Second"), "111")])
+    assert (await writer.get_peer_by_username("old")) is not None
+    await writer.update_peers([Peer(1, 11, "user", ("New",), "222")])
+    for reader in (writer, SessionStore(storage, "main")):
+        assert await reader.get_peer_by_username("old") is None
+        assert await reader.get_peer_by_username("second") is None
+        assert await reader.get_peer_by_phone_number("111") is None
+        new = await reader.get_peer_by_username("NEW")
+        assert new is not None and new.access_hash == 11
+        assert (await reader.get_peer_by_phone_number("222")) == new
+    # retired index entries are gone from the storage, not just hidden
+    assert not [k for k in await storage.list_keys() if k.endswith((":un:old", ":ph:111"))]
+    await writer.close()
+
+
+async def test_a_username_taken_over_by_another_peer_keeps_resolving_to_it(
+    storage: BaseStorage,
+) -> None:
+    store = SessionStore(storage, "main")
+    await store.open()
+    await store.update_peers([Peer(1, 10, "user", ("shared",))])
+    await store.update_peers([Peer(2, 20, "user", ("shared",))])
+    await store.update_peers([Peer(1, 10, "user", ("mine",))])  # 1 drops "shared": 2 keeps it
+    for reader in (store, SessionStore(storage, "main")):
+        found = await reader.get_peer_by_username("shared")
+        assert found is not None and found.id == 2
+    await store.close()
+
+
+async def test_usernames_given_separately_like_kurigram(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "main")
+    await store.update_peers([Peer(1, 10, "user", ("first",))])
+    await store.update_peers([Peer(1, 12, "user")], keep_usernames=True)
+    kept = await store.get_peer_by_username("first")
+    assert kept is not None and kept.access_hash == 12
+    await store.update_usernames([(1, ["renamed", None]), (404, ["ghost"])])
+    assert await store.get_peer_by_username("first") is None
+    assert (await store.get_peer_by_username("renamed")) is not None
+    assert await store.get_peer_by_username("ghost") is None  # unknown peers are ignored
+    await store.update_peers([Peer(1, 12, "user")])  # without keep_usernames: replaced
+    assert await store.get_peer_by_username("renamed") is None
+
+
+async def test_update_peers_checks_every_peer_before_writing_and_handles_big_batches(
+    storage: BaseStorage,
+) -> None:
+    store = SessionStore(storage, "main")
+    await store.open()
+    with pytest.raises(TypeError, match="access_hash"):
+        await store.update_peers([Peer(1, 2), Peer(2, "x")])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Peer objects"):
+        await store.update_peers([(1, 2, "user")])  # type: ignore[list-item]
+    assert [k for k in await storage.list_keys() if not k.endswith(":lease")] == []
+    await store.update_peers(peers(2500))  # several writes of 1,000 peers
+    assert len(await storage.list_keys("*:peer:*")) == 2500
+    streamed = [p async for p in store.iter_peers()]
+    assert sorted(p.id for p in streamed) == list(range(1, 2501))
+    await store.update_peers(
+        [Peer(i, i * 31, "user", (f"New{i}",), f"+1555{i:04d}") for i in range(1, 2501)]
+    )
+    reader = SessionStore(storage, "main")
+    for i in (1, 1000, 1001, 2500):
+        assert await reader.get_peer_by_username(f"user{i}") is None
+        found = await reader.get_peer_by_username(f"new{i}")
+        assert found is not None and found.id == i
+    assert len(await storage.list_keys("*:un:*")) == 2500  # the old entries were removed
+    await store.close()
+
+
+async def test_an_unchanged_peer_is_rewritten_only_to_refresh_an_old_stamp(
+    storage: BaseStorage,
+) -> None:
+    import time
+
+    store = SessionStore(storage, "main")
+    now = int(time.time())
+    await store.update_peers([Peer(1, 10, "user", ("a",), last_update_on=now - 60)])
+    await store.update_peers([Peer(1, 10, "user", ("a",))])  # same peer, stamped a minute ago
+    kept = await store.get_peer_by_id(1)
+    assert kept is not None and kept.last_update_on == now - 60  # not written again
+    await store.update_peers([Peer(1, 10, "user", ("a",), last_update_on=now - 600)])
+    await store.update_peers([Peer(1, 10, "user", ("a",))])  # same peer, stamp 10 minutes old
+    refreshed = await store.get_peer_by_id(1)
+    assert refreshed is not None and refreshed.last_update_on is not None
+    assert refreshed.last_update_on >= now
+    await store.update_peers([Peer(1, 11, "user", ("a",))])  # a change is always written
+    changed = await store.get_peer_by_id(1)
+    assert changed is not None and changed.access_hash == 11
+
+
+async def test_cached_lookups_see_every_write_of_the_lease_holder(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "main", peer_cache=10)
+    await store.open()
+    await store.update_peers(peers(30))  # more than the cache holds
+    for i in range(1, 31):
+        found = await store.get_peer_by_username(f"user{i}")
+        assert found is not None and found.id == i
+    await store.update_peers([Peer(5, 1, "channel", ("Renamed",))])
+    changed = await store.get_peer_by_id(5)
+    assert changed is not None and changed.type == "channel" and changed.access_hash == 1
+    assert await store.get_peer_by_username("user5") is None
+    await store.close()
+
+
+# ---------------------------------------------------------------------- update states
+
+
+async def test_update_states_per_box_with_none_fields_tolerated(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "main")
+    assert await store.get_update_states() == []
+    await store.set_update_state(UpdateState(0, pts=10, qts=5, date=100, seq=3))
+    await store.set_update_state(
+        [UpdateState(-1001234567890, pts=7), UpdateState(0, pts=11, qts=None, date=None, seq=None)]
+    )
+    assert await store.get_update_state(0) == UpdateState(0, 11, 5, 100, 3)
+    assert await store.get_update_state(-1001234567890) == UpdateState(-1001234567890, 7)
+    assert [s.id for s in await store.get_update_states()] == [-1001234567890, 0]  # by date
+    assert await store.get_update_states(0) == [UpdateState(0, 11, 5, 100, 3)]
+    assert await store.get_update_states([42]) == []
+    await store.delete_update_state(0)
+    assert await SessionStore(storage, "main").get_update_states() == [
+        UpdateState(-1001234567890, 7)
+    ]
+    with pytest.raises(TypeError, match="pts"):
+        await store.set_update_state(UpdateState(0, pts="1"))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- whole sessions
+
+
+async def test_listing_snapshot_restore_and_delete(storage: BaseStorage) -> None:
+    first = SessionStore(storage, "first")
+    await first.save(data())
+    await first.update_peers(peers(3))
+    await first.set_update_state(UpdateState(0, 1, 2, 3, 4))
+    second = SessionStore(storage, "second:with:colons")
+    await second.save(data(dc_id=1))
+    await second.update_peers([Peer(99, 1, "user", ("zz",))])
+    assert await list_sessions(storage) == ["first", "second:with:colons"]
+    assert await SessionStore.list_sessions(storage) == ["first", "second:with:colons"]
+
+    snap = await first.snapshot()
+    assert snap.data == data() and [p.id for p in snap.peers] == [1, 2, 3]
+    assert snap.update_states == [UpdateState(0, 1, 2, 3, 4)]
+
+    await second.restore(snap)  # replaces everything the second session had
+    again = await SessionStore(storage, "second:with:colons").snapshot()
+    assert again == snap
+    assert await second.get_peer_by_username("zz") is None
+
+    removed = await first.delete()
+    assert removed == 1 + 3 * 3 + 1  # record, peers with username and phone keys, states
+    assert await list_sessions(storage) == ["second:with:colons"]
+    assert all("{second:with:colons}" in k for k in await storage.list_keys())
+    with pytest.raises(KeyError, match="no complete record"):
+        await first.snapshot()
+
+
+async def test_restore_refuses_what_is_not_a_snapshot(storage: BaseStorage) -> None:
+    with pytest.raises(TypeError, match="SessionSnapshot"):
+        await SessionStore(storage, "x").restore(data())  # type: ignore[arg-type]
+    snap = SessionSnapshot(data(), [Peer(1, "bad")])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="access_hash"):
+        await SessionStore(storage, "x").restore(snap)
+    assert await storage.list_keys() == []
+
+
+async def test_delete_is_refused_while_another_process_holds_the_session(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    storage = make_storage()
+    holder = SessionStore(storage, "busy")
+    await holder.open()
+    await holder.save(data())
+    with pytest.raises(SessionLockedError, match="in use by pid"):
+        await SessionStore(storage, "busy").delete()
+    assert await holder.load() == data()
+    await holder.delete()  # the holder itself may
+    assert await holder.load() is None
+    assert (await holder.holder()) == holder.lease.holder  # type: ignore[union-attr]
+    await holder.close()
+    assert await storage.list_keys() == []
+
+
+async def test_uncached_lookups_cost_one_redis_round_trip_each(redis_server: RedisServer) -> None:
+    storage = RedisStorage(redis_server.url, namespace="roundtrips")
+    store = SessionStore(storage, "main")
+    await store.update_peers(peers(20))
+    probe = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async def commands() -> int:
+            return int((await probe.info("stats"))["total_commands_processed"])
+
+        before = await commands()
+        for i in range(1, 21):
+            assert await store.get_peer_by_id(i) is not None
+            assert await store.get_peer_by_username(f"user{i}") is not None
+            assert await store.get_peer_by_phone_number(f"1555{i:04d}") is not None
+        spent = await commands() - before - 1  # the INFO call itself
+        assert spent == 60
+    finally:
+        await probe.aclose()
+        await storage.clear_namespace()
+        await storage.stop()
