@@ -13,6 +13,8 @@ from statekit.errors import (
     StorageUnavailableError,
     WrongTypeError,
 )
+from statekit.fsm import FSMConflictError, FSMContext, State, StatesGroup, StorageKey
+from statekit.session import Peer, SessionData, SessionSnapshot, SessionStore, UpdateState
 from statekit.storage.base import DEFAULT, TTL, BaseStorage
 from statekit.storage.memory import MemoryStorage
 from statekit.storage.redis import RedisStorage
@@ -26,18 +28,28 @@ __all__ = [
     "Codec",
     "CorruptValueError",
     "DEFAULT",
+    "FSMConflictError",
+    "FSMContext",
     "MemoryStorage",
     "MsgpackCodec",
+    "Peer",
     "RateLimitedError",
     "RedisStorage",
     "SQLiteStorage",
     "SerializationError",
+    "SessionData",
     "SessionFormatError",
     "SessionLockedError",
+    "SessionSnapshot",
+    "SessionStore",
+    "State",
     "StatekitError",
+    "StatesGroup",
     "StorageClosedError",
+    "StorageKey",
     "StorageUnavailableError",
     "TTL",
+    "UpdateState",
     "WrongTypeError",
     "open_storage",
 ]

@@ -59,7 +59,27 @@ def _canonical_item(value: Any) -> Any:
         if _INT64_MIN <= value <= _INT64_MAX:
             return value
         raise _Unsupported
-    return _canonical(value)
+    if t is dict or t is list or t is tuple:
+        return _canonical(value)
+    return _canonical_item(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    """The built-in value of an instance of a subclass of a storable type (``StrEnum`` member,
+    Pyrogram's ``Str``, ``IntEnum``, ``OrderedDict``, a named tuple); raise _Unsupported otherwise."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):  # bool cannot be subclassed, so this is never a bool
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise _Unsupported
 
 
 def _canonical(value: Any) -> Any:
@@ -93,11 +113,16 @@ def _canonical(value: Any) -> Any:
         ]
     if t in _SCALARS or (t is int and _INT64_MIN <= value <= _INT64_MAX):
         return value
-    raise _Unsupported
+    return _canonical_item(value)
 
 
 def _find_unsupported(value: Any, path: str) -> str:
     """Describe the first unsupported part of ``value`` (slow; only called after a failure)."""
+    if type(value) not in _SCALARS and type(value) not in (int, dict, list, tuple):
+        try:
+            value = _plain(value)
+        except _Unsupported:
+            return f"value at {path} has type {_describe(value)}, which cannot be stored"
     t = type(value)
     if t is str or t is bytes or t is bool or t is float or value is None:
         return ""
@@ -123,7 +148,12 @@ def _find_unsupported(value: Any, path: str) -> str:
 
 
 class MsgpackCodec:
-    """Canonical msgpack: dict keys ordered (str, then int, then bytes; each sorted)."""
+    """Canonical msgpack: dict keys ordered (str, then int, then bytes; each sorted).
+
+    Instances of subclasses of the storable types (``StrEnum`` members, Pyrogram's ``Str``,
+    ``IntEnum``, ``OrderedDict``, named tuples) are stored as the built-in value they extend and
+    read back as that built-in type.
+    """
 
     __slots__ = ()
 
@@ -148,6 +178,8 @@ class MsgpackCodec:
 
 def encode_stored(codec: Codec, key: str, value: Value) -> int | bytes:
     """Return the stored form of ``value`` under ``key``; raise SerializationError naming both."""
+    if type(value) is not int and isinstance(value, int) and type(value) is not bool:
+        value = int.__int__(value)  # IntEnum and other int subclasses are stored as int
     if type(value) is int:
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise SerializationError(f"key {key!r}: integer {value} is outside signed 64-bit")

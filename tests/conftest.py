@@ -189,6 +189,22 @@ async def make_storage(
 
 
 @pytest.fixture
+def backend_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL another process can open to reach what ``make_storage`` reaches (same SQLite file or
+    Redis); pass ``namespace=storage.namespace``. Skips on in-process backends (memory, fakeredis,
+    sqlite-memory)."""
+    if backend == "sqlite-file":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    if backend == "redis":
+        return str(request.getfixturevalue("redis_server").url)
+    if backend == "redis-cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    if backend == "redis-sentinel":
+        return str(request.getfixturevalue("redis_sentinel").url)
+    pytest.skip(f"{backend} cannot be shared with another process")
+
+
+@pytest.fixture
 async def storage(make_storage: Callable[..., BaseStorage]) -> AsyncIterator[BaseStorage]:
     """A started storage of the backend under test."""
     store = make_storage()

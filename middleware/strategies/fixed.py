@@ -48,6 +48,8 @@ class FixedWindow(Strategy):
         return [tag + key for tag in self._tags]
 
     async def acquire(self, key: str, costs: Sequence[int]) -> list[RateLimitResult]:
+        if len(costs) == 1 and len(self.rates) == 1:
+            return [await self._acquire_one(key, costs[0])]
         total = sum(costs)
         names = self.storage_keys(key)
         now = self.clock()
@@ -78,6 +80,28 @@ class FixedWindow(Strategy):
             self._result(bases, ends, used_after, cost, allowed, now)
             for allowed, cost, used_after in outcome
         ]
+
+    async def _acquire_one(self, key: str, cost: int) -> RateLimitResult:
+        """``acquire`` for one hit on one rate: the same steps without lists."""
+        rate = self.rates[0]
+        name = self._tags[0] + key
+        now = self.clock()
+        count = await self.storage.increment(name, cost, ttl=rate.period)
+        if count <= cost:  # this hit opened the window
+            end = now + rate.period
+            self._ends.put(name, end)
+        else:
+            known = self._ends.get(name)
+            if known is None or known <= now:
+                known = (await self._window_ends([name], [count - cost], now))[0]
+            end = known
+        if count <= rate.limit:
+            return RateLimitResult(True, rate.limit - count, max(0.0, end - now), 0.0)
+        base = count - cost
+        if end - now > _REFUND_GUARD:
+            await self._give_back_one(name, rate, cost)
+        left = max(0.0, end - now)
+        return RateLimitResult(False, max(0, rate.limit - base), left if base > 0 else 0.0, left)
 
     async def _window_ends(self, names: list[str], bases: list[int], now: float) -> list[float]:
         """When each rate's window ends (clock seconds): the hit that opened a window knows;

@@ -63,6 +63,8 @@ class GCRA(CasStrategy):
         self, record: Any, costs: Sequence[int], now: float
     ) -> tuple[list[RateLimitResult], Any, float]:
         now_us = int(now * 1_000_000)
+        if len(costs) == 1 and len(self._steps) == 1:
+            return self._decide_one(record, costs[0], now_us)
         tats = self._tats(record, now_us)
         steps, periods = self._steps, self._periods
         results = []
@@ -80,6 +82,22 @@ class GCRA(CasStrategy):
         last = max(tats)
         ttl = max(1, math.ceil((last - now_us) / 1000)) / 1000
         return results, (tats[0] if len(tats) == 1 else tats), ttl
+
+    def _decide_one(
+        self, record: Any, cost: int, now: int
+    ) -> tuple[list[RateLimitResult], Any, float]:
+        """``_decide`` for one hit on one rate: the same arithmetic without lists."""
+        tat = record if type(record) is int and record > now else now
+        step, period = self._steps[0], self._periods[0]
+        wanted = round(tat + cost * step)
+        if wanted - now <= period:
+            left = wanted - now
+            remaining = max(0, math.floor((period - left) / step + 1e-9))
+            result = RateLimitResult(True, remaining, left / 1e6, 0.0)
+            return [result], wanted, max(1, math.ceil(left / 1000)) / 1000
+        remaining = max(0, math.floor((period - (tat - now)) / step + 1e-9))
+        retry = (wanted - period - now) / 1e6
+        return [RateLimitResult(False, remaining, (tat - now) / 1e6, retry)], None, 0.0
 
     def _result(self, tats: list[int], refused: list[int] | None, now: int) -> RateLimitResult:
         """The result after ``tats``; ``refused`` holds the TATs a refused hit would have

@@ -89,6 +89,11 @@ class SlidingWindow(CasStrategy):
 
     def _gone(self, record: Any, now: float) -> bool:
         # a live record is in the current window, the previous one, or (clock skew) the next
+        if self._packed:
+            if type(record) is not int:
+                return False
+            n = math.floor(now * 1000 / self._periods_ms[0])
+            return (record >> 47) not in (n % _WRAP, (n - 1) % _WRAP, (n + 1) % _WRAP)
         triples = self._triples(record)
         if triples is None:
             return False
@@ -109,6 +114,8 @@ class SlidingWindow(CasStrategy):
         self, record: Any, costs: Sequence[int], now: float
     ) -> tuple[list[RateLimitResult], Any, float]:
         now_ms = now * 1000
+        if self._packed and len(costs) == 1:
+            return self._decide_one(record, costs[0], now_ms)
         indexes, prevs, curs = self._counts(record, now_ms)
         weights = self._weights(indexes, now_ms)
         rates = self.rates
@@ -127,6 +134,33 @@ class SlidingWindow(CasStrategy):
             return results, None, 0.0
         ttl_ms = max((n + 2) * p - now_ms for n, p in zip(indexes, self._periods_ms, strict=True))
         return results, self._record(indexes, prevs, curs), max(1, math.ceil(ttl_ms)) / 1000
+
+    def _decide_one(
+        self, record: Any, cost: int, now_ms: float
+    ) -> tuple[list[RateLimitResult], Any, float]:
+        """``_decide`` for one hit on one packed rate: the same arithmetic without lists."""
+        rate = self.rates[0]
+        p = rate.period_ms
+        n = math.floor(now_ms / p)
+        prev = cur = 0
+        if type(record) is int and record >= 0:
+            stored = record >> 47
+            if stored == n % _WRAP:
+                prev, cur = (record >> 24) & _PREV_MASK, record & _CUR_MASK
+            elif stored == (n - 1) % _WRAP:
+                prev = record & _CUR_MASK
+            elif stored == (n + 1) % _WRAP:
+                n, prev, cur = n + 1, (record >> 24) & _PREV_MASK, record & _CUR_MASK
+        weight = min(1.0, max(0.0, 1.0 - (now_ms - n * p) / p))
+        load = prev * weight + cur
+        if load + cost > rate.limit + 1e-9:
+            return [self._result([n], [prev], [cur], [weight], now_ms, cost, False)], None, 0.0
+        cur += cost
+        end = (n + 1) * p
+        remaining = max(0, math.floor(rate.limit - load - cost + 1e-9))
+        result = RateLimitResult(True, remaining, (end + p - now_ms) / 1000, 0.0)
+        record = (n % _WRAP) << 47 | prev << 24 | cur
+        return [result], record, max(1, math.ceil(end + p - now_ms)) / 1000
 
     def _result(
         self,

@@ -10,8 +10,8 @@ again), and every 7th user (from the 4th) first answers the age question with a 
 bot rejects.
 
 Resuming: a finished form is saved under ``demo:profile:<user>`` and its conversation cleared. A
-run skips users whose profile exists and continues a conversation left half-way (for example by
-Ctrl-C) from the state stored in its FSM record. ``--fresh`` deletes the demo's keys first (only
+run skips users whose profile exists and whose conversation is closed, and continues a
+conversation left open (for example by Ctrl-C) from the state stored in its FSM record. ``--fresh`` deletes the demo's keys first (only
 ``demo:*`` and the demo bot's ``fsm:{<bot>:*`` conversations; nothing else in the store).
 """
 
@@ -250,14 +250,24 @@ class _Simulation:
         self.stats.completed += 1
 
 
+def _conversation_key(user_id: int) -> str:
+    return StorageKey(bot_id=BOT_ID, chat_id=user_id, user_id=user_id).storage_key
+
+
 async def _pending(storage: BaseStorage, users: int) -> list[int]:
-    """Indexes of the users whose form is not saved yet."""
+    """Indexes of the users whose form is not finished: no saved profile, or a conversation
+    still open (a run interrupted between saving the profile and clearing the conversation)."""
     todo: list[int] = []
     for start in range(0, users, 1000):
         indexes = range(start, min(users, start + 1000))
-        keys = [f"{_PROFILE}{FIRST_USER + i}" for i in indexes]
-        done = await storage.get_many(keys)
-        todo.extend(i for i, k in zip(indexes, keys, strict=True) if k not in done)
+        profiles = await storage.get_many(f"{_PROFILE}{FIRST_USER + i}" for i in indexes)
+        open_ = await storage.get_many(_conversation_key(FIRST_USER + i) for i in indexes)
+        todo.extend(
+            i
+            for i in indexes
+            if f"{_PROFILE}{FIRST_USER + i}" not in profiles
+            or _conversation_key(FIRST_USER + i) in open_
+        )
     return todo
 
 

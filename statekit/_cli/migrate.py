@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from statekit._cli._common import (
@@ -165,67 +165,104 @@ class _Migration:
             )
 
     async def copy(self, progress: Progress) -> None:
-        """Second pass: copy every batch."""
-        s = self.summary
-        s.unchanged = 0
-        async for batch in _batches(self.src, s.pattern, self.args.batch_size):
-            await self._copy_batch(batch)
-            progress.advance(len(batch))
-            if self.delay:
-                await asyncio.sleep(self.delay)
+        """Second pass: copy every batch; the next batch is read while one is being written."""
+        self.summary.unchanged = 0
+        writing: asyncio.Task[None] | None = None
+        try:
+            async for batch in _batches(self.src, self.summary.pattern, self.args.batch_size):
+                plan = await self._prepare(batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(self._write(plan, progress))
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                await asyncio.wait([writing])  # a batch being written is finished, never torn
 
     async def _deadline(self, key: str) -> float | None:
         """When ``key`` expires on this process's monotonic clock (``None``: never / absent)."""
         ttl = await self.src.get_ttl(key)
         return None if ttl is None else time.monotonic() + ttl
 
-    async def _copy_batch(self, keys: Sequence[str]) -> None:
+    async def _prepare(self, keys: Sequence[str]) -> _Plan:
+        """Read a batch and decide what to write; ``CLIError`` if the destination differs."""
         s = self.summary
-        # TTLs first: a key that expires between the two reads is then absent from the values,
-        # never copied without its expiry
-        deadlines = await asyncio.gather(*(self._deadline(k) for k in keys))
-        values = await self.src.get_many(keys)
-        s.expired += len(keys) - len(values)
-        existing = await self.dst.get_many(list(values)) if values else {}
-        plain: dict[str, Value] = {}
-        timed: dict[int, dict[str, Value]] = {}
-        replaced = 0
-        for key, deadline in zip(keys, deadlines, strict=True):
-            if key not in values:
-                continue
-            value = values[key]
-            if key in existing:
-                if _same(self.src, key, value, existing[key]):
+        plan = _Plan(len(keys))
+        existing = await self.dst.get_many(keys)
+        replace: set[str] = set()
+        if existing:
+            current = await self.src.get_many(list(existing))
+            for key, theirs in existing.items():
+                if key not in current:
+                    continue  # gone from the source meanwhile; counted as expired below
+                if _same(self.src, key, current[key], theirs):
                     s.unchanged += 1
-                    continue
-                if not self.args.overwrite:
+                elif not self.args.overwrite:
                     raise CLIError(
                         f"destination {s.destination} got a different value for {key!r} while "
                         f"migrating; {s.copied:,} keys were copied before it and this batch was "
                         "not written. Pass --overwrite to replace it, or run again"
                     )
-                replaced += 1
+                else:
+                    replace.add(key)
+        todo = [k for k in keys if k not in existing or k in replace]
+        if not todo:
+            return plan
+        # TTLs before values: a key that expires between the two reads is then absent from the
+        # values, never copied without its expiry
+        deadlines = await asyncio.gather(*(self._deadline(k) for k in todo))
+        values = await self.src.get_many(todo)
+        s.expired += len(todo) - len(values)
+        for key, deadline in zip(todo, deadlines, strict=True):
+            if key not in values:
+                continue
+            plan.replaced += key in replace
             if deadline is None:
-                plain[key] = value
+                plan.plain[key] = values[key]
             else:
                 # keys expiring within the same 10 ms are written together
-                timed.setdefault(round(deadline * 1000 / _TTL_BUCKET_MS), {})[key] = value
+                bucket = round(deadline * 1000 / _TTL_BUCKET_MS)
+                plan.timed.setdefault(bucket, {})[key] = values[key]
+        return plan
+
+    async def _write(self, plan: _Plan, progress: Progress) -> None:
+        """Write a batch: keys without expiry in one ``set_many``, the others with the time they
+        have left (computed now)."""
+        s = self.summary
         now_ms = time.monotonic() * 1000
         writes = []
-        if plain:
-            writes.append(self.dst.set_many(plain, ttl=None))
-        written = len(plain)
-        for bucket, items in timed.items():
+        if plan.plain:
+            writes.append(self.dst.set_many(plan.plain, ttl=None))
+        written = len(plan.plain)
+        for bucket, items in plan.timed.items():
             left_ms = bucket * _TTL_BUCKET_MS - now_ms
             if left_ms < 1:
                 s.expired += len(items)
                 continue
             written += len(items)
             s.with_ttl += len(items)
-            writes.append(self.dst.set_many(items, ttl=left_ms / 1000))
+            if len(items) == 1:  # one command instead of a transaction of one
+                [(key, value)] = items.items()
+                writes.append(self.dst.set_state(key, value, ttl=left_ms / 1000))
+            else:
+                writes.append(self.dst.set_many(items, ttl=left_ms / 1000))
         await asyncio.gather(*writes)
         s.copied += written
-        s.overwritten += replaced
+        s.overwritten += plan.replaced
+        progress.advance(plan.size)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+
+
+@dataclass
+class _Plan:
+    """What to write of one batch."""
+
+    size: int
+    plain: dict[str, Value] = field(default_factory=dict)
+    timed: dict[int, dict[str, Value]] = field(default_factory=dict)
+    replaced: int = 0
 
 
 def _same_store(src: BaseStorage, dst: BaseStorage) -> bool:

@@ -50,7 +50,7 @@ class DistributedSpec:
 
     def describe(self) -> str:
         """The URL without any password, e.g. ``redis+sentinel://h:26379,h:26380/mymaster``."""
-        user = f"{self.username}:***@" if self.password else (
+        user = f"{self.username or ''}:***@" if self.password is not None else (
             f"{self.username}@" if self.username else ""
         )
         hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.nodes)
@@ -58,9 +58,19 @@ class DistributedSpec:
         return f"{self.scheme}://{user}{hosts}{tail}"
 
 
+def _safe(url: str) -> str:
+    """``url`` with the password of its user part (even one holding a raw ``@``) replaced."""
+    scheme, sep, rest = url.partition("://")
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    userinfo, at, hosts = rest[:cut].rpartition("@")
+    if sep and at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:***@{hosts}{rest[cut:]}"
+    return mask_url(f"{scheme}{sep}{rest}")
+
+
 def _bad_url(url: str, why: str) -> ValueError:
     return ValueError(
-        f"cannot open storage URL {mask_url(url)!r}: {why}; accepted schemes: {', '.join(SCHEMES)}"
+        f"cannot open storage URL {_safe(url)!r}: {why}; accepted schemes: {', '.join(SCHEMES)}"
     )
 
 
@@ -197,7 +207,7 @@ def _connect(spec: DistributedSpec) -> tuple[Any, Any]:
         return client, None
     from redis.asyncio.sentinel import Sentinel
 
-    sentinel_kwargs: dict[str, Any] = dict(timeouts)
+    sentinel_kwargs: dict[str, Any] = dict(timeouts, retry=_retry())
     if spec.sentinel_password is not None:
         sentinel_kwargs["password"] = spec.sentinel_password
     if spec.sentinel_username is not None:

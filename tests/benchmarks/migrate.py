@@ -56,10 +56,15 @@ async def fill(url: str, keys: int) -> tuple[list[str], list[str]]:
     timed = [f"ratelimit:user:{i}" for i in range(timed_count)]
     async with open_storage(url) as storage:
         for start in range(0, len(plain), 1000):
-            await storage.set_many({k: _record(start + n) for n, k in enumerate(plain[start : start + 1000])}, ttl=None)
+            await storage.set_many(
+                {k: _record(start + n) for n, k in enumerate(plain[start : start + 1000])}, ttl=None
+            )
         for start in range(0, len(timed), 1000):
             await asyncio.gather(
-                *(storage.set_state(k, start + n, ttl=_ttl(start + n)) for n, k in enumerate(timed[start : start + 1000]))
+                *(
+                    storage.set_state(k, start + n, ttl=_ttl(start + n))
+                    for n, k in enumerate(timed[start : start + 1000])
+                )
             )
     return plain, timed
 
@@ -143,25 +148,72 @@ def main() -> None:
             label = f"{args.keys:,} keys ({TTL_SHARE:.0%} with TTLs)"
 
             ceiling = asyncio.run(raw_ceiling(server, plain, timed))
-            rows.append(Result("migrate", "raw redis-py pipelined SET/SET PX (writes only)", label, 1, args.keys / ceiling, note=f"{ceiling:.1f} s"))
+            rows.append(
+                Result(
+                    "migrate",
+                    "raw redis-py pipelined SET/SET PX (writes only)",
+                    label,
+                    1,
+                    args.keys / ceiling,
+                    note=f"{ceiling:.1f} s",
+                )
+            )
             sample = (plain[: NAIVE_KEYS // 2] + timed[: NAIVE_KEYS // 2])[:NAIVE_KEYS]
             naive = asyncio.run(naive_copy(src, f"{server.url}?namespace=naive", sample))
             naive_rate = len(sample) / naive
-            rows.append(Result("migrate", "naive copy, one key at a time (statekit API)", f"first {len(sample):,} keys", 1, naive_rate, note=f"≈{args.keys / naive_rate:.0f} s for {args.keys:,}"))
+            rows.append(
+                Result(
+                    "migrate",
+                    "naive copy, one key at a time (statekit API)",
+                    f"first {len(sample):,} keys",
+                    1,
+                    naive_rate,
+                    note=f"≈{args.keys / naive_rate:.0f} s for {args.keys:,}",
+                )
+            )
 
             seconds, doc = statekit("migrate", src, dst, cwd=work)
             assert doc["copied"] == args.keys, doc
             assert asyncio.run(count(dst)) == args.keys
             rate = args.keys / seconds
-            rows.append(Result("migrate", "statekit migrate SQLite → Redis (CLI)", label, 1, rate, "raw redis-py writes", rate / (args.keys / ceiling), f"{seconds:.1f} s, target < 30 s; {rate / naive_rate:.1f}× naive"))
+            rows.append(
+                Result(
+                    "migrate",
+                    "statekit migrate SQLite → Redis (CLI)",
+                    label,
+                    1,
+                    rate,
+                    "raw redis-py writes",
+                    rate / (args.keys / ceiling),
+                    f"{seconds:.1f} s, target < 30 s; {rate / naive_rate:.1f}× naive",
+                )
+            )
 
             seconds, doc = statekit("migrate", src, dst, cwd=work)
             assert doc["unchanged"] == args.keys and doc["copied"] == 0, doc
-            rows.append(Result("migrate", "statekit migrate, re-run (all keys already there)", label, 1, args.keys / seconds, note=f"{seconds:.1f} s"))
+            rows.append(
+                Result(
+                    "migrate",
+                    "statekit migrate, re-run (all keys already there)",
+                    label,
+                    1,
+                    args.keys / seconds,
+                    note=f"{seconds:.1f} s",
+                )
+            )
 
             seconds, doc = statekit("migrate", dst, back, cwd=work)
             assert doc["copied"] == args.keys, doc
-            rows.append(Result("migrate", "statekit migrate Redis → SQLite (CLI)", label, 1, args.keys / seconds, note=f"{seconds:.1f} s"))
+            rows.append(
+                Result(
+                    "migrate",
+                    "statekit migrate Redis → SQLite (CLI)",
+                    label,
+                    1,
+                    args.keys / seconds,
+                    note=f"{seconds:.1f} s",
+                )
+            )
         finally:
             server.cleanup()
 

@@ -70,7 +70,7 @@ def limits_op(storage: Any, name: str, limit: int, hot: bool) -> Op:
     keys = [f"user:{i}" for i in range(KEYS)]
 
     async def hit(i: int) -> Any:
-        return await limiter.hit(item, "hot" if hot else keys[i % KEYS])
+        return await limiter.hit(item, name, "hot" if hot else keys[i % KEYS])
 
     return hit
 

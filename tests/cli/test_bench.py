@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from clitools import Run, dump, fill, load_json
 
 from statekit._cli.bench import OPERATIONS
-from tests.cli.conftest import Run, dump, fill, load_json
 
 
 def test_bench_measures_every_operation(cli: Run, store_url: str) -> None:
@@ -28,7 +28,10 @@ def test_bench_table_on_memory(cli: Run) -> None:
     lines = proc.stdout.splitlines()
     assert lines[1].split() == ["operation", "tasks", "ops/s", "keys/s"]
     assert [line.split()[:2] for line in lines[3:]] == [
-        ["get", "1"], ["get", "50"], ["set", "1"], ["set", "50"]
+        ["get", "1"],
+        ["get", "50"],
+        ["set", "1"],
+        ["set", "50"],
     ]
 
 

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from clitools import Run, assert_one_line_error, load_json, statekit_cmd
 
 from statekit import open_storage
 from statekit._cli.demo import BOT_ID, expected_counts
-from tests.cli.conftest import Run, assert_one_line_error, load_json, statekit_cmd
 
 USERS = 30
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clitools import Run, assert_one_line_error, fill
 
 from statekit.testing.servers import free_port
-from tests.cli.conftest import Run, assert_one_line_error
 
 COMMANDS = [
     ["demo"],
@@ -74,8 +74,6 @@ def test_unreachable_redis_is_one_line(cli: Run, name: str, args: object) -> Non
 
 
 def test_unreachable_redis_destination_of_migrate(cli: Run, sqlite_url: str) -> None:
-    from tests.cli.conftest import fill
-
     fill(sqlite_url, {"k": 1})
     assert_one_line_error(cli("migrate", sqlite_url, _closed_redis()))
 
@@ -106,5 +104,7 @@ def test_sqlite_file_that_is_not_a_database(cli: Run, tmp_path: Path) -> None:
 
 def test_bad_option_values(cli: Run, sqlite_url: str) -> None:
     assert_one_line_error(cli("demo", "--users", "-1", "--url", sqlite_url), "--users")
-    assert_one_line_error(cli("migrate", sqlite_url, "memory://", "--batch-size", "0"), "--batch-size")
+    assert_one_line_error(
+        cli("migrate", sqlite_url, "memory://", "--batch-size", "0"), "--batch-size"
+    )
     assert_one_line_error(cli("bench", "memory://", "--concurrency", "0"), "--concurrency")

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tests.cli.conftest import Run, assert_one_line_error, fill, load_json
+from clitools import Run, assert_one_line_error, fill, load_json
 
 
 def test_keys_lists_matching_keys_sorted(cli: Run, store_url: str) -> None:

@@ -9,8 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from clitools import Run, assert_one_line_error, dump, fill, load_json, statekit_cmd
+
 from statekit import open_storage
-from tests.cli.conftest import Run, assert_one_line_error, dump, fill, load_json, statekit_cmd
 
 VALUES = {
     "fsm:{1:2:3::}": {"state": "Form:age", "data": {"name": "Ada", "tags": ["a", "b"]}},
@@ -42,7 +43,11 @@ def _assert_same_store(src: str, dst: str) -> None:
                 if ttl is None:
                     assert other_ttl is None, key
                 else:
-                    assert other_ttl is not None and abs(other_ttl - ttl) < 1.0, (key, ttl, other_ttl)
+                    assert other_ttl is not None and abs(other_ttl - ttl) < 1.0, (
+                        key,
+                        ttl,
+                        other_ttl,
+                    )
 
     asyncio.run(main())
 
@@ -214,7 +219,12 @@ def test_keys_expiring_during_the_copy_are_not_resurrected(
     fill(sqlite_url, {f"k{i}": i for i in range(200)}, ttl=1.0)
     dst = f"sqlite:///{tmp_path / 'dst.db'}"
     proc = cli(
-        "migrate", sqlite_url, dst, "--batch-size", "10", "--json",
+        "migrate",
+        sqlite_url,
+        dst,
+        "--batch-size",
+        "10",
+        "--json",
         env={"_STATEKIT_TEST_BATCH_DELAY": "0.1"},
     )
     doc = load_json(proc)

@@ -109,7 +109,48 @@ def test_readme_commands_verbatim(tmp_path: Path) -> None:
         project = tmp_path / f"run{n}"
         _copy_project(project, with_tests=True)
         proc = subprocess.run(
-            ["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True,
+            ["bash", "-c", command],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=3600,
         )
         assert proc.returncode == 0, (command, proc.stdout[-4000:], proc.stderr[-4000:])
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/cli.md", "docs/index.md"])
+def test_python_snippets_compile_and_name_real_things(doc: str) -> None:
+    """Every Python block parses, and every name it imports from statekit, middleware or the
+    frameworks exists (the quickstarts use the real adapter names)."""
+    import ast
+    import importlib
+
+    for block in _python_blocks(ROOT / doc):
+        tree = ast.parse(block)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{doc}: {node.module}.{alias.name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    importlib.import_module(alias.name)
+
+
+def test_documented_links_exist() -> None:
+    """Links from the README and docs/index.md to files in the repository point at real files
+    (pages other helpers are still writing are listed here until they exist)."""
+    pending = {"docs/benchmarks.md", "docs/ratelimit.md"}
+    for doc in ("README.md", "docs/index.md"):
+        base = (ROOT / doc).parent
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", (ROOT / doc).read_text()):
+            if "://" in target:
+                continue
+            path = (base / target).resolve()
+            rel = path.relative_to(ROOT).as_posix()
+            assert path.exists() or rel in pending, f"{doc} links to missing {target}"

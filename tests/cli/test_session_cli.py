@@ -7,11 +7,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from clitools import Run, assert_one_line_error, load_json
 
 from statekit.session import Peer, SessionData, SessionSnapshot, UpdateState
 from statekit.session.files import export_file, import_file
 from statekit.session.strings import export_string, import_string
-from tests.cli.conftest import Run, assert_one_line_error, load_json
 
 KEY = bytes((i * 37 + 11) % 256 for i in range(256))
 PHONE = "15550123456"
@@ -29,10 +29,21 @@ def snapshot() -> SessionSnapshot:
         is_bot=False,
     )
     peers = [
-        Peer(id=100001, access_hash=5_000_000_000_000_000_001, type="user",
-             usernames=("alice",), phone_number=PHONE, last_update_on=1_700_000_000),
-        Peer(id=-1001000000001, access_hash=-42, type="channel", usernames=("news",),
-             last_update_on=1_700_000_000),
+        Peer(
+            id=100001,
+            access_hash=5_000_000_000_000_000_001,
+            type="user",
+            usernames=("alice",),
+            phone_number=PHONE,
+            last_update_on=1_700_000_000,
+        ),
+        Peer(
+            id=-1001000000001,
+            access_hash=-42,
+            type="channel",
+            usernames=("news",),
+            last_update_on=1_700_000_000,
+        ),
     ]
     states = [UpdateState(id=0, pts=10, qts=2, date=1_700_000_000, seq=5)]
     return SessionSnapshot(data, peers, states)
@@ -62,7 +73,9 @@ def test_inspect_file_masks_secrets(cli: Run, kurigram_file: Path) -> None:
 
 
 def test_inspect_show_secrets(cli: Run, kurigram_file: Path) -> None:
-    doc = load_json(cli("session", "inspect", str(kurigram_file), "--json", "--peers", "--show-secrets"))
+    doc = load_json(
+        cli("session", "inspect", str(kurigram_file), "--json", "--peers", "--show-secrets")
+    )
     assert doc["session"]["auth_key"] == KEY.hex()
     assert PHONE in [p["phone_number"] for p in doc["peers"]]
     text = cli("session", "inspect", str(kurigram_file), "--show-secrets")
@@ -98,13 +111,17 @@ def test_convert_to_strings(cli: Run, kurigram_file: Path, fmt: str) -> None:
     assert back.data.auth_key == KEY and back.data.dc_id == 2
     if fmt == "statekit":
         assert back.data == snapshot().data
-        assert sorted(back.peers, key=lambda p: p.id) == sorted(snapshot().peers, key=lambda p: p.id)
+        assert sorted(back.peers, key=lambda p: p.id) == sorted(
+            snapshot().peers, key=lambda p: p.id
+        )
         assert back.update_states == snapshot().update_states
     else:
         assert out == export_string(snapshot(), fmt)
 
 
-def test_convert_to_telethon_file_opens_in_telethon(cli: Run, kurigram_file: Path, tmp_path: Path) -> None:
+def test_convert_to_telethon_file_opens_in_telethon(
+    cli: Run, kurigram_file: Path, tmp_path: Path
+) -> None:
     from telethon.sessions import SQLiteSession
 
     out = tmp_path / "tele.session"
@@ -121,7 +138,9 @@ def test_convert_to_telethon_file_opens_in_telethon(cli: Run, kurigram_file: Pat
         session.close()
 
 
-def test_convert_chain_through_every_file_format(cli: Run, kurigram_file: Path, tmp_path: Path) -> None:
+def test_convert_chain_through_every_file_format(
+    cli: Run, kurigram_file: Path, tmp_path: Path
+) -> None:
     src = kurigram_file
     for fmt in ("telethon", "kurigram", "pyrogram"):
         out = tmp_path / f"via-{fmt}.session"
@@ -141,8 +160,19 @@ def test_convert_from_telethon_string_needs_ids(cli: Run, tmp_path: Path) -> Non
     assert_one_line_error(proc, "--api-id", "--user-id")
     assert not out.exists()
     proc = cli(
-        "session", "convert", "-", "--to", "pyrogram-file", "-o", str(out),
-        "--api-id", "5", "--user-id", "42", "--is-bot", input=text,
+        "session",
+        "convert",
+        "-",
+        "--to",
+        "pyrogram-file",
+        "-o",
+        str(out),
+        "--api-id",
+        "5",
+        "--user-id",
+        "42",
+        "--is-bot",
+        input=text,
     )
     assert proc.returncode == 0, proc.stderr
     data = import_file(out).data
@@ -159,14 +189,23 @@ def test_convert_string_to_file_with_output(cli: Run, kurigram_file: Path, tmp_p
     assert_one_line_error(again, "exists", "--overwrite")
 
 
-def test_existing_output_file_is_not_replaced(cli: Run, kurigram_file: Path, tmp_path: Path) -> None:
+def test_existing_output_file_is_not_replaced(
+    cli: Run, kurigram_file: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "taken.session"
     out.write_bytes(b"precious")
     proc = cli("session", "convert", str(kurigram_file), "--to", "telethon-file", "-o", str(out))
     assert_one_line_error(proc, "exists", "--overwrite")
     assert out.read_bytes() == b"precious"
     proc = cli(
-        "session", "convert", str(kurigram_file), "--to", "telethon-file", "-o", str(out), "--overwrite"
+        "session",
+        "convert",
+        str(kurigram_file),
+        "--to",
+        "telethon-file",
+        "-o",
+        str(out),
+        "--overwrite",
     )
     assert proc.returncode == 0 and import_file(out).data.auth_key == KEY
 
@@ -180,7 +219,8 @@ def test_directory_as_session_file(cli: Run, tmp_path: Path) -> None:
     (tmp_path / "sessions").mkdir()
     assert_one_line_error(cli("session", "inspect", str(tmp_path / "sessions")), "directory")
     assert_one_line_error(
-        cli("session", "convert", str(tmp_path / "sessions"), "--to", "telethon-string"), "directory"
+        cli("session", "convert", str(tmp_path / "sessions"), "--to", "telethon-string"),
+        "directory",
     )
 
 
@@ -194,7 +234,9 @@ def test_unknown_session_strings(cli: Run) -> None:
 def test_unreadable_files(cli: Run, tmp_path: Path) -> None:
     (tmp_path / "notes.session").write_text("hello\n")
     assert_one_line_error(cli("session", "inspect", str(tmp_path / "notes.session")), "SQLite")
-    assert_one_line_error(cli("session", "inspect", str(tmp_path / "missing.session")), "no session file")
+    assert_one_line_error(
+        cli("session", "inspect", str(tmp_path / "missing.session")), "no session file"
+    )
     other = tmp_path / "other.db"
     import sqlite3
 

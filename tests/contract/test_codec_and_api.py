@@ -49,3 +49,26 @@ def test_public_names_are_sorted_and_importable() -> None:
     assert statekit.__all__ == sorted(statekit.__all__)
     for name in statekit.__all__:
         assert getattr(statekit, name) is not None
+
+
+def test_subclasses_of_storable_types_are_stored_as_the_builtin() -> None:
+    import enum
+    from collections import OrderedDict, namedtuple
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    class Step(str, enum.Enum):
+        NAME = "name"
+
+    class Text(str):
+        pass
+
+    Point = namedtuple("Point", "x y")
+    codec = MsgpackCodec()
+    value = {"c": Color.RED, "s": Step.NAME, "t": Text("hi"), "o": OrderedDict(b=1, a=2), "p": Point(1, 2)}
+    decoded = codec.decode(codec.encode(value))
+    assert decoded == {"c": 1, "s": "name", "t": "hi", "o": {"a": 2, "b": 1}, "p": [1, 2]}
+    assert type(decoded["t"]) is str and type(decoded["c"]) is int
+    assert encode_stored(codec, "k", Color.RED) == 1
+    assert codec.decode(codec.encode(Text("top"))) == "top"

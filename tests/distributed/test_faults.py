@@ -101,9 +101,10 @@ async def test_sqlite_writer_killed_at_random_points_loses_no_acknowledged_write
     rng = random.Random(seed)
     acked = Acked()
     total_lines = 0
-    nxt = await _spawn(path, "r0")
+    nxt: asyncio.subprocess.Process | None = await _spawn(path, "r0")
     for run in range(KILLS):
         proc = nxt
+        assert proc is not None
         # the next child imports while this one runs; it touches the file only after "go"
         nxt = await _spawn(path, f"r{run + 1}") if run + 1 < KILLS else None
         total_lines += await _run_and_kill(proc, rng.uniform(0.0, 0.25), acked)

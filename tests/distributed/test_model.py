@@ -307,7 +307,7 @@ def test_backend_matches_the_reference_model(backend: str, request: pytest.Fixtu
     make(None)  # resolve the server fixtures now, outside hypothesis
 
     class Machine(StorageMachine):
-        factory = staticmethod(make)  # type: ignore[assignment]
+        factory = staticmethod(make)
 
     Machine.real_time = real_time
     run_state_machine_as_test(

@@ -69,11 +69,21 @@ def test_repr_and_str_hide_the_password(url: str) -> None:
     assert "127.0.0.1" in repr(storage)
 
 
-@pytest.mark.parametrize("url", [f"redis://:{PASSWORD}@127.0.0.1:notaport/0", f"redis+cluster://:{PASSWORD}@127.0.0.1:70000"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{PASSWORD}@127.0.0.1:notaport/0",
+        f"redis+cluster://:{PASSWORD}@127.0.0.1:70000",
+        f"redis+cluster://u:{PASSWORD}@with@127.0.0.1:70000",
+        f"redis+sentinel://:{PASSWORD}@127.0.0.1:26379",
+        f"redis+sentinel://127.0.0.1:26379/m?sentinel_password={PASSWORD}&bogus=1",
+    ],
+)
 def test_bad_url_errors_hide_the_password(url: str) -> None:
     with pytest.raises(ValueError) as info:
         open_storage(url)
     _no_secret(_error_text(info.value))
+    assert "with@" not in str(info.value)
 
 
 async def test_working_storage_never_shows_the_password(protected: RedisServer, all_logs: pytest.LogCaptureFixture) -> None:

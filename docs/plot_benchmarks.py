@@ -1,0 +1,128 @@
+"""Draw one PNG bar chart per benchmark from the JSON the benchmark scripts write.
+
+Run from the repository root (needs the ``docs`` extra, i.e. matplotlib)::
+
+    python docs/plot_benchmarks.py                 # every docs/bench/*.json -> docs/bench/*.png
+    python docs/plot_benchmarks.py docs/bench/storage.json --out-dir /tmp
+
+Each JSON file is what ``python -m tests.benchmarks.NAME --json PATH`` writes: ``benchmark``,
+``date``, ``machine`` and ``rows`` with the fields ``group``, ``subject``, ``operation``,
+``concurrency``, ``ops_per_s``, ``baseline``, ``ratio`` and ``note``. The chart has one
+horizontal bar per row (ops/s, logarithmic when the figures span more than 50x), coloured by
+group, with the ratio against the row's baseline written after the bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BENCH_DIR = HERE / "bench"
+FIELDS = ("group", "subject", "operation", "concurrency", "ops_per_s")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The benchmark document in ``path``; ``ValueError`` naming the file if it is malformed."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read benchmark JSON ({exc})") from None
+    rows = doc.get("rows") if isinstance(doc, dict) else None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: no 'rows' list")
+    for n, row in enumerate(rows):
+        missing = [f for f in FIELDS if not isinstance(row, dict) or f not in row]
+        if missing:
+            raise ValueError(f"{path}: row {n} lacks {', '.join(missing)}")
+    return dict(doc)
+
+
+def _label(row: dict[str, Any]) -> str:
+    tasks = row["concurrency"]
+    return f"{row['subject']} · {row['operation']}" + (f" · {tasks} tasks" if tasks != 1 else "")
+
+
+def _annotation(row: dict[str, Any]) -> str:
+    text = f"{row['ops_per_s']:,.0f}/s"
+    if row.get("ratio") is not None and row.get("baseline"):
+        text += f"  ({row['ratio']:.2f}× {row['baseline']})"
+    return text
+
+
+def plot(doc: dict[str, Any], name: str, out: Path) -> Path:
+    """Write the chart of one benchmark to ``out`` and return it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    rows = [
+        r for r in doc["rows"] if isinstance(r["ops_per_s"], int | float) and r["ops_per_s"] > 0
+    ]
+    if not rows:
+        raise ValueError(f"benchmark {name!r} has no row with a positive ops_per_s")
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    palette = plt.get_cmap("tab10")
+    colours = {g: palette(i % 10) for i, g in enumerate(groups)}
+    values = [float(r["ops_per_s"]) for r in rows]
+    height = max(2.5, 0.38 * len(rows) + 1.6)
+    fig, ax = plt.subplots(figsize=(12, height))
+    positions = list(range(len(rows)))[::-1]
+    ax.barh(positions, values, color=[colours[r["group"]] for r in rows])
+    ax.set_yticks(positions, [_label(r) for r in rows], fontsize=8)
+    if max(values) / min(values) > 50:
+        ax.set_xscale("log")
+    ax.set_xlim(right=max(values) * (8 if ax.get_xscale() == "log" else 1.45))
+    for pos, row, value in zip(positions, rows, values, strict=True):
+        ax.text(value, pos, "  " + _annotation(row), va="center", fontsize=7)
+    ax.set_xlabel("operations per second (higher is better)")
+    title = doc.get("benchmark", name)
+    subtitle = " · ".join(str(doc[k]) for k in ("date", "machine") if doc.get(k))
+    ax.set_title(f"{title}\n{subtitle}", fontsize=10)
+    handles = [Rectangle((0, 0), 1, 1, color=colours[g]) for g in groups]
+    ax.legend(handles, groups, fontsize=7, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Plot docs/bench/*.json as PNG bar charts.")
+    parser.add_argument(
+        "files", nargs="*", type=Path, help="JSON files (default: docs/bench/*.json)"
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help="where PNGs go (default: next to each JSON)"
+    )
+    args = parser.parse_args(argv)
+    files = args.files or sorted(BENCH_DIR.glob("*.json"))
+    if not files:
+        print(f"plot_benchmarks: no JSON files in {BENCH_DIR}", file=sys.stderr)
+        return 1
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("plot_benchmarks: needs matplotlib (pip install 'statekit[docs]')", file=sys.stderr)
+        return 1
+    status = 0
+    for path in files:
+        try:
+            doc = load(path)
+            out = (args.out_dir or path.parent) / f"{path.stem}.png"
+            print(plot(doc, path.stem, out))
+        except ValueError as exc:
+            print(f"plot_benchmarks: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""``docs/plot_benchmarks.py``: one PNG per benchmark JSON (needs the ``docs`` extra)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "plot_benchmarks.py"
+
+
+def _row(group: str, subject: str, ops: float, ratio: float | None = None) -> dict[str, object]:
+    return {
+        "group": group,
+        "subject": subject,
+        "operation": "get",
+        "concurrency": 1,
+        "ops_per_s": ops,
+        "baseline": "raw" if ratio is not None else None,
+        "ratio": ratio,
+        "note": "",
+    }
+
+
+def test_one_png_per_benchmark(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    for name, rows in {
+        "alpha": [_row("redis", "raw", 50_000), _row("redis", "statekit", 45_000, 0.9)],
+        "beta": [_row("sqlite", "statekit", 12.5), _row("memory", "statekit", 900_000)],
+    }.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({"benchmark": name, "rows": rows}))
+    files = sorted(str(p) for p in tmp_path.glob("*.json"))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *files], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("alpha", "beta"):
+        png = tmp_path / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size > 5000
+
+
+def test_malformed_json_is_reported(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": [{"group": "x"}]}))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(bad)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1
+    assert "row 0 lacks" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad.png").exists()
