@@ -3,7 +3,7 @@
 A hit ``elapsed`` seconds into the current window counts ``prev * (1 - elapsed / period) +
 current``: the previous window's count weighted by how much of it still overlaps the sliding
 window of ``period`` that ends now. Across a window edge at most ``limit + limit * gap / period``
-(rounded up) pass in a burst spanning ``gap`` seconds: no double burst. Like every sliding-window
+(rounded down) pass in a burst spanning ``gap`` seconds: no double burst. Like every sliding-window
 counter it assumes the previous window's hits were spread evenly; in the worst case (all of them
 at its very end) up to ``2 * limit`` hits can fall in one span of ``period`` that starts just
 before an edge.

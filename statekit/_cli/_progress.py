@@ -39,7 +39,7 @@ class Progress:
         self.done = 0
         self.started = time.monotonic()
         self._last_draw = 0.0
-        self._drawn = False
+        self._drawn_done = -1
 
     def __enter__(self) -> Progress:
         return self
@@ -51,6 +51,12 @@ class Progress:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def start(self, total: int | None) -> None:
+        """(Re)start the clock with ``total`` things to do."""
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
 
     def advance(self, n: int = 1) -> None:
         """Count ``n`` more done and redraw if it is time."""
@@ -83,12 +89,13 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
-        self._drawn = True
+        self._drawn_done = self.done
 
     def close(self) -> None:
         """Draw the final state and end the line (if the bar is shown)."""
         if self.enabled:
-            self._draw(time.monotonic())
+            if self._tty or self._drawn_done != self.done:
+                self._draw(time.monotonic())
             if self._tty:
                 self.stream.write("\n")
                 self.stream.flush()

@@ -92,6 +92,7 @@ class Stats:
     handled: int = 0
     limited: int = 0
     rejected_answers: int = 0
+    notices: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -117,14 +118,13 @@ class DemoBot:
         self.storage = storage
         self.stats = stats
         self.retry_after: dict[int, float] = {}
-        self.notices: dict[int, str] = {}
 
         def on_limited(event: Update, result: RateLimitResult) -> None:
             stats.limited += 1
             self.retry_after[event.from_user.id] = result.retry_after
 
-        async def reply(event: Update, text: str) -> None:
-            self.notices[event.from_user.id] = text
+        async def reply(event: Update, text: str) -> None:  # the middleware's notice to the user
+            stats.notices += 1
 
         self.middleware = RateLimitMiddleware(
             storage,
@@ -183,7 +183,8 @@ def expected_counts(users: int) -> dict[str, int]:
     A normal user sends 4 updates (5 with the rejected age), all handled. A flooder's /start and
     name pass, 3 of the 12 flood messages pass and 9 are dropped, the next answer is dropped and
     sent again after the window: 17 sent (18 with the typo), 7 handled (8), 10 dropped; the 3
-    flood messages that pass are rejected as answers to the age question.
+    flood messages that pass are rejected as answers to the age question. Each flooder is told to
+    slow down once (one notice per user per window).
     """
     sent = handled = limited = rejected = 0
     for i in range(users):
@@ -202,6 +203,7 @@ def expected_counts(users: int) -> dict[str, int]:
         "updates_handled": handled,
         "updates_rate_limited": limited,
         "answers_rejected": rejected,
+        "rate_limit_notices": len(range(0, users, FLOOD_EVERY)),
     }
 
 
@@ -300,7 +302,7 @@ async def _run(
         todo = await _pending(storage, args.users)
         stats.users = args.users
         stats.already_completed = args.users - len(todo)
-        progress.total = len(todo)
+        progress.start(len(todo))
         bot = DemoBot(storage, stats)
         sim = _Simulation(bot, stats)
         queue = iter(todo)
@@ -376,6 +378,7 @@ def _summary(
         "updates_handled": stats.handled,
         "updates_rate_limited": stats.limited,
         "answers_rejected": stats.rejected_answers,
+        "rate_limit_notices": stats.notices,
         "seconds": round(stats.seconds, 3),
         "updates_per_s": round(stats.sent / stats.seconds, 1) if stats.seconds > 0 else 0.0,
         "latency_ms": {
@@ -425,7 +428,11 @@ def _print_summary(args: argparse.Namespace, s: dict[str, Any]) -> None:
         ),
         ("updates received", human_count(s["updates_sent"])),
         ("updates handled", human_count(s["updates_handled"])),
-        ("updates rate-limited", f"{s['updates_rate_limited']:,} (dropped by the rate limit)"),
+        (
+            "updates rate-limited",
+            f"{s['updates_rate_limited']:,} dropped; {s['rate_limit_notices']:,} notices "
+            "to slow down (one per user per window)",
+        ),
         ("answers rejected", f"{s['answers_rejected']:,} (an age that is not a number)"),
         ("updates/s", f"{human_count(s['updates_per_s'])} ({s['seconds']:.2f} s)"),
         ("handling latency", f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"),

@@ -2,11 +2,12 @@
 
 Two passes over the source's keys (``scan_keys``, streamed in batches): the first counts them and
 compares against the destination (so a conflict is refused before anything is written), the
-second copies. Each batch: ``get_ttl`` of every key, then ``get_many``, then the destination's
-``get_many`` to check once more; then keys without expiry go in one ``set_many`` and keys with one
-are written with their remaining TTL (one ``set_many`` per group of equal TTLs, to 10 ms).
-A key the destination already holds with an equal value is left alone, so a re-run after an
-interruption copies only what is missing.
+second copies. Each batch: the destination's ``get_many`` (a key it already holds with an equal
+value is left alone, so a re-run after an interruption copies only what is missing; a different
+value stops the copy unless ``--overwrite``), then ``get_ttl`` of each key still to copy, then
+their values (``get_many``); keys without expiry go in one ``set_many``, keys with one are
+written with their remaining TTL (together when they expire within the same 10 ms). The next
+batch is read while one is written.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from statekit._cli._common import (
     CLIError,
@@ -108,7 +108,8 @@ def _same(storage: BaseStorage, key: str, a: Value, b: Value) -> bool:
     return same_stored(encode_stored(storage.codec, key, a), encode_stored(storage.codec, key, b))
 
 
-async def _batches(storage: BaseStorage, pattern: str, size: int) -> Any:
+async def _batches(storage: BaseStorage, pattern: str, size: int) -> AsyncIterator[list[str]]:
+    """The keys of ``storage`` matching ``pattern``, ``size`` at a time, as they are scanned."""
     batch: list[str] = []
     async for key in storage.scan_keys(pattern):
         batch.append(key)
@@ -296,9 +297,9 @@ def run(args: argparse.Namespace) -> int:
             await dst.start()
             migration = _Migration(src, dst, args, summary)
             await migration.check()
-            if args.dry_run:
-                return
-            progress.total = summary.keys
+            if args.dry_run or summary.unchanged == summary.keys:
+                return  # nothing to write (a re-run of a finished migration ends here)
+            progress.start(summary.keys)
             with progress:
                 await migration.copy(progress)
         finally:

@@ -37,6 +37,7 @@ _UNAVAILABLE = (
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ReadOnlyError,
+    redis.exceptions.RedisClusterException,
     OSError,
     asyncio.TimeoutError,
 )
@@ -81,8 +82,11 @@ return redis.call('GET', KEYS[1])
 
 
 def redis_key_prefix(namespace: str) -> str:
-    """Return the Redis key prefix of ``namespace``: ``%`` and ``:`` percent-escaped, then ``:``."""
-    return namespace.replace("%", "%25").replace(":", "%3A") + ":"
+    """Return the Redis key prefix of ``namespace``: ``%``, ``:``, ``{`` and ``}`` percent-escaped,
+    then ``:``. Escaping braces keeps a namespace from becoming a Redis Cluster hash tag that would
+    put all its keys in one slot; the keys' own hash tags (``fsm:{…}``) stay in effect."""
+    escaped = namespace.replace("%", "%25").replace(":", "%3A")
+    return escaped.replace("{", "%7B").replace("}", "%7D") + ":"
 
 
 def _describe_client(client: Any) -> str:
@@ -199,7 +203,7 @@ def _blocking_twin(client: redis.asyncio.Redis) -> redis.asyncio.Redis:
         timeout=None,
         **pool.connection_kwargs,
     )
-    return redis.asyncio.Redis(connection_pool=twin_pool)
+    return redis.asyncio.Redis.from_pool(twin_pool)
 
 
 class RedisStorage(BaseStorage):
@@ -290,6 +294,11 @@ class RedisStorage(BaseStorage):
             else:
                 client, self._owned = self._given, False
         self._cluster = isinstance(client, RedisCluster)
+        if self._cluster:
+            # Load the slot layout before the first burst: redis-py's cluster client fails when
+            # many first commands race to initialise it.
+            with self._guard:
+                await client.initialize()
         self._client = client
         self._cas = client.register_script(_CAS_LUA)
         self._set_keep = client.register_script(_SET_KEEP_TTL_LUA)

@@ -140,4 +140,4 @@ def redis_client_from_url(url: str) -> Any:
         timeout=None,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
     )
-    return redis.asyncio.Redis(connection_pool=pool)
+    return redis.asyncio.Redis.from_pool(pool)

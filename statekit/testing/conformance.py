@@ -560,7 +560,8 @@ class StorageConformance:
 
     @pytest.mark.parametrize(
         ("ns_a", "ns_b"),
-        [("bot[1]", "bot1"), ("a", "a:b"), ("a:b", "a%3Ab"), ("x*", "xy"), ("n?", "nn"), ("p\\", "p")],
+        [("bot[1]", "bot1"), ("a", "a:b"), ("a:b", "a%3Ab"), ("x*", "xy"), ("n?", "nn"), ("p\\", "p"),
+         ("{a}", "%7Ba%7D")],
     )
     async def test_namespaces_never_see_each_other(
         self, make_storage: MakeStorage, ns_a: str, ns_b: str

@@ -54,8 +54,8 @@ return n
 Op = Callable[[int], Awaitable[Any]]
 
 
-def statekit_op(storage: BaseStorage, strategy: str, rate: Rate, hot: bool) -> Op:
-    limiter = RateLimiter(storage, rate, strategy=strategy, prefix=f"bench-{strategy}")  # type: ignore[arg-type]
+def statekit_op(storage: BaseStorage, strategy: str, rate: Rate, scope: str, hot: bool) -> Op:
+    limiter = RateLimiter(storage, rate, strategy=strategy, prefix=f"bench-{scope}-{strategy}")  # type: ignore[arg-type]
     keys = [f"user:{i}" for i in range(KEYS)]
 
     async def hit(i: int) -> Any:
@@ -64,47 +64,44 @@ def statekit_op(storage: BaseStorage, strategy: str, rate: Rate, hot: bool) -> O
     return hit
 
 
-def limits_op(storage: Any, name: str, limit: int, hot: bool) -> Op:
+def limits_op(storage: Any, name: str, limit: int, scope: str, hot: bool) -> Op:
     limiter = LIMITS_CLASSES[name](storage)
     item = RateLimitItemPerSecond(limit, 1)
     keys = [f"user:{i}" for i in range(KEYS)]
+    tag = f"{scope}-{name}"  # keys of their own per strategy and scenario
 
     async def hit(i: int) -> Any:
-        return await limiter.hit(item, name, "hot" if hot else keys[i % KEYS])
+        return await limiter.hit(item, tag, "hot" if hot else keys[i % KEYS])
 
     return hit
 
 
-def redispy_op(client: redis.asyncio.Redis, hot: bool) -> Op:
+def redispy_op(client: redis.asyncio.Redis, scope: str, hot: bool) -> Op:
     script = client.register_script(_INCR_EXPIRE)
-    keys = [f"raw:user:{i}" for i in range(KEYS)]
+    keys = [f"raw:{scope}:user:{i}" for i in range(KEYS)]
 
     async def hit(i: int) -> Any:
-        return await script(keys=["raw:hot" if hot else keys[i % KEYS]], args=[1, 1000])
+        return await script(keys=[f"raw:{scope}:hot" if hot else keys[i % KEYS]], args=[1, 1000])
 
     return hit
 
 
 async def compare(
-    group: str,
-    tasks: int,
-    ops: list[tuple[str, str, Op, str | None]],
-    seconds: float,
-    rounds: int,
+    group: str, tasks: int, ops: list[tuple[str, str, Op]], seconds: float, rounds: int
 ) -> list[Result]:
-    """Measure ``ops`` (subject, operation, op, baseline subject) interleaved; fill ratios."""
+    """Measure ``ops`` (subject, operation, op) interleaved; statekit rows get their ratio to
+    the paired ``limits`` row."""
     rates = await best_of(
-        rounds, *(lambda op=op: measure(op, concurrency=tasks, seconds=seconds) for _, _, op, _ in ops)
+        rounds, *(lambda op=op: measure(op, concurrency=tasks, seconds=seconds) for _, _, op in ops)
     )
-    by_operation = {(s, o): r for (s, o, _, _), r in zip(ops, rates, strict=True)}
+    found = {(subject, operation): rate for (subject, operation, _), rate in zip(ops, rates, strict=True)}
     rows = []
-    for (subject, operation, _, baseline), rate in zip(ops, rates, strict=True):
+    for (subject, operation, _), rate in zip(ops, rates, strict=True):
         row = Result(group, subject, operation, tasks, rate)
-        if baseline is not None:
-            row.baseline = baseline
-            base_op = dict(PAIRS).get(operation, operation)
-            row.ratio = rate / by_operation[("limits", base_op)]
-            row.baseline = f"limits {base_op}"
+        if subject == "statekit":
+            counterpart = dict(PAIRS)[operation]
+            row.baseline = f"limits {counterpart}"
+            row.ratio = rate / found[("limits", counterpart)]
         rows.append(row)
     return rows
 
@@ -118,23 +115,23 @@ async def limiter_rows(url: str, redis_url: str, seconds: float, rounds: int) ->
     lim_memory = storage_from_string("async+memory://")
     lim_redis = storage_from_string(redis_url, implementation="redispy")
     raw = redis.asyncio.Redis.from_url(url)
-    rate = Rate(1000, 1)
     try:
         for backend, sk, lim in (("memory", sk_memory, lim_memory), ("redis", sk_redis, lim_redis)):
             scenarios = [("sequential", 1, False), ("100 tasks", 100, False)]
             if backend == "redis":
                 scenarios.append(("hot key", 100, True))
             for scenario, tasks, hot in scenarios:
-                use = Rate(10**9, 1) if hot else rate
-                ops: list[tuple[str, str, Op, str | None]] = []
+                rate = Rate(10**9, 1) if hot else Rate(1000, 1)
+                scope = scenario.replace(" ", "-")
+                ops: list[tuple[str, str, Op]] = []
                 for strategy, counterpart in PAIRS:
-                    ops.append(("statekit", strategy, statekit_op(sk, strategy, use, hot), "limits"))
-                    ops.append(("limits", counterpart, limits_op(lim, counterpart, use.limit, hot), None))
+                    ops.append(("statekit", strategy, statekit_op(sk, strategy, rate, scope, hot)))
+                    ops.append(("limits", counterpart, limits_op(lim, counterpart, rate.limit, scope, hot)))
                 if backend == "redis":
-                    ops.append(("redis-py", "fixed window", redispy_op(raw, hot), None))
+                    ops.append(("redis-py", "fixed window", redispy_op(raw, scope, hot)))
                 rows += await compare(f"{backend} · {scenario}", tasks, ops, seconds, rounds)
-                await sk.clear_namespace()
-                await lim.reset()
+        await sk_redis.clear_namespace()
+        await raw.flushdb()
     finally:
         await sk_memory.stop()
         await sk_redis.stop()

@@ -29,6 +29,7 @@ def test_expected_counts_follow_the_documented_rules() -> None:
         "updates_handled": 9 * 4 + 1 + 7 + 8,
         "updates_rate_limited": 20,
         "answers_rejected": 2 + 2 * 3,
+        "rate_limit_notices": 2,
     }
 
 

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
-from clitools import Run, assert_one_line_error, dump, fill, load_json, statekit_cmd
+from clitools import Run, assert_one_line_error, clear, dump, fill, load_json, statekit_cmd
 
 from statekit import open_storage
+from statekit.testing import RedisClusterSetup
 
 VALUES = {
     "fsm:{1:2:3::}": {"state": "Form:age", "data": {"name": "Ada", "tags": ["a", "b"]}},
@@ -232,3 +234,18 @@ def test_keys_expiring_during_the_copy_are_not_resurrected(
     assert doc["copied"] + doc["expired"] == doc["keys"] == 200
     for key, (_, ttl) in dump(dst).items():
         assert ttl is not None and ttl <= 1.0, key
+
+
+def test_migrate_into_redis_cluster_and_list_its_keys(
+    cli: Run, sqlite_url: str, redis_cluster: RedisClusterSetup
+) -> None:
+    url = f"{redis_cluster.url}?namespace=cli{uuid.uuid4().hex[:8]}"
+    try:
+        _source(sqlite_url)
+        doc = load_json(cli("migrate", sqlite_url, url, "--json", "--batch-size", "9"))
+        assert doc["copied"] == len(VALUES) + 41
+        _assert_same_store(sqlite_url, url)
+        listed = load_json(cli("keys", url, "counter:*", "--json"))  # scans every primary
+        assert listed == sorted(f"counter:{i}" for i in range(40))
+    finally:
+        clear(url)

@@ -23,6 +23,10 @@ async def test_keys_are_namespace_colon_key(redis_server: RedisServer) -> None:
         await storage.set_state("k", 1)
         assert await raw.get("a%3Ab%25c:k") == b"1"
         await storage.clear_namespace()
+    async with RedisStorage(raw, namespace="{bot}") as storage:
+        await storage.set_state("fsm:{1:2}", 1)
+        assert await raw.get("%7Bbot%7D:fsm:{1:2}") == b"1", "only the key's own braces form a hash tag"
+        await storage.clear_namespace()
     await raw.aclose()
 
 

@@ -249,3 +249,15 @@ async def test_storage_down_fail_closed_drops_and_calls_on_limited(
         assert "fail_open=False" in caplog.text
     finally:
         await storage.stop()
+
+
+async def test_the_user_is_told_once_across_processes(storage: MemoryStorage, clock: FakeClock) -> None:
+    # two middlewares on one storage stand for two bot processes behind one webhook balancer
+    rec = Recorder()
+    one, two = (
+        RateLimitMiddleware(storage, Rate(2, 10), reply=rec.reply, clock=clock) for _ in range(2)
+    )
+    handlers = [one.wrap(rec.handler), two.wrap(rec.handler)]
+    outcomes = [await handlers[i % 2](event(1)) for i in range(6)]
+    assert outcomes == ["done", "done", None, None, None, None]
+    assert len(rec.told) == 1

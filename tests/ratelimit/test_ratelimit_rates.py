@@ -124,3 +124,20 @@ async def test_a_tiny_memory_never_changes_an_answer(
         for user in range(10):
             result = await limiter.hit(f"user:{user}")
             assert result.allowed == (round_ < 3)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_a_cancelled_hit_does_not_strand_the_others(
+    make_limiter: Callable[..., RateLimiter], strategy: str
+) -> None:
+    limiter = make_limiter(Rate(10, 60), strategy=strategy)
+    tasks = [asyncio.ensure_future(limiter.hit("k")) for _ in range(30)]
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    tasks[5].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    results = [r for r in done if not isinstance(r, BaseException)]
+    assert len(results) >= 28
+    assert sum(r.allowed for r in results) <= 10
+    # the key is usable afterwards, and nothing is left waiting
+    assert isinstance(await limiter.hit("k"), type(results[0]))
