@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from statekit._cli import bench, demo, keys, migrate, session
-from statekit._cli._common import CLIError, one_line
+from statekit._cli._common import CLIError, one_line, setup_logging
 
 __all__ = ["build_parser", "main"]
 
@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = os.environ.get("STATEKIT_DEBUG") == "1"
+    setup_logging(debug)
     try:
         return int(func(args))
     except CLIError as exc:

@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import math
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +33,7 @@ __all__ = [
     "opened",
     "print_json",
     "run_async",
+    "setup_logging",
     "sqlite_path",
 ]
 
@@ -46,6 +49,48 @@ class CLIError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class _OneLine(logging.Formatter):
+    """``statekit: warning: message (ErrorType: error)``: one line, no traceback, no secrets."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = " ".join(record.getMessage().split())
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" ({type(exc).__name__}: {one_line(exc)})"
+        return f"statekit: {record.levelname.lower()}: {mask_credentials(text)}"
+
+
+class _OncePer(logging.Filter):
+    """Lets each distinct message through at most once per ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        key = f"{record.name}:{record.msg}"
+        if now - self._seen.get(key, -math.inf) < self.seconds:
+            return False
+        self._seen[key] = now
+        return True
+
+
+def setup_logging(debug: bool) -> None:
+    """Library warnings on stderr as one line each, a repeated message at most every 10 s
+    (``debug``: with tracebacks, every time)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if debug:
+        handler.setFormatter(logging.Formatter("statekit: %(levelname)s: %(message)s"))
+    else:
+        handler.setFormatter(_OneLine())
+        handler.addFilter(_OncePer(10.0))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
 
 
 def one_line(exc: BaseException) -> str:

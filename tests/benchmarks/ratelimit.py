@@ -3,8 +3,9 @@ on one real redis-server, in the same run; and the cost ``RateLimitMiddleware`` 
 
 Run: ``python -m tests.benchmarks.ratelimit [--seconds 1] [--rounds 2] [--json out.json]``.
 
-Workload: ``Rate(1000, 1)`` per key over 1,000 keys taken in turn (a bot's users), so hits pass
-and every strategy is in its steady state (windows roll over, GCRA keys expire and come back).
+Workload: ``Rate(1000, 1)`` per key over 1,000 keys taken in turn by all tasks (a bot's users),
+so hits pass and every strategy is in its steady state (windows roll over, records expire and
+come back).
 Scenarios: ``sequential`` (one task), ``100 tasks`` (100 concurrent tasks, distinct keys) and,
 on Redis, ``hot key`` (100 tasks on one key with ``Rate(10**9, 1)``: concurrent hits of one user).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -57,9 +59,10 @@ Op = Callable[[int], Awaitable[Any]]
 def statekit_op(storage: BaseStorage, strategy: str, rate: Rate, scope: str, hot: bool) -> Op:
     limiter = RateLimiter(storage, rate, strategy=strategy, prefix=f"bench-{scope}-{strategy}")  # type: ignore[arg-type]
     keys = [f"user:{i}" for i in range(KEYS)]
+    turn = itertools.count()
 
     async def hit(i: int) -> Any:
-        return await limiter.hit("hot" if hot else keys[i % KEYS])
+        return await limiter.hit("hot" if hot else keys[next(turn) % KEYS])
 
     return hit
 
@@ -69,9 +72,10 @@ def limits_op(storage: Any, name: str, limit: int, scope: str, hot: bool) -> Op:
     item = RateLimitItemPerSecond(limit, 1)
     keys = [f"user:{i}" for i in range(KEYS)]
     tag = f"{scope}-{name}"  # keys of their own per strategy and scenario
+    turn = itertools.count()
 
     async def hit(i: int) -> Any:
-        return await limiter.hit(item, tag, "hot" if hot else keys[i % KEYS])
+        return await limiter.hit(item, tag, "hot" if hot else keys[next(turn) % KEYS])
 
     return hit
 
@@ -79,9 +83,11 @@ def limits_op(storage: Any, name: str, limit: int, scope: str, hot: bool) -> Op:
 def redispy_op(client: redis.asyncio.Redis, scope: str, hot: bool) -> Op:
     script = client.register_script(_INCR_EXPIRE)
     keys = [f"raw:{scope}:user:{i}" for i in range(KEYS)]
+    turn = itertools.count()
 
     async def hit(i: int) -> Any:
-        return await script(keys=[f"raw:{scope}:hot" if hot else keys[i % KEYS]], args=[1, 1000])
+        key = f"raw:{scope}:hot" if hot else keys[next(turn) % KEYS]
+        return await script(keys=[key], args=[1, 1000])
 
     return hit
 
@@ -183,7 +189,7 @@ async def middleware_rows(seconds: float, rounds: int) -> list[Result]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--seconds", type=float, default=0.8, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best kept)")
     parser.add_argument("--json", help="also write the results as JSON to this path")
     args = parser.parse_args()

@@ -13,6 +13,7 @@ from clitools import Run, assert_one_line_error, load_json, statekit_cmd
 
 from statekit import open_storage
 from statekit._cli.demo import BOT_ID, expected_counts
+from statekit.testing import RedisServer
 
 USERS = 30
 
@@ -165,3 +166,25 @@ def test_progress_bar_when_forced(cli: Run, tmp_path: Path) -> None:
 
 def test_unwritable_location_is_one_line(cli: Run, tmp_path: Path) -> None:
     assert_one_line_error(cli("demo", "--users", "2", "--url", "sqlite:////nonexistent-dir/x.db"))
+
+
+def test_redis_going_away_mid_run_is_reported_in_one_line(
+    fresh_redis_server: RedisServer, tmp_path: Path
+) -> None:
+    url = f"{fresh_redis_server.url}?namespace=outage"
+    proc = subprocess.Popen(
+        statekit_cmd("demo", "--users", "20000", "--url", url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    time.sleep(2.0)
+    assert proc.poll() is None, proc.communicate()
+    fresh_redis_server.stop()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert all(line.startswith("statekit: ") for line in lines), err  # warnings: one line each
+    assert lines[-1].startswith("statekit: error: Redis at ") and "unavailable" in lines[-1]
