@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from statekit.errors import StorageUnavailableError
 from statekit.storage.base import BaseStorage
-from statekit.storage.redis import RedisStorage, _ErrorGuard
-from statekit.storage.url import SCHEMES, mask_credentials, mask_url
+from statekit.storage.redis import RedisStorage
+from statekit.storage.url import SCHEMES, mask_url
 
 __all__ = ["DistributedSpec", "open_distributed", "parse_distributed_url"]
 
@@ -228,44 +226,6 @@ def _connect(spec: DistributedSpec) -> tuple[Any, Any]:
     return client, manager
 
 
-class _DistributedGuard:
-    """``RedisStorage``'s error guard that also converts ``RedisClusterException``.
-
-    redis-py raises that (not a ``RedisError``) when no cluster node can be reached.
-    """
-
-    __slots__ = ("_inner", "_storage")
-
-    def __init__(self, storage: DistributedRedisStorage) -> None:
-        self._storage = storage
-        self._inner = _ErrorGuard(storage)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        from redis.asyncio.sentinel import MasterNotFoundError
-        from redis.exceptions import RedisClusterException
-
-        if isinstance(exc, RedisClusterException):
-            raise StorageUnavailableError(
-                f"Redis at {self._storage._where} is unavailable: {type(exc).__name__}: "
-                f"{mask_credentials(str(exc))}"
-            ) from exc
-        if isinstance(exc, MasterNotFoundError):
-            raise StorageUnavailableError(
-                f"Redis at {self._storage._where}: no sentinel names a usable primary for service "
-                f"{self._storage._spec.service!r} (unknown service name, sentinels unreachable, or "
-                f"a failover in progress): {mask_credentials(str(exc))}"
-            ) from exc
-        return self._inner.__exit__(exc_type, exc, tb)
-
-
 class DistributedRedisStorage(RedisStorage):
     """A ``RedisStorage`` that owns a cluster or sentinel client built from a parsed URL.
 
@@ -281,19 +241,12 @@ class DistributedRedisStorage(RedisStorage):
         self._where = spec.describe()
         self._manager: Any = None
         self._slots: asyncio.Semaphore | None = None
-        self._guard = _DistributedGuard(self)  # type: ignore[assignment]
 
     async def _open(self) -> None:
         if self._spec.scheme == "redis+cluster":
             self._slots = asyncio.Semaphore(self._spec.max_connections)
         client, manager = _connect(self._spec)
-        if manager is None:
-            # Learn the topology before any concurrent use: redis-py's async cluster client can
-            # tear down connections under concurrent first commands while it initializes.
-            # Raises StorageUnavailableError (naming the nodes) if no node answers.
-            with self._guard:
-                await client.initialize()
-        self._given = client
+        self._given = client  # RedisStorage._open loads a cluster's layout before first use
         await super()._open()
         self._owned = True  # statekit built this client, so stop() closes it
         self._manager = manager

@@ -19,7 +19,7 @@ import redis
 import redis.asyncio
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageUnavailableError
@@ -494,6 +494,11 @@ class _ErrorGuard:
     ) -> Literal[False]:
         if exc is None or isinstance(exc, StatekitError):
             return False
+        if isinstance(exc, MasterNotFoundError):
+            raise StorageUnavailableError(
+                f"Redis at {self._storage._where}: no sentinel names a usable primary (unknown "
+                f"service name, sentinels unreachable, or a failover in progress): {_scrub(str(exc))}"
+            ) from exc
         if isinstance(exc, _UNAVAILABLE):
             raise StorageUnavailableError(
                 f"Redis at {self._storage._where} is unavailable: {type(exc).__name__}: "

@@ -161,8 +161,8 @@ async def test_callback_queries_are_limited_with_a_toast(
     assert len(toasts) == 6 and (toasts[5] or "").startswith(NOTICE)
 
 
-async def test_outbound_flood_wait_is_honoured(storage: BaseStorage, throttle_bot: ModuleType) -> None:
-    feeder = Feeder(throttle_bot.build_dispatcher(storage))
+async def test_outbound_flood_wait_is_honoured(throttle_bot: ModuleType) -> None:
+    feeder = Feeder(throttle_bot.build_dispatcher(MemoryStorage()))
     feeder.session.flood = [1]  # Telegram answers the next sendMessage with "retry after 1"
     started = datetime.now(timezone.utc)
     await feeder.message("after the wait", user_id=4)
