@@ -13,8 +13,8 @@ from middleware.rate import Rate, RateLimitResult
 from middleware.strategies import GCRA, FixedWindow, SlidingWindow, Strategy
 
 __all__ = [
-    "GCRA",
     "FixedWindow",
+    "GCRA",
     "Rate",
     "RateLimitMiddleware",
     "RateLimitResult",

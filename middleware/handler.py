@@ -253,6 +253,8 @@ class RateLimitMiddleware:
         try:
             if await self.first_notice(key, result, limiter):
                 await reply(event, self.message.format(retry_after=math.ceil(result.retry_after)))
+        except StatekitError as exc:  # storage trouble: one line, no traceback per update
+            log.warning("could not tell a rate-limited user to wait: %s: %s", type(exc).__name__, exc)
         except Exception:
             log.exception("could not tell a rate-limited user to wait")
 

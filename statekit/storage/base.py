@@ -231,15 +231,19 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        self._check_key(key)
-        stored = self._encode(key, value)
-        await self._set(key, stored, self._ttl(ttl), bool(keep_ttl))
+        if type(key) is not str or not key or len(key) > self._max_key_chars:
+            self._check_key(key)
+        stored = value if type(value) is int and _INT64_MIN <= value <= _INT64_MAX else self._encode(key, value)
+        await self._set(
+            key, stored, self._default_ttl_ms if ttl is DEFAULT else self._ttl(ttl), bool(keep_ttl)
+        )
 
     async def delete_state(self, key: str) -> bool:
         """Delete ``key``; return True if a live key was removed."""
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        self._check_key(key)
+        if type(key) is not str or not key or len(key) > self._max_key_chars:
+            self._check_key(key)
         return await self._delete(key)
 
     async def compare_and_set(
@@ -258,7 +262,8 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        self._check_key(key)
+        if type(key) is not str or not key or len(key) > self._max_key_chars:
+            self._check_key(key)
         new_stored = None if new is None else self._encode(key, new)
         expected_stored = None if expected is None else encode_stored(self.codec, key, expected)
         ttl_ms = self._ttl(ttl)
@@ -273,18 +278,22 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        self._check_key(key)
+        if type(key) is not str or not key or len(key) > self._max_key_chars:
+            self._check_key(key)
         if type(amount) is not int:
             raise TypeError(f"increment amount for key {key!r} must be an int, not {type(amount).__name__}")
         if not _INT64_MIN <= amount <= _INT64_MAX:
             raise OverflowError(f"increment amount {amount} for key {key!r} is outside signed 64-bit")
-        return await self._increment(key, amount, self._ttl(ttl))
+        return await self._increment(
+            key, amount, self._default_ttl_ms if ttl is DEFAULT else self._ttl(ttl)
+        )
 
     async def get_ttl(self, key: str) -> float | None:
         """Return the seconds ``key`` has left, or ``None`` if it is absent or has no expiry."""
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        self._check_key(key)
+        if type(key) is not str or not key or len(key) > self._max_key_chars:
+            self._check_key(key)
         return await self._get_ttl(key)
 
     async def expire(self, key: str, ttl: int | float | timedelta | None) -> bool:
@@ -294,7 +303,8 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        self._check_key(key)
+        if type(key) is not str or not key or len(key) > self._max_key_chars:
+            self._check_key(key)
         ttl_ms = None if ttl is None else ttl_to_ms(ttl)
         return await self._expire(key, ttl_ms)
 

