@@ -12,7 +12,6 @@ themselves require a password; the URL's own credentials are those of the data n
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -162,27 +161,6 @@ def _retry() -> Any:
     return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2)
 
 
-def _blocking_sentinel_pool() -> Any:
-    """redis-py's sentinel pool with the waiting behaviour of ``BlockingConnectionPool``.
-
-    A burst above ``max_connections`` then waits for a free connection instead of failing with
-    "Too many connections" (as statekit's single-node pool does).
-    """
-    global _BLOCKING_SENTINEL_POOL
-    if _BLOCKING_SENTINEL_POOL is None:
-        from redis.asyncio.connection import BlockingConnectionPool
-        from redis.asyncio.sentinel import SentinelConnectionPool
-
-        class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
-            pass
-
-        _BLOCKING_SENTINEL_POOL = BlockingSentinelConnectionPool
-    return _BLOCKING_SENTINEL_POOL
-
-
-_BLOCKING_SENTINEL_POOL: Any = None
-
-
 def _connect(spec: DistributedSpec) -> tuple[Any, Any]:
     """Return (bytes-returning client, Sentinel manager or None) for ``spec``; opens nothing."""
     timeouts: dict[str, Any] = {
@@ -194,7 +172,8 @@ def _connect(spec: DistributedSpec) -> tuple[Any, Any]:
 
         client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in spec.nodes],
-            # headroom above the storage's own bound (SCAN calls are not counted there)
+            # per node; RedisStorage keeps at most half this many operations in flight, as
+            # redis-py's cluster client can hold a connection a moment past an operation's end
             max_connections=spec.max_connections * 2,
             username=spec.username,
             password=spec.password,
@@ -213,9 +192,7 @@ def _connect(spec: DistributedSpec) -> tuple[Any, Any]:
     manager = Sentinel(list(spec.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     client = manager.master_for(
         spec.service or "",
-        connection_pool_class=_blocking_sentinel_pool(),
         max_connections=spec.max_connections,
-        timeout=None,
         decode_responses=False,
         username=spec.username,
         password=spec.password,
@@ -240,11 +217,8 @@ class DistributedRedisStorage(RedisStorage):
         self._url = None
         self._where = spec.describe()
         self._manager: Any = None
-        self._slots: asyncio.Semaphore | None = None
 
     async def _open(self) -> None:
-        if self._spec.scheme == "redis+cluster":
-            self._slots = asyncio.Semaphore(self._spec.max_connections)
         client, manager = _connect(self._spec)
         self._given = client  # RedisStorage._open loads a cluster's layout before first use
         await super()._open()
@@ -258,7 +232,7 @@ class DistributedRedisStorage(RedisStorage):
         from redis.asyncio.cluster import RedisCluster
 
         # healthy means every primary answers, so that every slot can be served
-        with self._guard:
+        async with self._op:
             await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
 
     async def _close(self) -> None:
@@ -268,31 +242,6 @@ class DistributedRedisStorage(RedisStorage):
         finally:
             if manager is not None:
                 await manager.aclose()
-
-
-def _bounded(name: str) -> Any:
-    """``RedisStorage.<name>`` run while holding one of the storage's connection slots."""
-    inner = getattr(RedisStorage, name)
-
-    async def primitive(self: DistributedRedisStorage, *args: Any) -> Any:
-        slots = self._slots
-        if slots is None:
-            return await inner(self, *args)
-        async with slots:
-            return await inner(self, *args)
-
-    primitive.__name__ = primitive.__qualname__ = name
-    return primitive
-
-
-# redis-py's cluster client fails a command with "Too many connections" when a node's pool is
-# full; holding a slot per operation makes a burst wait instead (at most ``max_connections``
-# operations in flight, each using at most one connection per node).
-for _name in (
-    "_get", "_set", "_delete", "_compare_and_set", "_increment", "_get_ttl",
-    "_expire", "_get_many", "_set_many", "_delete_many", "_clear",
-):
-    setattr(DistributedRedisStorage, _name, _bounded(_name))
 
 
 def open_distributed(url: str, scheme: str, params: dict[str, Any]) -> BaseStorage:

@@ -192,22 +192,18 @@ def _bytes_twin(client: AsyncRedisClient) -> AsyncRedisClient:
     return redis.asyncio.Redis.from_pool(twin_pool)
 
 
-def _fails_when_pool_is_full(client: AsyncRedisClient) -> bool:
-    """True for a plain client whose pool raises "Too many connections" instead of waiting."""
+def _connection_limit(client: Any) -> int | None:
+    """How many operations may be in flight before the client's pool raises "Too many
+    connections" (None: its pool waits by itself, or has no practical bound)."""
+    if isinstance(client, RedisCluster):
+        # half the per-node pool: the cluster client may hold a connection a moment past the
+        # end of an operation (seen with redis-py 8.1)
+        limit = getattr(client, "connection_kwargs", {}).get("max_connections")
+        return max(1, limit // 2) if isinstance(limit, int) and limit < 100_000 else None
     pool = getattr(client, "connection_pool", None)
-    return type(pool) is redis.asyncio.ConnectionPool
-
-
-def _blocking_twin(client: redis.asyncio.Redis) -> redis.asyncio.Redis:
-    """A client with ``client``'s settings whose pool makes bursts wait instead of failing."""
-    pool = client.connection_pool
-    twin_pool = redis.asyncio.BlockingConnectionPool(
-        connection_class=pool.connection_class,
-        max_connections=pool.max_connections,
-        timeout=None,
-        **pool.connection_kwargs,
-    )
-    return redis.asyncio.Redis.from_pool(twin_pool)
+    if isinstance(pool, redis.asyncio.BlockingConnectionPool) or pool is None:
+        return None
+    return int(pool.max_connections)
 
 
 class RedisStorage(BaseStorage):
@@ -269,7 +265,8 @@ class RedisStorage(BaseStorage):
         self._client: Any = None
         self._owned = False
         self._cluster = isinstance(client_or_url, RedisCluster)
-        self._guard = _ErrorGuard(self)
+        self._slots: asyncio.Semaphore | None = None
+        self._op = _Operation(self)
 
     def _describe(self) -> str:
         return self._where
@@ -293,15 +290,15 @@ class RedisStorage(BaseStorage):
             assert self._given is not None
             if _decodes_responses(self._given):
                 client, self._owned = _bytes_twin(self._given), True
-            elif isinstance(self._given, redis.asyncio.Redis) and _fails_when_pool_is_full(self._given):
-                client, self._owned = _blocking_twin(self._given), True
             else:
                 client, self._owned = self._given, False
+        limit = _connection_limit(client)
+        self._slots = asyncio.Semaphore(limit) if limit else None
         self._cluster = isinstance(client, RedisCluster)
         if self._cluster:
             # Load the slot layout before the first burst: redis-py's cluster client fails when
             # many first commands race to initialise it.
-            with self._guard:
+            async with self._op:
                 await client.initialize()
         self._client = client
         self._cas = client.register_script(_CAS_LUA)
@@ -317,7 +314,7 @@ class RedisStorage(BaseStorage):
                 pass
 
     async def _ping(self) -> None:
-        with self._guard:
+        async with self._op:
             await self._client.ping()
 
     # ------------------------------------------------------------------ helpers
@@ -340,7 +337,7 @@ class RedisStorage(BaseStorage):
     # ------------------------------------------------------------------ primitives
 
     async def _get(self, key: str) -> Stored | None:
-        with self._guard:
+        async with self._op:
             raw = await self._client.get(self._prefix + key)
         if raw is None:
             return None
@@ -353,17 +350,19 @@ class RedisStorage(BaseStorage):
 
     async def _set(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
         rkey = self._prefix + key
-        with self._guard:
+        async with self._op:
             if keep_ttl:
                 if ttl_ms is None:
                     await self._client.set(rkey, self._wire(stored), keepttl=True)
                 else:
                     await self._set_keep(keys=[rkey], args=[self._wire(stored), ttl_ms])
+            elif ttl_ms is None:
+                await self._client.execute_command("SET", rkey, self._wire(stored))
             else:
-                await self._client.set(rkey, self._wire(stored), px=ttl_ms)
+                await self._client.execute_command("SET", rkey, self._wire(stored), "PX", ttl_ms)
 
     async def _delete(self, key: str) -> bool:
-        with self._guard:
+        async with self._op:
             return bool(await self._client.delete(self._prefix + key))
 
     async def _compare_and_set(
@@ -382,13 +381,13 @@ class RedisStorage(BaseStorage):
             b"" if ttl_ms is None else str(ttl_ms).encode(),
             b"1" if keep_ttl else b"0",
         ]
-        with self._guard:
+        async with self._op:
             return bool(await self._cas(keys=[self._prefix + key], args=args))
 
     async def _increment(self, key: str, amount: int, ttl_ms: int | None) -> int:
         rkey = self._prefix + key
         try:
-            with self._guard:
+            async with self._op:
                 if ttl_ms is None:
                     return int(await self._client.incrby(rkey, amount))
                 return int(await self._incr_ttl(keys=[rkey], args=[amount, ttl_ms]))
@@ -401,13 +400,13 @@ class RedisStorage(BaseStorage):
             raise
 
     async def _get_ttl(self, key: str) -> float | None:
-        with self._guard:
+        async with self._op:
             ms = int(await self._client.pttl(self._prefix + key))
         return None if ms < 0 else ms / 1000
 
     async def _expire(self, key: str, ttl_ms: int | None) -> bool:
         rkey = self._prefix + key
-        with self._guard:
+        async with self._op:
             if ttl_ms is not None:
                 return bool(await self._client.pexpire(rkey, ttl_ms))
             async with self._client.pipeline(transaction=True) as pipe:
@@ -418,7 +417,7 @@ class RedisStorage(BaseStorage):
 
     async def _get_many(self, keys: list[str]) -> dict[str, Stored]:
         rkeys = [self._prefix + k for k in keys]
-        with self._guard:
+        async with self._op:
             if self._cluster:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for rkey in rkeys:
@@ -434,14 +433,14 @@ class RedisStorage(BaseStorage):
         return out
 
     async def _set_many(self, items: list[tuple[str, Stored]], ttl_ms: int | None) -> None:
-        with self._guard:
+        async with self._op:
             async with self._client.pipeline(transaction=not self._cluster) as pipe:
                 for key, stored in items:
                     pipe.set(self._prefix + key, self._wire(stored), px=ttl_ms)
                 await pipe.execute()
 
     async def _delete_rkeys(self, rkeys: list[bytes | str]) -> int:
-        with self._guard:
+        async with self._op:
             if self._cluster:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for rkey in rkeys:
@@ -453,9 +452,14 @@ class RedisStorage(BaseStorage):
         return await self._delete_rkeys([self._prefix + k for k in keys])
 
     async def _scan_raw(self, match: str) -> AsyncIterator[bytes]:
-        with self._guard:
-            async for rkey in self._client.scan_iter(match=match, count=self._scan_count):
-                yield rkey
+        scan = self._client.scan_iter(match=match, count=self._scan_count).__aiter__()
+        while True:
+            async with self._op:  # each SCAN page holds a connection slot only while it runs
+                try:
+                    rkey = await scan.__anext__()
+                except StopAsyncIteration:
+                    return
+            yield rkey
 
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         cut = len(self._prefix.encode())
@@ -479,40 +483,51 @@ class _ServerError(StatekitError):
     """Redis answered with an error statekit did not expect."""
 
 
-class _ErrorGuard:
-    """Converts redis-py exceptions into statekit errors, in one place."""
+class _Operation:
+    """One operation against Redis: holds a connection slot (so a burst above the pool size
+    waits instead of failing with "Too many connections") and converts redis-py exceptions into
+    statekit errors, in one place."""
 
     __slots__ = ("_storage",)
 
     def __init__(self, storage: RedisStorage) -> None:
         self._storage = storage
 
-    def __enter__(self) -> None:
-        return None
+    async def __aenter__(self) -> None:
+        slots = self._storage._slots
+        if slots is not None:
+            await slots.acquire()
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
+        slots = self._storage._slots
+        if slots is not None:
+            slots.release()
         if exc is None or isinstance(exc, StatekitError):
             return False
-        if isinstance(exc, MasterNotFoundError):
-            raise StorageUnavailableError(
-                f"Redis at {self._storage._where}: no sentinel names a usable primary (unknown "
-                f"service name, sentinels unreachable, or a failover in progress): {_scrub(str(exc))}"
-            ) from exc
-        if isinstance(exc, _UNAVAILABLE):
-            raise StorageUnavailableError(
-                f"Redis at {self._storage._where} is unavailable: {type(exc).__name__}: "
-                f"{_scrub(str(exc))}"
-            ) from exc
-        if isinstance(exc, redis.exceptions.RedisError):
-            raise _ServerError(
-                f"Redis at {self._storage._where} answered with an error: {_scrub(str(exc))}"
-            ) from exc
+        _translate(self._storage, exc)
         return False
+
+
+def _translate(storage: RedisStorage, exc: BaseException) -> None:
+    """Raise the statekit error for a redis-py exception (return if it is not one)."""
+    if isinstance(exc, MasterNotFoundError):
+        raise StorageUnavailableError(
+            f"Redis at {storage._where}: no sentinel names a usable primary (unknown "
+            f"service name, sentinels unreachable, or a failover in progress): {_scrub(str(exc))}"
+        ) from exc
+    if isinstance(exc, _UNAVAILABLE):
+        raise StorageUnavailableError(
+            f"Redis at {storage._where} is unavailable: {type(exc).__name__}: {_scrub(str(exc))}"
+        ) from exc
+    if isinstance(exc, redis.exceptions.RedisError):
+        raise _ServerError(
+            f"Redis at {storage._where} answered with an error: {_scrub(str(exc))}"
+        ) from exc
 
 
 def _scrub(text: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from statekit.codec import Codec
-from statekit.errors import StatekitError, StorageUnavailableError
+from statekit.errors import StatekitError, StorageClosedError, StorageUnavailableError
 from statekit.storage._glob import compile_glob, literal_prefix
 from statekit.storage.base import BaseStorage, Stored, same_stored
 
@@ -60,6 +60,9 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: 
     aiosqlite has no public call for this; its ``_execute`` (stable since 0.17) is used here only.
     """
     return await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
+
+
+_WRITE, _SINGLE = 1, 2  # flags of a pending operation
 
 
 class _Failed:
@@ -117,8 +120,9 @@ class SQLiteStorage(BaseStorage):
         self._sweep_interval = sweep_interval
         self._max_batch = max_batch
         self._conn: aiosqlite.Connection | None = None
-        self._pending: list[tuple[asyncio.Future[Any], _Op, bool]] = []
+        self._pending: list[tuple[asyncio.Future[Any], _Op, int]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._leading = False
         self._sweeper: asyncio.Task[None] | None = None
         self.transactions = 0
         """How many transactions (group commits) this storage has run; for tests and tuning."""
@@ -193,8 +197,12 @@ class SQLiteStorage(BaseStorage):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        # let every operation already submitted commit before the connection closes
+        while self._leading or self._pending or (self._flusher is not None and not self._flusher.done()):
+            if self._flusher is not None and not self._flusher.done():
+                await asyncio.shield(self._flusher)
+            else:
+                await asyncio.sleep(0.001)
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(sqlite3.Error, ValueError):
@@ -220,19 +228,45 @@ class SQLiteStorage(BaseStorage):
 
     # ------------------------------------------------------------------ group commit
 
-    async def _submit(self, op: _Op, write: bool) -> Any:
-        if self._conn is None:
+    async def _submit(self, op: _Op, write: bool, single: bool = False) -> Any:
+        """Run ``op`` in the next group commit; ``single``: the op is one SQL statement (atomic
+        on its own, so a batch of just this op needs no explicit transaction)."""
+        conn = self._conn
+        if conn is None:
             raise self._unavailable(RuntimeError("connection is not open"))
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((fut, op, write))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="statekit-sqlite-commit")
-        result = await fut
+        flags = _WRITE * write | _SINGLE * (single or not write)
+        if not self._leading and not self._pending and (self._flusher is None or self._flusher.done()):
+            # Idle: this caller runs its own batch (saves a task and a loop turn); callers that
+            # arrive meanwhile queue up and are committed together once it is done.
+            self._leading = True
+            self.transactions += 1
+            try:
+                begin = None if flags & _SINGLE else "BEGIN IMMEDIATE"
+                results = await _in_thread(conn, self._run_batch, conn._conn, [op], begin)
+            except (sqlite3.Error, ValueError) as exc:
+                raise self._unavailable(exc) from exc
+            finally:
+                self._leading = False
+                if self._pending:
+                    self._flusher = asyncio.create_task(self._flush(), name="statekit-sqlite-commit")
+            result = results[0]
+        else:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._pending.append((fut, op, flags))
+            if not self._leading and (self._flusher is None or self._flusher.done()):
+                self._flusher = asyncio.create_task(self._flush(), name="statekit-sqlite-commit")
+            result = await fut
         if type(result) is _Failed:
             raise result.error
         return result
 
     async def _flush(self) -> None:
+        if self._conn is None:  # closed under queued callers: fail them rather than leave them
+            pending, self._pending = self._pending, []
+            for fut, _, _ in pending:
+                if not fut.done():
+                    fut.set_exception(StorageClosedError(f"{self!r} was stopped"))
+            return
         while self._pending and self._conn is not None:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
@@ -240,11 +274,14 @@ class SQLiteStorage(BaseStorage):
             if not batch:
                 continue
             ops = [op for _, op, _ in batch]
-            write = any(w for _, _, w in batch)
+            if len(batch) == 1 and batch[0][2] & _SINGLE:
+                begin = None  # one statement: autocommit is atomic and saves BEGIN/COMMIT
+            else:
+                begin = "BEGIN IMMEDIATE" if any(f & _WRITE for _, _, f in batch) else "BEGIN"
             conn = self._conn
             self.transactions += 1
             try:
-                results = await _in_thread(conn, self._run_batch, conn._conn, ops, write)
+                results = await _in_thread(conn, self._run_batch, conn._conn, ops, begin)
             except (sqlite3.Error, ValueError) as exc:
                 error = self._unavailable(exc)
                 for fut, _, _ in batch:
@@ -261,8 +298,13 @@ class SQLiteStorage(BaseStorage):
                     fut.set_result(result)
 
     @staticmethod
-    def _run_batch(db: sqlite3.Connection, ops: list[_Op], write: bool) -> list[Any]:
-        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    def _run_batch(db: sqlite3.Connection, ops: list[_Op], begin: str | None) -> list[Any]:
+        if begin is None:
+            try:
+                return [ops[0](db)]
+            except (StatekitError, OverflowError) as exc:
+                return [_Failed(exc)]
+        db.execute(begin)
         results: list[Any] = []
         try:
             for op in ops:
@@ -328,10 +370,12 @@ class SQLiteStorage(BaseStorage):
         return await self._submit(op, False)  # type: ignore[no-any-return]
 
     async def _set(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
-        await self._submit(lambda db: self._write_row(db, key, stored, ttl_ms, keep_ttl), True)
+        await self._submit(
+            lambda db: self._write_row(db, key, stored, ttl_ms, keep_ttl), True, single=not keep_ttl
+        )
 
     async def _delete(self, key: str) -> bool:
-        return bool(await self._submit(lambda db: self._delete_row(db, key), True))
+        return bool(await self._submit(lambda db: self._delete_row(db, key), True, single=True))
 
     async def _compare_and_set(
         self,

@@ -132,12 +132,11 @@ def redis_client_from_url(url: str) -> Any:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
 
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
+    pool = redis.asyncio.ConnectionPool.from_url(
         url,
         decode_responses=False,
         socket_connect_timeout=5,
-        max_connections=100,
-        timeout=None,
+        max_connections=100,  # RedisStorage holds a slot per operation: bursts wait, never fail
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
     )
     return redis.asyncio.Redis.from_pool(pool)
