@@ -197,13 +197,20 @@ class PyrogramStorage(Storage):
         """Replace the usernames of peers (staged ones included); dropped usernames stop
         resolving."""
         rest: list[tuple[int, list[str | None]]] = []
+        pending = self._pending
         for peer_id, names in usernames:  # no await in here: the staged peers stay staged
-            if any(type(name) is not str for name in names if name is not None):
-                raise TypeError(f"peer {peer_id}: usernames must be str or None, got {names!r}")
-            row = self._pending.get(peer_id)
-            given = tuple(name.lstrip("@") for name in names if name)
+            cleaned: list[str] = []
+            for name in names:
+                if type(name) is str:
+                    name = name.lstrip("@")
+                    if name:
+                        cleaned.append(name)
+                elif name is not None:
+                    raise TypeError(f"peer {peer_id}: usernames must be str or None, got {names!r}")
+            row = pending.get(peer_id)
+            given = tuple(cleaned)
             if row is not None and given:
-                self._pending[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])
+                pending[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])
             else:
                 rest.append((peer_id, list(names)))
         if rest:

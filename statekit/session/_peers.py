@@ -9,6 +9,7 @@ so a lookup by username never disagrees with the storage's own index.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -88,9 +89,12 @@ def row_peer(row: PeerRow) -> Peer:
     return Peer(row[0], row[1], row[2], row[3], row[4], row[5])
 
 
+_pack = msgpack.Packer().pack  # reused: no per-row setup (rows hold only int, str, None)
+
+
 def pack_row(row: PeerRow) -> bytes:
     """The stored form of ``row``: a msgpack array, as bytes."""
-    return msgpack.packb((row[0], row[1], row[2], row[3], row[4], row[5]))  # type: ignore[no-any-return]
+    return _pack(row)  # type: ignore[no-any-return]
 
 
 def unpack_row(key: str, value: Any) -> PeerRow | None:
@@ -191,6 +195,25 @@ class PeerCache:
             self.by_phone[phone] = peer_id
         while len(self.rows) > self.size:
             _, evicted = self.rows.popitem(last=False)
+            self._unindex(evicted)
+
+    def put_written(self, rows: Iterable[PeerRow]) -> None:
+        """``put(row, index=True)`` for each of ``rows`` (rows just written), in one pass."""
+        if self.size <= 0:
+            return
+        cached, by_username, by_phone = self.rows, self.by_username, self.by_phone
+        for row in rows:
+            peer_id = row[0]
+            old = cached.pop(peer_id, None)
+            if old is not None:
+                self._unindex(old, keep=row)
+            cached[peer_id] = row  # (re)inserted last: the most recently used
+            for name in row[3]:
+                by_username[name.lower()] = peer_id
+            if row[4] is not None:
+                by_phone[row[4]] = peer_id
+        while len(cached) > self.size:
+            _, evicted = cached.popitem(last=False)
             self._unindex(evicted)
 
     def discard(self, peer_id: int) -> None:

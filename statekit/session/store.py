@@ -301,18 +301,22 @@ class SessionStore:
         ``_CHUNK_PEERS`` peers go in several writes, so the event loop is never held long."""
         retired = await self._retired(rows, old)
         self._peer_gen += 1
+        prefix, total = self._prefix, len(rows)
         try:
             mapping: dict[str, Any] = {}
             for n, (peer_id, row) in enumerate(rows.items(), 1):
                 packed = pack_row(row)
-                mapping[self._peer_key(peer_id)] = packed
+                mapping[f"{prefix}peer:{peer_id}"] = packed
                 for name in row[3]:
-                    mapping[self._username_key(name.lower())] = packed
+                    mapping[f"{prefix}un:{name.lower()}"] = packed
                 if row[4] is not None:
-                    mapping[self._phone_key(row[4])] = packed
-                for key in retired.get(peer_id, ()):
-                    mapping[key] = b""  # retired in the same write; deleted below
-                if not n % _CHUNK_PEERS or n == len(rows):
+                    mapping[f"{prefix}ph:{row[4]}"] = packed
+                if retired and peer_id in retired:
+                    for key in retired[peer_id]:
+                        mapping[key] = b""  # retired in the same write; deleted below
+                if n == total or not n % _CHUNK_PEERS:
+                    # one write at a time: writes issued together would make this thread
+                    # compete with the storage's worker thread for the GIL
                     await self.storage.set_many(mapping, ttl=None)
                     mapping = {}
         except BaseException:
@@ -320,8 +324,7 @@ class SessionStore:
                 self._peers.discard(peer_id)
             raise
         if self._caching():
-            for row in rows.values():
-                self._peers.put(row, index=True)
+            self._peers.put_written(rows.values())
             for peer_id, keys in retired.items():
                 for key in keys:
                     entry = key[len(self._prefix) :]
@@ -377,10 +380,10 @@ class SessionStore:
         for peer_id, names in usernames:
             if type(peer_id) is not int:
                 raise TypeError(f"peer id must be an int, not {peer_id!r}")
-            cleaned = tuple(n.lstrip("@") for n in names if n)
-            if not all(type(n) is str for n in cleaned):
+            given = [n for n in names if n is not None]
+            if not all(type(n) is str for n in given):
                 raise TypeError(f"peer {peer_id}: usernames must be str")
-            wanted[peer_id] = cleaned
+            wanted[peer_id] = tuple(n for n in (n.lstrip("@") for n in given) if n)
         if not wanted:
             return
         self._check_writable()

@@ -434,6 +434,12 @@ class RedisStorage(BaseStorage):
 
     async def _set_many(self, items: list[tuple[str, Stored]], ttl_ms: int | None) -> None:
         async with self._op:
+            if ttl_ms is None and not self._cluster:  # one MSET: atomic, one command
+                args: list[object] = []
+                for key, stored in items:
+                    args += (self._prefix + key, self._wire(stored))
+                await self._client.execute_command("MSET", *args)
+                return
             async with self._client.pipeline(transaction=not self._cluster) as pipe:
                 for key, stored in items:
                     pipe.set(self._prefix + key, self._wire(stored), px=ttl_ms)

@@ -63,6 +63,16 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: 
 
 
 _WRITE, _SINGLE = 1, 2  # flags of a pending operation
+_ROWS_PER_INSERT = 200
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_rows(count: int) -> str:
+    """``INSERT OR REPLACE`` of ``count`` rows in one statement."""
+    return (
+        f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) VALUES "
+        + ",".join(["(?, ?, ?, ?)"] * count)
+    )
 
 
 class _Failed:
@@ -457,11 +467,14 @@ class SQLiteStorage(BaseStorage):
     async def _set_many(self, items: list[tuple[str, Stored]], ttl_ms: int | None) -> None:
         def op(db: sqlite3.Connection) -> None:
             expires_at = None if ttl_ms is None else self._now_ms() + ttl_ms
-            db.executemany(
-                f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                [(self.namespace, k, v, expires_at) for k, v in items],
-            )
+            ns = self.namespace
+            # multi-row INSERTs of up to _ROWS_PER_INSERT rows: about half the cost of executemany
+            for start in range(0, len(items), _ROWS_PER_INSERT):
+                chunk = items[start : start + _ROWS_PER_INSERT]
+                params: list[object] = []
+                for key, value in chunk:
+                    params += (ns, key, value, expires_at)
+                db.execute(_insert_rows(len(chunk)), params)
 
         await self._submit(op, True)
 

@@ -269,3 +269,18 @@ async def test_pyrogram_2_peer_tuples_carry_their_username(make_storage: Callabl
     with pytest.raises(ValueError, match="4 or 5 items"):
         await storage.update_peers([(1, 2)])
     await storage.close()
+
+
+async def test_staged_usernames_are_cleaned_and_checked(make_storage: Callable[..., BaseStorage]) -> None:
+    storage = PyrogramStorage(make_storage(), "staged")
+    await storage.open()
+    await storage.update_peers([(9, 90, "user", None)])  # kurigram: usernames come separately
+    await storage.update_usernames([(9, ["@", "@Nine", None])])
+    assert str(await storage.get_peer_by_username("NINE")) == str(raw.types.InputPeerUser(user_id=9, access_hash=90))
+    stored = await storage.store.get_peer_by_id(9)
+    assert stored is not None and stored.usernames == ("Nine",)
+    keys = await storage.store.storage.list_keys()
+    assert not [k for k in keys if k.endswith(":un:")]  # "@" alone is no username: no index entry
+    with pytest.raises(TypeError, match="usernames must be str"):
+        await storage.update_usernames([(9, ["ok", 5])])  # type: ignore[list-item]
+    await storage.close()

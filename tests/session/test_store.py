@@ -213,6 +213,12 @@ async def test_usernames_given_separately_like_kurigram(storage: BaseStorage) ->
     assert await store.get_peer_by_username("ghost") is None  # unknown peers are ignored
     await store.update_peers([Peer(1, 12, "user")])  # without keep_usernames: replaced
     assert await store.get_peer_by_username("renamed") is None
+    await store.update_usernames([(1, ["@", "@Again", ""])])  # "@" alone is no username
+    again = await store.get_peer_by_id(1)
+    assert again is not None and again.usernames == ("Again",)
+    assert not [k for k in await storage.list_keys() if k.endswith(":un:")]
+    with pytest.raises(TypeError, match="usernames must be str"):
+        await store.update_usernames([(1, ["ok", 5])])  # type: ignore[list-item]
 
 
 async def test_update_peers_checks_every_peer_before_writing_and_handles_big_batches(
