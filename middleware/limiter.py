@@ -96,7 +96,8 @@ class RateLimiter:
         cost that is not positive or exceeds a rate's limit; storage errors
         (``StorageUnavailableError``, ...) propagate.
         """
-        self._check(key, cost)
+        if not (type(key) is str and key and type(cost) is int and 0 < cost <= self._max_cost):
+            self._check(key, cost)
         waiters = self._busy.get(key)
         if waiters is not None:
             future: asyncio.Future[RateLimitResult] = asyncio.get_running_loop().create_future()

@@ -38,7 +38,7 @@ class Memo(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         data = self._data
-        if key not in data and len(data) >= self._size:
+        if len(data) >= self._size and key not in data:
             del data[next(iter(data))]
         data[key] = value
 
@@ -121,7 +121,8 @@ class CasStrategy(Strategy):
     async def acquire(self, key: str, costs: Sequence[int]) -> list[RateLimitResult]:
         name = self._name + key
         storage = self.storage
-        remembered = self._last.get(name)
+        last = self._last
+        remembered = last.get(name)
         for _ in range(_MAX_TRIES):
             now = self.clock()
             if remembered is not None:
@@ -134,13 +135,13 @@ class CasStrategy(Strategy):
                     remembered = None  # refuse only on what the storage holds now
                     continue
                 if current is not None:
-                    self._last.put(name, current)
+                    last.put(name, current)
                 return results
             if await storage.compare_and_set(name, new, expected=current, ttl=ttl):
-                self._last.put(name, new)
+                last.put(name, new)
                 return results
             remembered = None
-            self._last.pop(name)
+            last.pop(name)
         raise StatekitError(
             f"rate limit on {name!r}: the record kept changing under {_MAX_TRIES} "
             "compare-and-set attempts"

@@ -50,6 +50,8 @@ class SlidingWindow(CasStrategy):
         self._periods_ms = [rate.period_ms for rate in self.rates]
         # one rate with a limit below 2**23: the record is one int (no encoding to compare)
         self._packed = len(self.rates) == 1 and self.rates[0].limit <= _PREV_MASK
+        self._p0 = self.rates[0].period_ms
+        self._limit0 = self.rates[0].limit
 
     def _triples(self, record: Any) -> list[tuple[int, int, int]] | None:
         """(window index mod 2**16, previous count, current count) per rate, or ``None``."""
@@ -92,7 +94,7 @@ class SlidingWindow(CasStrategy):
         if self._packed:
             if type(record) is not int:
                 return False
-            n = math.floor(now * 1000 / self._periods_ms[0])
+            n = math.floor(now * 1000 / self._p0)
             return (record >> 47) not in (n % _WRAP, (n - 1) % _WRAP, (n + 1) % _WRAP)
         triples = self._triples(record)
         if triples is None:
@@ -139,28 +141,33 @@ class SlidingWindow(CasStrategy):
         self, record: Any, cost: int, now_ms: float
     ) -> tuple[list[RateLimitResult], Any, float]:
         """``_decide`` for one hit on one packed rate: the same arithmetic without lists."""
-        rate = self.rates[0]
-        p = rate.period_ms
+        p = self._p0
         n = math.floor(now_ms / p)
         prev = cur = 0
         if type(record) is int and record >= 0:
             stored = record >> 47
-            if stored == n % _WRAP:
+            here = n % _WRAP
+            if stored == here:
                 prev, cur = (record >> 24) & _PREV_MASK, record & _CUR_MASK
-            elif stored == (n - 1) % _WRAP:
+            elif stored == (here - 1) % _WRAP:
                 prev = record & _CUR_MASK
-            elif stored == (n + 1) % _WRAP:
+            elif stored == (here + 1) % _WRAP:
                 n, prev, cur = n + 1, (record >> 24) & _PREV_MASK, record & _CUR_MASK
-        weight = min(1.0, max(0.0, 1.0 - (now_ms - n * p) / p))
+        weight = 1.0 - (now_ms - n * p) / p
+        if weight > 1.0:
+            weight = 1.0
+        elif weight < 0.0:
+            weight = 0.0
         load = prev * weight + cur
-        if load + cost > rate.limit + 1e-9:
+        limit = self._limit0
+        if load + cost > limit + 1e-9:
             return [self._result([n], [prev], [cur], [weight], now_ms, cost, False)], None, 0.0
         cur += cost
-        end = (n + 1) * p
-        remaining = max(0, math.floor(rate.limit - load - cost + 1e-9))
-        result = RateLimitResult(True, remaining, (end + p - now_ms) / 1000, 0.0)
-        record = (n % _WRAP) << 47 | prev << 24 | cur
-        return [result], record, max(1, math.ceil(end + p - now_ms)) / 1000
+        left = (n + 2) * p - now_ms  # until this window's count no longer weighs
+        remaining = math.floor(limit - load - cost + 1e-9)
+        result = RateLimitResult(True, remaining if remaining > 0 else 0, left / 1000, 0.0)
+        ttl_ms = math.ceil(left)
+        return [result], (n % _WRAP) << 47 | prev << 24 | cur, (ttl_ms if ttl_ms > 1 else 1) / 1000
 
     def _result(
         self,

@@ -8,7 +8,7 @@ compare-and-set. With ``ttl``, every write sets the record's expiry again (slidi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -100,8 +100,9 @@ class FSMContext:
 
     # ------------------------------------------------------------------ writes (compare-and-set)
 
-    async def _submit(self, apply: Callable[[str | None, dict[str, Any]], Step]) -> Any:
-        return await self._writer.submit(
+    def _submit(self, apply: Callable[[str | None, dict[str, Any]], Step]) -> Coroutine[Any, Any, Any]:
+        # a plain function handing back the writer's coroutine: one coroutine frame less per call
+        return self._writer.submit(
             self._skey, Op(apply), self._ttl, self._max_tries, self._coalesce
         )
 

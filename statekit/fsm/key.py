@@ -34,7 +34,7 @@ def _check_id(what: str, value: object, *, optional: bool = False) -> None:
         raise ValueError(f"StorageKey.{what} {value} is outside signed 64-bit")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StorageKey:
     """The identity of one conversation (the fields aiogram's ``StorageKey`` has).
 
@@ -50,8 +50,15 @@ class StorageKey:
     destiny: str = DEFAULT_DESTINY
     _rendered: str = field(init=False, repr=False, compare=False, hash=False)
 
-    def __post_init__(self) -> None:
-        bot_id, chat_id, user_id, thread_id = self.bot_id, self.chat_id, self.user_id, self.thread_id
+    def __init__(
+        self,
+        bot_id: int,
+        chat_id: int,
+        user_id: int,
+        thread_id: int | None = None,
+        business_connection_id: str | None = None,
+        destiny: str = DEFAULT_DESTINY,
+    ) -> None:
         if not (
             type(bot_id) is int
             and type(chat_id) is int
@@ -66,20 +73,31 @@ class StorageKey:
             _check_id("chat_id", chat_id)
             _check_id("user_id", user_id)
             _check_id("thread_id", thread_id, optional=True)
-        bcid = self.business_connection_id
+        bcid = business_connection_id
         if bcid is not None and (type(bcid) is not str or not bcid):
             raise ValueError(
                 f"StorageKey.business_connection_id must be a non-empty str or None, got {bcid!r}"
             )
-        destiny = self.destiny
         if type(destiny) is not str or not destiny:
             raise ValueError(f"StorageKey.destiny must be a non-empty str, got {destiny!r}")
-        rendered = (
-            f"fsm:{{{bot_id}:{chat_id}:{user_id}:{'' if thread_id is None else thread_id}:"
-            f"{'' if bcid is None else _escape(bcid)}:"
-            f"{destiny if destiny == DEFAULT_DESTINY else _escape(destiny)}}}"
+        if thread_id is None and bcid is None and destiny == DEFAULT_DESTINY:
+            rendered = f"fsm:{{{bot_id}:{chat_id}:{user_id}:::default}}"
+        else:
+            rendered = (
+                f"fsm:{{{bot_id}:{chat_id}:{user_id}:{'' if thread_id is None else thread_id}:"
+                f"{'' if bcid is None else _escape(bcid)}:"
+                f"{destiny if destiny == DEFAULT_DESTINY else _escape(destiny)}}}"
+            )
+        # frozen: one write to the instance dict instead of object.__setattr__ per field
+        self.__dict__.update(
+            bot_id=bot_id,
+            chat_id=chat_id,
+            user_id=user_id,
+            thread_id=thread_id,
+            business_connection_id=bcid,
+            destiny=destiny,
+            _rendered=rendered,
         )
-        object.__setattr__(self, "_rendered", rendered)
 
     @property
     def storage_key(self) -> str:

@@ -90,3 +90,18 @@ async def test_outage_raises_unavailable_and_recovers(caplog: pytest.LogCaptureF
         assert "s3cret-pw" not in caplog.text
     finally:
         server.cleanup()
+
+
+async def test_scripts_are_reloaded_after_the_server_forgets_them(redis_server: RedisServer) -> None:
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
+    async with RedisStorage(raw, namespace="noscript") as storage:
+        assert await storage.compare_and_set("k", 1, expected=None)
+        await raw.script_flush()
+        assert await storage.compare_and_set("k", 2, expected=1)
+        await raw.script_flush()
+        assert await storage.increment("n", ttl=10) == 1
+        await raw.script_flush()
+        await storage.set_state("k", 3, ttl=10, keep_ttl=True)
+        assert await storage.get_state("k") == 3
+        await storage.clear_namespace()
+    await raw.aclose()
