@@ -21,7 +21,13 @@ from typing import Any, cast
 
 import redis
 
-from statekit.testing.servers import RedisServer, RedisServerUnavailable, _answers, free_port
+from statekit.testing.servers import (
+    RedisServer,
+    RedisServerUnavailable,
+    _answers,
+    free_port,
+    stop_process,
+)
 
 __all__ = ["RedisClusterSetup", "RedisSentinelSetup", "SentinelProcess", "cluster_node_port"]
 
@@ -248,14 +254,7 @@ class SentinelProcess:
     def stop(self) -> None:
         """Stop the sentinel (SIGTERM, then SIGKILL) and wait until it is gone."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
     def cleanup(self) -> None:
         """Stop the sentinel and delete its directory."""
