@@ -22,6 +22,7 @@ from pyrogram.storage import Storage
 
 from statekit.errors import StatekitError
 from statekit.session._cipher import SessionCipher
+from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
 from statekit.session._peers import PeerRow, make_row
 from statekit.session.records import UpdateState
 from statekit.session.store import SessionStore
@@ -40,17 +41,6 @@ _MAX_CHAT_ID = 999_999_999_999
 _YIELD_EVERY = 2000
 _USER_TYPES = frozenset({"user", "bot"})
 _CHANNEL_TYPES = frozenset({"channel", "supergroup", "direct", "forum", "community"})
-# Public addresses of Telegram's data centres, used when a session lacks one (as the clients do
-# when they migrate an old session file).
-_PROD = {
-    1: "149.154.175.53",
-    2: "149.154.167.51",
-    3: "149.154.175.100",
-    4: "149.154.167.91",
-    5: "91.108.56.130",
-    203: "91.105.192.100",
-}
-_TEST = {1: "149.154.175.10", 2: "149.154.167.40", 3: "149.154.175.117"}
 
 
 def input_peer(row: PeerRow) -> Any:
@@ -289,7 +279,8 @@ class PyrogramStorage(Storage):
         found = await self._field("server_address", value)
         if value is object and found is None:
             dc = await self.dc_id()
-            table = _TEST if await self.test_mode() else _PROD
+            # as the clients do when they migrate an old session file
+            table = TEST_ADDRESSES if await self.test_mode() else PROD_ADDRESSES
             return table.get(dc, table[2])
         return found
 

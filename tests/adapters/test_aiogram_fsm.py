@@ -3,105 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import itertools
-import sys
-from collections.abc import AsyncGenerator, Callable
-from datetime import datetime, timezone
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
 
 import pytest
-from aiogram import Bot, Dispatcher, Router
-from aiogram.client.session.base import BaseSession
+from aiogram import Dispatcher, Router
 from aiogram.fsm.context import FSMContext as AiogramFSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey as AiogramKey
-from aiogram.methods import SendMessage, TelegramMethod
-from aiogram.types import Chat, Message, Update, User
+from aiogram.types import Message
+from offline_bots import Feeder, load_example
 
 from statekit import BaseStorage, CorruptValueError, MemoryStorage
 from statekit.adapters.aiogram import AiogramStorage
 from statekit.fsm import FSMContext, FSMRecord, StorageKey
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-TOKEN = "424242:TEST-offline-token"
 BOT_ID = 424242
-
-
-def load_example(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(f"statekit_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class OfflineSession(BaseSession):
-    """An aiogram session that never touches the network: it records every API call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[TelegramMethod[Any]] = []
-        self._ids = itertools.count(1000)
-
-    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
-        self.calls.append(method)
-        if isinstance(method, SendMessage):
-            chat_type = "private" if int(method.chat_id) > 0 else "group"
-            return Message(
-                message_id=next(self._ids),
-                date=datetime.now(timezone.utc),
-                chat=Chat(id=int(method.chat_id), type=chat_type),
-                text=method.text,
-            )
-        return True
-
-    async def stream_content(self, *args: Any, **kwargs: Any) -> AsyncGenerator[bytes, None]:
-        raise AssertionError("no downloads offline")
-        yield b""  # pragma: no cover
-
-    async def close(self) -> None:
-        return None
-
-    def texts(self, chat_id: int) -> list[str]:
-        return [m.text for m in self.calls if isinstance(m, SendMessage) and int(m.chat_id) == chat_id]
-
-
-class Feeder:
-    """Builds real Update objects and feeds them to a dispatcher."""
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-        self.session = OfflineSession()
-        self.bot = Bot(TOKEN, session=self.session)
-        self._ids = itertools.count(1)
-
-    def update(self, text: str, *, user_id: int, chat_id: int | None = None) -> Update:
-        chat_id = user_id if chat_id is None else chat_id
-        n = next(self._ids)
-        return Update(
-            update_id=n,
-            message=Message(
-                message_id=n,
-                date=datetime.now(timezone.utc),
-                chat=Chat(id=chat_id, type="private" if chat_id > 0 else "supergroup"),
-                from_user=User(id=user_id, is_bot=False, first_name=f"user{user_id}"),
-                text=text,
-            ),
-        )
-
-    async def send(self, text: str, *, user_id: int, chat_id: int | None = None) -> str:
-        """Feed one message; return the bot's reply (the last message sent to that chat)."""
-        update = self.update(text, user_id=user_id, chat_id=chat_id)
-        before = len(self.session.calls)
-        await self.dispatcher.feed_update(self.bot, update)
-        sent = [m for m in self.session.calls[before:] if isinstance(m, SendMessage)]
-        assert sent, f"the bot did not answer {text!r}"
-        return sent[-1].text
 
 
 @pytest.fixture(scope="module")

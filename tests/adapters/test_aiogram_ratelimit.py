@@ -2,121 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 import logging
-import sys
-from collections.abc import AsyncGenerator
 from datetime import datetime, timezone
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher, F, Router
-from aiogram.client.session.base import BaseSession
 from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
-from aiogram.types import CallbackQuery, Chat, Message, Update, User
+from aiogram.types import Chat, Message, Update
+from offline_bots import Feeder, OfflineSession, load_example
 
 from middleware import Rate, RateLimitMiddleware, RateLimitResult, RetryAfterGate
 from middleware.aiogram import AiogramRateLimit, install
 from statekit import BaseStorage, MemoryStorage, RedisStorage
 from statekit.testing import RedisServer
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TOKEN = "424242:TEST-offline-token"
 NOTICE = "Too many requests"
-
-
-def load_example(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(f"statekit_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class OfflineSession(BaseSession):
-    """An aiogram session that never touches the network: it records every API call and can
-    answer the next ones with a real Telegram "429 retry after" response."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[TelegramMethod[Any]] = []
-        self.flood: list[int] = []  # retry_after of the next calls to refuse
-        self._ids = itertools.count(1000)
-
-    async def make_request(
-        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
-    ) -> Any:
-        self.calls.append(method)
-        if self.flood:
-            body = (
-                '{"ok": false, "error_code": 429, "description": "Too Many Requests: retry after '
-                f'{self.flood[0]}", "parameters": {{"retry_after": {self.flood.pop(0)}}}}}'
-            )
-            self.check_response(bot, method, 429, body)  # raises aiogram's TelegramRetryAfter
-        if isinstance(method, SendMessage):
-            return Message(
-                message_id=next(self._ids),
-                date=datetime.now(timezone.utc),
-                chat=Chat(id=int(method.chat_id), type="private"),
-                text=method.text,
-            )
-        return True
-
-    async def stream_content(self, *args: Any, **kwargs: Any) -> AsyncGenerator[bytes, None]:
-        raise AssertionError("no downloads offline")
-        yield b""  # pragma: no cover
-
-    async def close(self) -> None:
-        return None
-
-    def texts(self, chat_id: int) -> list[str]:
-        return [m.text for m in self.calls if isinstance(m, SendMessage) and int(m.chat_id) == chat_id]
-
-    def toasts(self) -> list[str | None]:
-        return [m.text for m in self.calls if isinstance(m, AnswerCallbackQuery)]
-
-
-class Feeder:
-    """Builds real Update objects and feeds them to a dispatcher."""
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-        self.session = OfflineSession()
-        self.bot = Bot(TOKEN, session=self.session)
-        self._ids = itertools.count(1)
-
-    async def message(self, text: str, *, user_id: int) -> Any:
-        n = next(self._ids)
-        update = Update(
-            update_id=n,
-            message=Message(
-                message_id=n,
-                date=datetime.now(timezone.utc),
-                chat=Chat(id=user_id, type="private"),
-                from_user=User(id=user_id, is_bot=False, first_name=f"user{user_id}"),
-                text=text,
-            ),
-        )
-        return await self.dispatcher.feed_update(self.bot, update)
-
-    async def press(self, data: str, *, user_id: int) -> Any:
-        n = next(self._ids)
-        update = Update(
-            update_id=n,
-            callback_query=CallbackQuery(
-                id=str(n),
-                from_user=User(id=user_id, is_bot=False, first_name=f"user{user_id}"),
-                chat_instance="ci",
-                data=data,
-            ),
-        )
-        return await self.dispatcher.feed_update(self.bot, update)
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,14 @@ the client's own dispatcher, which parses them into real Message objects for the
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from offline_bots import load_example
 from pyrogram import Client, raw
 from pyrogram.handlers import MessageHandler
 from pyrogram.types import CallbackQuery, Chat, Message, User
@@ -22,17 +20,7 @@ from statekit import BaseStorage
 from statekit.adapters.pyrogram import FSMStateFilter, PyrogramFSM
 from statekit.fsm import ANY_STATE, FSMContext, FSMRecord, State, StatesGroup, StorageKey
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BOT_ID = 777000
-
-
-def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"statekit_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class OfflineBot:

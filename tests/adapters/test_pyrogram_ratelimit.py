@@ -9,17 +9,15 @@ request instead of sending it.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from offline_bots import load_example
 from pyrogram import Client, filters, raw
 from pyrogram.errors import FloodWait
 from pyrogram.handlers import MessageHandler
@@ -30,18 +28,8 @@ from middleware.pyrogram import PyrogramRateLimit
 from statekit import BaseStorage, MemoryStorage, RedisStorage
 from statekit.testing import RedisServer
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BOT_ID = 777001
 NOTICE = "Too many requests"
-
-
-def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"statekit_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def raw_user(user_id: int) -> Any:
