@@ -51,6 +51,17 @@ _INT64_MAX: Final = 2**63 - 1
 _NEW, _STARTED, _STOPPED = "new", "started", "stopped"
 
 
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; ``ValueError`` naming it if it holds lone surrogates (not encodable)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} {text[:40]!r} is not valid Unicode text (character {exc.start} is a lone "
+            "surrogate) and cannot be stored"
+        ) from None
+
+
 def ttl_to_ms(ttl: int | float | timedelta, what: str = "ttl") -> int:
     """Return ``ttl`` (seconds or timedelta, > 0) in whole milliseconds (at least 1).
 
@@ -90,6 +101,7 @@ class BaseStorage(abc.ABC):
     ) -> None:
         if type(namespace) is not str or not namespace:
             raise ValueError(f"namespace must be a non-empty str, got {namespace!r}")
+        _utf8(namespace, "namespace")
         if type(max_key_bytes) is not int or max_key_bytes < 1:
             raise ValueError(f"max_key_bytes must be a positive int, got {max_key_bytes!r}")
         if type(max_value_bytes) is not int or max_value_bytes < 1:
@@ -158,11 +170,12 @@ class BaseStorage(abc.ABC):
     def _check_key(self, key: object) -> str:
         if type(key) is not str or not key:
             raise ValueError(f"key must be a non-empty str, got {key!r}")
-        if len(key) > self._max_key_chars and len(key.encode()) > self.max_key_bytes:
-            raise ValueError(
-                f"key {key[:40]!r}... is {len(key.encode())} UTF-8 bytes; "
-                f"the limit is {self.max_key_bytes}"
-            )
+        if not key.isascii() or len(key) > self._max_key_chars:
+            size = len(_utf8(key, "key"))
+            if size > self.max_key_bytes:
+                raise ValueError(
+                    f"key {key[:40]!r}... is {size} UTF-8 bytes; the limit is {self.max_key_bytes}"
+                )
         return key
 
     def _ttl(self, ttl: TTL) -> int | None:
@@ -188,6 +201,8 @@ class BaseStorage(abc.ABC):
     def _check_pattern(pattern: object) -> str:
         if type(pattern) is not str:
             raise TypeError(f"pattern must be a str glob, not {type(pattern).__name__}")
+        if not pattern.isascii():
+            _utf8(pattern, "pattern")
         return pattern
 
     def wrong_type_error(self, key: str) -> WrongTypeError:
@@ -207,7 +222,7 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars:
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
             self._check_key(key)
         stored = await self._get(key)
         if stored is None or isinstance(stored, int):
@@ -231,7 +246,7 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars:
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
             self._check_key(key)
         stored = value if type(value) is int and _INT64_MIN <= value <= _INT64_MAX else self._encode(key, value)
         await self._set(
@@ -242,7 +257,7 @@ class BaseStorage(abc.ABC):
         """Delete ``key``; return True if a live key was removed."""
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars:
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
             self._check_key(key)
         return await self._delete(key)
 
@@ -262,7 +277,7 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars:
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
             self._check_key(key)
         new_stored = None if new is None else self._encode(key, new)
         expected_stored = None if expected is None else encode_stored(self.codec, key, expected)
@@ -278,7 +293,7 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars:
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
             self._check_key(key)
         if type(amount) is not int:
             raise TypeError(f"increment amount for key {key!r} must be an int, not {type(amount).__name__}")
@@ -292,7 +307,7 @@ class BaseStorage(abc.ABC):
         """Return the seconds ``key`` has left, or ``None`` if it is absent or has no expiry."""
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars:
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
             self._check_key(key)
         return await self._get_ttl(key)
 
@@ -303,7 +318,7 @@ class BaseStorage(abc.ABC):
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars:
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
             self._check_key(key)
         ttl_ms = None if ttl is None else ttl_to_ms(ttl)
         return await self._expire(key, ttl_ms)

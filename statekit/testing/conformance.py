@@ -69,9 +69,11 @@ UNENCODABLE: list[Any] = [
     [2**64],
     bytearray(b"x"),
     complex(1, 2),
+    "lone surrogate \ud800",
+    {"\udc00": "surrogate key"},
 ]
 
-BAD_KEYS: list[Any] = ["", None, 1, b"bytes", ["list"], "x" * 1025, "é" * 513]
+BAD_KEYS: list[Any] = ["", None, 1, b"bytes", ["list"], "x" * 1025, "é" * 513, "lone\ud800"]
 
 
 class AdvancingClock(Protocol):
@@ -555,6 +557,15 @@ class StorageConformance:
     async def test_scan_pattern_must_be_str(self, storage: BaseStorage) -> None:
         with pytest.raises(TypeError):
             await storage.list_keys(b"*")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="pattern"):
+            await storage.list_keys("\ud800*")
+        assert await storage.health() is True
+
+    def test_namespace_must_be_valid_text(self, make_storage: MakeStorage) -> None:
+        with pytest.raises(ValueError, match="namespace"):
+            make_storage(namespace="bot\ud800")
+        with pytest.raises(ValueError, match="namespace"):
+            make_storage(namespace="")
 
     # ------------------------------------------------------------------ namespaces
 
