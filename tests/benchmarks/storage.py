@@ -147,6 +147,35 @@ async def main_async(seconds: float, rounds: int) -> list[Result]:
                 )
                 rows.append(Result("redis", "raw redis-py (hiredis)", raw_name[op], tasks, raw_rate, note="client ceiling"))
                 rows.append(Result("redis", "statekit RedisStorage", op, tasks, our_rate, f"raw {raw_name[op]}", our_rate / raw_rate))
+        # Design choices of RedisStorage, each against the plain call it replaced, in one run:
+        # a BlockingConnectionPool (waits when full) vs the plain pool statekit bounds itself,
+        # and redis-py's Script.__call__ vs EVALSHA sent directly.
+        blocking = redis.asyncio.Redis(
+            connection_pool=redis.asyncio.BlockingConnectionPool.from_url(server.url, max_connections=200)
+        )
+
+        async def via_script(i: int) -> Any:
+            return await script(keys=["raw:small"], args=[b"1", b"x", b"0", b"", b"", b"0"])
+
+        async def direct_evalsha(i: int) -> Any:
+            return await client.execute_command(
+                "EVALSHA", script.sha, 1, "raw:small", b"1", b"x", b"0", b"", b"", b"0"
+            )
+
+        for tasks in TASKS:
+            plain, waiting = await best_of(
+                rounds, runner(raw["get"], tasks, seconds),
+                runner((lambda i: blocking.get(f"raw:k{i & 1023}"), None), tasks, seconds),
+            )
+            rows.append(Result("redis choices", "redis-py BlockingConnectionPool", "GET", tasks, waiting,
+                               "plain pool", waiting / plain))
+            direct, wrapped = await best_of(
+                rounds, runner((direct_evalsha, None), tasks, seconds), runner((via_script, None), tasks, seconds)
+            )
+            rows.append(Result("redis choices", "EVALSHA sent directly", "EVALSHA (failing CAS)", tasks, direct))
+            rows.append(Result("redis choices", "redis-py Script.__call__", "EVALSHA (failing CAS)", tasks, wrapped,
+                               "direct EVALSHA", wrapped / direct))
+        await blocking.aclose()
         await ours.clear_namespace()
         await ours.stop()
         await client.flushdb()
