@@ -62,7 +62,7 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: 
     return await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
 
 
-_WRITE, _SINGLE = 1, 2  # flags of a pending operation
+_WRITE, _SINGLE = 1, 2  # flags of a pending operation: it writes / it is a lone read
 _ROWS_PER_INSERT = 200
 
 
@@ -238,13 +238,18 @@ class SQLiteStorage(BaseStorage):
 
     # ------------------------------------------------------------------ group commit
 
-    async def _submit(self, op: _Op, write: bool, single: bool = False) -> Any:
-        """Run ``op`` in the next group commit; ``single``: the op is one SQL statement (atomic
-        on its own, so a batch of just this op needs no explicit transaction)."""
+    async def _submit(self, op: _Op, write: bool) -> Any:
+        """Run ``op`` in the next group commit and return its result.
+
+        A batch that writes runs in ``BEGIN IMMEDIATE`` (the write lock is taken first, waiting up
+        to ``busy_timeout`` for other processes); even a single write statement does, because an
+        autocommit write that finds another process's newer commit fails at once with "database is
+        locked" (SQLITE_BUSY_SNAPSHOT) instead of waiting. A lone read runs without a transaction.
+        """
         conn = self._conn
         if conn is None:
             raise self._unavailable(RuntimeError("connection is not open"))
-        flags = _WRITE * write | _SINGLE * (single or not write)
+        flags = _WRITE if write else _SINGLE
         if not self._leading and not self._pending and (self._flusher is None or self._flusher.done()):
             # Idle: this caller runs its own batch (saves a task and a loop turn); callers that
             # arrive meanwhile queue up and are committed together once it is done.
@@ -381,11 +386,11 @@ class SQLiteStorage(BaseStorage):
 
     async def _set(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
         await self._submit(
-            lambda db: self._write_row(db, key, stored, ttl_ms, keep_ttl), True, single=not keep_ttl
+            lambda db: self._write_row(db, key, stored, ttl_ms, keep_ttl), True
         )
 
     async def _delete(self, key: str) -> bool:
-        return bool(await self._submit(lambda db: self._delete_row(db, key), True, single=True))
+        return bool(await self._submit(lambda db: self._delete_row(db, key), True))
 
     async def _compare_and_set(
         self,
