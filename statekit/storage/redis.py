@@ -24,6 +24,7 @@ from redis.asyncio.sentinel import MasterNotFoundError, SentinelConnectionPool
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageUnavailableError
 from statekit.storage._glob import escape_glob
+from statekit.storage._lanes import CommandLanes
 from statekit.storage.base import BaseStorage, Stored
 
 __all__ = ["RedisStorage", "redis_key_prefix"]
@@ -219,6 +220,9 @@ class RedisStorage(BaseStorage):
     """
 
     backend_name = "redis"
+    command_lanes = 4
+    """Connections a single-node storage holds for its auto-pipelined single-key commands (at
+    most a quarter of the pool); sentinel and cluster clients send every command through redis-py."""
 
     def __init__(
         self,
@@ -266,7 +270,11 @@ class RedisStorage(BaseStorage):
         self._owned = False
         self._cluster = isinstance(client_or_url, RedisCluster)
         self._slots: asyncio.Semaphore | None = None
+        self._lanes: CommandLanes | None = None
+        self._script_loads: dict[str, asyncio.Future[None]] = {}
         self._op = _Operation(self)
+        self._cmd_op = self._op
+        self._exec: Any = None
 
     def _describe(self) -> str:
         return self._where
@@ -293,8 +301,21 @@ class RedisStorage(BaseStorage):
             else:
                 client, self._owned = self._given, False
         limit = _connection_limit(client)
-        self._slots = asyncio.Semaphore(limit) if limit else None
         self._cluster = isinstance(client, RedisCluster)
+        pool = getattr(client, "connection_pool", None)
+        if type(pool) in (redis.asyncio.ConnectionPool, redis.asyncio.BlockingConnectionPool):
+            # one node, no sentinel: single-key commands go through auto-pipelined lanes
+            lanes = max(1, min(self.command_lanes, (limit or 8) // 4))
+            self._lanes = CommandLanes(pool, lanes)
+            self._exec = self._lanes.call
+            self._cmd_op = _Operation(self, slotted=False)
+            if limit:
+                limit = max(1, limit - lanes)
+        else:
+            self._lanes = None
+            self._exec = client.execute_command
+            self._cmd_op = self._op
+        self._slots = asyncio.Semaphore(limit) if limit else None
         if self._cluster:
             # Load the slot layout before the first burst: redis-py's cluster client fails when
             # many first commands race to initialise it.
@@ -306,6 +327,9 @@ class RedisStorage(BaseStorage):
         self._incr_ttl = client.register_script(_INCR_TTL_LUA)
 
     async def _close(self) -> None:
+        lanes, self._lanes = self._lanes, None
+        if lanes is not None:
+            await lanes.close()
         client, self._client = self._client, None
         if client is not None and self._owned:
             try:
@@ -338,17 +362,29 @@ class RedisStorage(BaseStorage):
         """Run a one-key Lua ``script`` (a redis-py ``Script``): EVALSHA sent directly (through
         ``Script.__call__`` it ran at 0.91–0.97x, see docs/benchmarks.md), and through the
         ``Script`` — which loads the script — when the server does not know it yet (first use,
-        restart, failover)."""
+        restart, failover). Call inside ``self._cmd_op``."""
         try:
-            return await self._client.execute_command("EVALSHA", script.sha, 1, rkey, *args)
+            return await self._exec("EVALSHA", script.sha, 1, rkey, *args)
         except redis.exceptions.NoScriptError:
-            return await script(keys=[rkey], args=list(args))
+            if self._lanes is None:
+                return await script(keys=[rkey], args=list(args))
+        load = self._script_loads.get(script.sha)
+        if load is None:  # one SCRIPT LOAD, however many callers met NOSCRIPT at once
+            load = asyncio.ensure_future(self._load_script(script))
+            self._script_loads[script.sha] = load
+            load.add_done_callback(lambda _: self._script_loads.pop(script.sha, None))
+        await asyncio.shield(load)
+        return await self._exec("EVALSHA", script.sha, 1, rkey, *args)
+
+    async def _load_script(self, script: Any) -> None:
+        async with self._op:
+            await self._client.script_load(script.script)
 
     # ------------------------------------------------------------------ primitives
 
     async def _get(self, key: str) -> Stored | None:
-        async with self._op:
-            raw = await self._client.get(self._prefix + key)
+        async with self._cmd_op:
+            raw = await self._exec("GET", self._prefix + key)
         if raw is None:
             return None
         if raw[0] < 0x80:
@@ -360,20 +396,20 @@ class RedisStorage(BaseStorage):
 
     async def _set(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
         rkey = self._prefix + key
-        async with self._op:
+        async with self._cmd_op:
             if keep_ttl:
                 if ttl_ms is None:
-                    await self._client.set(rkey, self._wire(stored), keepttl=True)
+                    await self._exec("SET", rkey, self._wire(stored), "KEEPTTL")
                 else:
                     await self._run(self._set_keep, rkey, self._wire(stored), ttl_ms)
             elif ttl_ms is None:
-                await self._client.execute_command("SET", rkey, self._wire(stored))
+                await self._exec("SET", rkey, self._wire(stored))
             else:
-                await self._client.execute_command("SET", rkey, self._wire(stored), "PX", ttl_ms)
+                await self._exec("SET", rkey, self._wire(stored), "PX", ttl_ms)
 
     async def _delete(self, key: str) -> bool:
-        async with self._op:
-            return bool(await self._client.delete(self._prefix + key))
+        async with self._cmd_op:
+            return bool(await self._exec("DEL", self._prefix + key))
 
     async def _compare_and_set(
         self,
@@ -391,15 +427,15 @@ class RedisStorage(BaseStorage):
             b"" if ttl_ms is None else str(ttl_ms).encode(),
             b"1" if keep_ttl else b"0",
         ]
-        async with self._op:
+        async with self._cmd_op:
             return bool(await self._run(self._cas, self._prefix + key, *args))
 
     async def _increment(self, key: str, amount: int, ttl_ms: int | None) -> int:
         rkey = self._prefix + key
         try:
-            async with self._op:
+            async with self._cmd_op:
                 if ttl_ms is None:
-                    return int(await self._client.incrby(rkey, amount))
+                    return int(await self._exec("INCRBY", rkey, amount))
                 return int(await self._run(self._incr_ttl, rkey, amount, ttl_ms))
         except _ServerError as exc:
             text = str(exc.__cause__)
@@ -410,15 +446,16 @@ class RedisStorage(BaseStorage):
             raise
 
     async def _get_ttl(self, key: str) -> float | None:
-        async with self._op:
-            ms = int(await self._client.pttl(self._prefix + key))
+        async with self._cmd_op:
+            ms = int(await self._exec("PTTL", self._prefix + key))
         return None if ms < 0 else ms / 1000
 
     async def _expire(self, key: str, ttl_ms: int | None) -> bool:
         rkey = self._prefix + key
+        if ttl_ms is not None:
+            async with self._cmd_op:
+                return bool(await self._exec("PEXPIRE", rkey, ttl_ms))
         async with self._op:
-            if ttl_ms is not None:
-                return bool(await self._client.pexpire(rkey, ttl_ms))
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.persist(rkey)
                 pipe.exists(rkey)
@@ -427,14 +464,15 @@ class RedisStorage(BaseStorage):
 
     async def _get_many(self, keys: list[str]) -> dict[str, Stored]:
         rkeys = [self._prefix + k for k in keys]
-        async with self._op:
-            if self._cluster:
+        if self._cluster:
+            async with self._op:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for rkey in rkeys:
                         pipe.get(rkey)
                     values = await pipe.execute()
-            else:
-                values = await self._client.mget(rkeys)
+        else:
+            async with self._cmd_op:
+                values = await self._exec("MGET", *rkeys)
         out: dict[str, Stored] = {}
         for key, raw in zip(keys, values, strict=True):
             parsed = self._parse(raw)
@@ -443,26 +481,28 @@ class RedisStorage(BaseStorage):
         return out
 
     async def _set_many(self, items: list[tuple[str, Stored]], ttl_ms: int | None) -> None:
+        if ttl_ms is None and not self._cluster:  # one MSET: atomic, one command
+            args: list[object] = []
+            for key, stored in items:
+                args += (self._prefix + key, self._wire(stored))
+            async with self._cmd_op:
+                await self._exec("MSET", *args)
+            return
         async with self._op:
-            if ttl_ms is None and not self._cluster:  # one MSET: atomic, one command
-                args: list[object] = []
-                for key, stored in items:
-                    args += (self._prefix + key, self._wire(stored))
-                await self._client.execute_command("MSET", *args)
-                return
             async with self._client.pipeline(transaction=not self._cluster) as pipe:
                 for key, stored in items:
                     pipe.set(self._prefix + key, self._wire(stored), px=ttl_ms)
                 await pipe.execute()
 
     async def _delete_rkeys(self, rkeys: list[bytes | str]) -> int:
-        async with self._op:
-            if self._cluster:
+        if self._cluster:
+            async with self._op:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for rkey in rkeys:
                         pipe.delete(rkey)
                     return sum(await pipe.execute())
-            return int(await self._client.delete(*rkeys))
+        async with self._cmd_op:
+            return int(await self._exec("DEL", *rkeys))
 
     async def _delete_many(self, keys: list[str]) -> int:
         return await self._delete_rkeys([self._prefix + k for k in keys])
@@ -504,14 +544,15 @@ class _Operation:
     waits instead of failing with "Too many connections") and converts redis-py exceptions into
     statekit errors, in one place."""
 
-    __slots__ = ("_storage",)
+    __slots__ = ("_slotted", "_storage")
 
-    def __init__(self, storage: RedisStorage) -> None:
+    def __init__(self, storage: RedisStorage, *, slotted: bool = True) -> None:
         self._storage = storage
+        self._slotted = slotted  # False: the operation runs on a command lane, not a pool slot
 
     async def __aenter__(self) -> None:
         slots = self._storage._slots
-        if slots is not None:
+        if slots is not None and self._slotted:
             await slots.acquire()
 
     async def __aexit__(
@@ -521,7 +562,7 @@ class _Operation:
         tb: TracebackType | None,
     ) -> Literal[False]:
         slots = self._storage._slots
-        if slots is not None:
+        if slots is not None and self._slotted:
             slots.release()
         if exc is None or isinstance(exc, StatekitError):
             return False

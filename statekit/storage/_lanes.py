@@ -1,0 +1,214 @@
+"""Auto-pipelined command lanes: the single-key commands of one ``RedisStorage`` sent over a few
+connections it holds from its redis-py pool.
+
+A command issued while a lane is idle goes out at once on that lane. A command issued while every
+lane is busy waits; when a lane frees up, all waiting commands go out together as one pipelined
+write and their replies are read in order (like the SQLite backend's group commit). Under load
+this costs one socket write and one wake-up per batch instead of one per command; alone, a
+command skips redis-py's per-command pool checkout.
+
+Lane connections do without redis-py's per-write ``socket_timeout`` (an ``asyncio.wait_for`` on
+every write); one ``asyncio.timeout`` of the same length covers each exchange instead, and the
+setting is put back when the connection returns to the pool. Commands are packed by
+``hiredis.pack_command`` when hiredis is installed.
+
+Replies are redis-py's raw replies (no response callbacks). An error reply raises its redis-py
+exception for that command only. Connection errors are retried with the connection's own
+``Retry`` policy, as redis-py does for ``execute_command``; a retry sends again only the commands
+of a batch whose replies had not been read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ResponseError
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - redis-py depends on async-timeout before Python 3.11.3
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found]
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is an optional extra
+    _hiredis_pack = None
+
+__all__ = ["CommandLanes"]
+
+Command = tuple[Any, ...]
+
+
+class _Pending:
+    """A command waiting for a lane, and the future its caller awaits."""
+
+    __slots__ = ("command", "future")
+
+    def __init__(self, command: Command, future: asyncio.Future[Any]) -> None:
+        self.command = command
+        self.future = future
+
+
+class CommandLanes:
+    """Up to ``size`` connections of ``pool``, taken when first needed and kept until ``close()``."""
+
+    __slots__ = ("_held", "_idle", "_opened", "_pending", "_pool", "_size", "_tasks", "_timeout")
+
+    def __init__(self, pool: ConnectionPool | Any, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size!r}")
+        self._pool: Any = pool
+        self._size = size
+        self._held: list[AbstractConnection] = []
+        self._opened = 0
+        self._idle: list[AbstractConnection] = []
+        self._pending: list[_Pending] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timeout: float | None = None
+
+    @property
+    def size(self) -> int:
+        """How many connections the lanes may hold."""
+        return self._size
+
+    async def call(self, *command: Any) -> Any:
+        """Send ``command`` and return its raw reply (raises redis-py's exception for an error
+        reply, a connection failure or a timeout)."""
+        idle = self._idle
+        if idle:
+            conn = idle.pop()
+        elif self._opened < self._size:
+            self._opened += 1  # counted before the await: concurrent callers must not overshoot
+            try:
+                conn = await self._open()
+            except BaseException as exc:
+                self._opened -= 1
+                if not self._opened and self._pending:  # no lane left to serve the queued commands
+                    if isinstance(exc, Exception):
+                        self._fail_pending(exc)
+                    else:  # this caller was cancelled: open a lane for the others
+                        self._opened += 1
+                        self._spawn(self._open_and_drain())
+                raise
+        else:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._pending.append(_Pending(command, future))
+            return await future
+        try:
+            replies = await conn.retry.call_with_retry(
+                lambda: _exchange(conn, [command], [_UNREAD], self._timeout),
+                lambda _: conn.disconnect(),
+            )
+        finally:
+            self._release(conn)
+        reply = replies[0]
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    def _release(self, conn: AbstractConnection) -> None:
+        """Give ``conn`` to the waiting commands, or back to the idle lanes."""
+        if not self._pending:
+            self._idle.append(conn)
+            return
+        self._spawn(self._drain(conn))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _open_and_drain(self) -> None:
+        try:
+            conn = await self._open()
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
+            self._opened -= 1
+            self._fail_pending(exc)
+            return
+        await self._drain(conn)
+
+    async def _open(self) -> AbstractConnection:
+        conn: AbstractConnection = await self._pool.get_connection()
+        self._timeout = conn.socket_timeout
+        conn.socket_timeout = None
+        self._held.append(conn)
+        return conn
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        pending, self._pending = self._pending, []
+        for p in pending:
+            if not p.future.done():
+                p.future.set_exception(exc)
+
+    async def _drain(self, conn: AbstractConnection) -> None:
+        """Send the waiting commands on ``conn``, batch after batch, until none is left."""
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                live = [p for p in batch if not p.future.done()]  # skip cancelled callers
+                if live:
+                    await self._send_batch(conn, live)
+        finally:
+            self._idle.append(conn)
+
+    async def _send_batch(self, conn: AbstractConnection, batch: list[_Pending]) -> None:
+        commands = [p.command for p in batch]
+        replies: list[Any] = [_UNREAD] * len(batch)
+        try:
+            await conn.retry.call_with_retry(
+                lambda: _exchange(conn, commands, replies, self._timeout), lambda _: conn.disconnect()
+            )
+        except Exception as exc:  # noqa: BLE001 - every unanswered caller gets the failure
+            for p, reply in zip(batch, replies, strict=True):
+                if reply is _UNREAD and not p.future.done():
+                    p.future.set_exception(exc)
+        for p, reply in zip(batch, replies, strict=True):
+            if reply is _UNREAD or p.future.done():
+                continue
+            if isinstance(reply, ResponseError):
+                p.future.set_exception(reply)
+            else:
+                p.future.set_result(reply)
+
+    async def close(self) -> None:
+        """Wait for batches in flight, then give every held connection back to the pool."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        held, self._held, self._idle, self._opened = self._held, [], [], 0
+        for conn in held:
+            conn.socket_timeout = self._timeout
+            await self._pool.release(conn)
+
+
+_UNREAD: Any = object()
+
+
+async def _exchange(
+    conn: AbstractConnection, commands: Sequence[Command], replies: list[Any], timeout: float | None
+) -> list[Any]:
+    """Send the commands whose reply is still ``_UNREAD`` in one write and read their replies into
+    ``replies`` (an error reply is stored as its exception), within ``timeout`` seconds (else
+    ``TimeoutError``; the connection is dropped). Returns ``replies``."""
+    if conn.is_connected and await conn.can_read():
+        await conn.disconnect()  # closed by the server while idle (or unread data): start afresh
+    todo = [i for i, reply in enumerate(replies) if reply is _UNREAD]
+    packed: Any
+    if _hiredis_pack is not None:
+        packed = b"".join([_hiredis_pack(commands[i]) for i in todo])
+    elif len(todo) == 1:
+        packed = conn.pack_command(*commands[todo[0]])
+    else:
+        packed = conn.pack_commands([commands[i] for i in todo])
+    async with _timeout(timeout):
+        await conn.send_packed_command(packed, check_health=False)
+        for i in todo:
+            try:
+                replies[i] = await conn.read_response()
+            except ResponseError as exc:
+                replies[i] = exc
+    return replies
