@@ -93,19 +93,23 @@ _pack = msgpack.Packer().pack  # reused: no per-row setup (rows hold only int, s
 
 
 def pack_row(row: PeerRow) -> bytes:
-    """The stored form of ``row``: a msgpack array, as bytes."""
+    """The stored form of ``row`` under the default codec: a msgpack array (the codec's own
+    encoding of the row as a list, which has no maps to order)."""
     return _pack(row)  # type: ignore[no-any-return]
 
 
 def unpack_row(key: str, value: Any) -> PeerRow | None:
     """The row stored under ``key`` (None if absent or retired); ``CorruptValueError`` if the
-    value is not a peer record."""
+    value is not a peer record. A row is stored as a list; rows written by statekit 0.1 as
+    msgpack bytes inside a bytes value are read too."""
     if value is None or value == b"":
         return None
     try:
-        if type(value) is not bytes:
+        if type(value) is bytes:
+            value = msgpack.unpackb(value)
+        if type(value) is not list:
             raise TypeError(type(value).__name__)
-        pid, access_hash, kind, usernames, phone, stamp = msgpack.unpackb(value)
+        pid, access_hash, kind, usernames, phone, stamp = value
         if not (type(pid) is int and type(access_hash) is int and type(kind) is str):
             raise TypeError("id, access_hash, type")
         return (pid, access_hash, kind, tuple(usernames), phone, stamp)

@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final
 
+from statekit.codec import MsgpackCodec, encode_stored
 from statekit.session._cipher import SessionCipher
 from statekit.session._peers import (
     PeerCache,
@@ -302,24 +303,39 @@ class SessionStore:
         retired = await self._retired(rows, old)
         self._peer_gen += 1
         prefix, total = self._prefix, len(rows)
+        storage = self.storage
+        encode = pack_row if type(storage.codec) is MsgpackCodec else self._encode_row
+        tombstone = encode_stored(storage.codec, prefix, b"")
+        assert type(tombstone) is bytes  # an encoded bytes value is never a native int
+        writing: asyncio.Task[None] | None = None  # the write of the previous chunk
         try:
-            mapping: dict[str, Any] = {}
+            items: list[tuple[str, bytes]] = []
+            add = items.append
             for n, (peer_id, row) in enumerate(rows.items(), 1):
-                packed = pack_row(row)
-                mapping[f"{prefix}peer:{peer_id}"] = packed
+                packed = encode(row)
+                add((f"{prefix}peer:{peer_id}", packed))
                 for name in row[3]:
-                    mapping[f"{prefix}un:{name.lower()}"] = packed
+                    add((f"{prefix}un:{name.lower()}", packed))
                 if row[4] is not None:
-                    mapping[f"{prefix}ph:{row[4]}"] = packed
+                    add((f"{prefix}ph:{row[4]}", packed))
                 if retired and peer_id in retired:
                     for key in retired[peer_id]:
-                        mapping[key] = b""  # retired in the same write; deleted below
+                        add((key, tombstone))  # retired in the same write; deleted below
                 if n == total or not n % _CHUNK_PEERS:
-                    # one write at a time: writes issued together would make this thread
-                    # compete with the storage's worker thread for the GIL
-                    await self.storage.set_many(mapping, ttl=None)
-                    mapping = {}
+                    # the next chunk is prepared while this one is written (a thread-backed
+                    # storage works meanwhile); at most one write in flight
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(storage.set_many_encoded(items, ttl=None))
+                    await asyncio.sleep(0)  # let the write start before preparing the next chunk
+                    items = []
+                    add = items.append
+            if writing is not None:
+                await writing
         except BaseException:
+            if writing is not None and not writing.done():
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
             for peer_id in rows:
                 self._peers.discard(peer_id)
             raise
@@ -335,6 +351,12 @@ class SessionStore:
         tombstones = [key for keys in retired.values() for key in keys]
         if tombstones:
             await self.storage.delete_many(tombstones)
+
+    def _encode_row(self, row: PeerRow) -> bytes:
+        stored = encode_stored(self.storage.codec, self._prefix, list(row))
+        if type(stored) is not bytes:  # pragma: no cover - a list never encodes as an int
+            raise TypeError("a peer row must encode to bytes")
+        return stored
 
     async def update_peers(self, peers: Iterable[Peer], *, keep_usernames: bool = False) -> None:
         """Store ``peers``: each replaces the stored peer of its id.
@@ -569,7 +591,7 @@ class SessionStore:
             if states:
                 mapping[self._states.key] = encode_states(states)
             for peer_id, row in rows.items():
-                packed = pack_row(row)
+                packed = list(row)  # stored as a list, as _commit_rows writes it
                 mapping[self._peer_key(peer_id)] = packed
                 for name in row[3]:
                     mapping[self._username_key(name.lower())] = packed

@@ -347,6 +347,31 @@ class BaseStorage(abc.ABC):
         if items:
             await self._set_many(items, ttl_ms)
 
+    async def set_many_encoded(self, items: Iterable[tuple[str, bytes]], *, ttl: TTL = DEFAULT) -> None:
+        """``set_many`` for values already in stored form: bytes this storage's ``codec`` produced
+        (``encode_stored``), for callers that keep encoded values (statekit's session store).
+
+        Raises ``ValueError`` for a bad key, ``SerializationError`` for a value that is not such
+        bytes or is over ``max_value_bytes``; nothing is written then.
+        """
+        if self._lifecycle is not _STARTED:
+            await self._ensure_started()
+        limit, chars = self.max_value_bytes, self._max_key_chars
+        checked: list[tuple[str, Stored]] = []
+        for key, value in items:
+            if type(key) is not str or not key or len(key) > chars or not key.isascii():
+                self._check_key(key)
+            if type(value) is not bytes or not value or value[0] < 0x80 or len(value) > limit:
+                raise SerializationError(
+                    f"key {key!r}: set_many_encoded takes codec output (bytes starting at 0x80 or "
+                    f"above, at most {limit} bytes), got {type(value).__name__} of "
+                    f"{len(value) if isinstance(value, bytes) else '?'} bytes"
+                )
+            checked.append((key, value))
+        ttl_ms = self._ttl(ttl)
+        if checked:
+            await self._set_many(checked, ttl_ms)
+
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys``; return how many live keys were removed."""
         if self._lifecycle is not _STARTED:
@@ -359,7 +384,12 @@ class BaseStorage(abc.ABC):
     def _key_list(self, keys: Iterable[str]) -> list[str]:
         if isinstance(keys, str | bytes):
             raise TypeError("keys must be an iterable of str, not a single str")
-        return list(dict.fromkeys(self._check_key(k) for k in keys))
+        key_list = list(keys)
+        chars = self._max_key_chars
+        for k in key_list:
+            if type(k) is not str or not k or len(k) > chars or not k.isascii():
+                self._check_key(k)
+        return list(dict.fromkeys(key_list))
 
     async def scan_keys(self, pattern: str = "*") -> AsyncIterator[str]:
         """Stream the live keys of this namespace that match the Redis glob ``pattern``."""

@@ -499,6 +499,25 @@ class StorageConformance:
         with pytest.raises(TypeError):
             await storage.set_many([("a", 1)])  # type: ignore[arg-type]
 
+    async def test_set_many_encoded_stores_codec_output(self, storage: BaseStorage) -> None:
+        values = {"row": [7, -1, "user", ["a"], None, 3], "map": {"b": 1, "a": [True]}}
+        encoded = [(k, storage.codec.encode(v)) for k, v in values.items()]
+        await storage.set_many_encoded(encoded, ttl=None)
+        assert await storage.get_many(list(values)) == values
+        assert await storage.get_state("row") == values["row"]
+        await storage.set_many_encoded([])
+
+    @pytest.mark.parametrize("value", [b"", b"\x01plain", "text", 5, b"\x81" * (1024 * 1024 + 1)])
+    async def test_set_many_encoded_refuses_what_the_codec_did_not_produce(
+        self, storage: BaseStorage, value: Any
+    ) -> None:
+        good = storage.codec.encode({"ok": 1})
+        with pytest.raises(SerializationError, match="'bad'"):
+            await storage.set_many_encoded([("good", good), ("bad", value)])
+        with pytest.raises(ValueError):
+            await storage.set_many_encoded([("good", good), ("", good)])
+        assert await storage.list_keys() == [], "nothing is written when one item is bad"
+
     async def test_delete_many_counts_removed(self, storage: BaseStorage) -> None:
         await storage.set_many({"a": 1, "b": 2, "c": 3})
         assert await storage.delete_many(["a", "b", "x", "a"]) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import msgpack
 import pytest
 import redis.asyncio
 
@@ -167,6 +168,25 @@ async def test_peers_are_found_by_id_username_and_phone(storage: BaseStorage) ->
             assert await reader.get_peer_by_username("nobody") is None
             assert await reader.get_peer_by_phone_number("123") is None
         await store.close()
+
+
+async def test_peers_stored_by_statekit_0_1_as_msgpack_bytes_are_still_found(
+    storage: BaseStorage,
+) -> None:
+    legacy = msgpack.packb([5, -55, "bot", ["OldBot"], "15550005", 1_700_000_000])
+    await storage.set_many(
+        {"session:{old}:peer:5": legacy, "session:{old}:un:oldbot": legacy, "session:{old}:ph:15550005": legacy}
+    )
+    store = SessionStore(storage, "old")
+    for found in (
+        await store.get_peer_by_id(5),
+        await store.get_peer_by_username("oldbot"),
+        await store.get_peer_by_phone_number("15550005"),
+    ):
+        assert found == Peer(5, -55, "bot", ("OldBot",), "15550005", 1_700_000_000)
+    await store.update_peers([Peer(5, -56, "bot", ("NewBot",), None, None)])
+    assert await store.get_peer_by_username("oldbot") is None, "the legacy index entry is retired"
+    assert (await store.get_peer_by_username("newbot")) == await store.get_peer_by_id(5)
 
 
 async def test_a_stale_username_stops_resolving(storage: BaseStorage) -> None:
