@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
@@ -256,31 +255,7 @@ def _take(queue: deque[Op]) -> list[Op]:
     return ops
 
 
-_writers: dict[int, tuple[weakref.ref[BaseStorage], Writer]] = {}
-
-
-class _Dropper:
-    """The weakref callback that forgets the writer of a storage that was collected."""
-
-    __slots__ = ("ident", "registry")
-
-    def __init__(self, registry: dict[int, tuple[weakref.ref[BaseStorage], Writer]], ident: int) -> None:
-        self.registry = registry  # held here: module globals may be gone at interpreter exit
-        self.ident = ident
-
-    def __call__(self, ref: weakref.ref[BaseStorage]) -> None:
-        entry = self.registry.get(self.ident)
-        if entry is not None and entry[0] is ref:
-            del self.registry[self.ident]
-
-
 def writer_for(storage: BaseStorage) -> Writer:
-    """The one ``Writer`` of ``storage`` (kept while the storage lives)."""
-    ident = id(storage)
-    entry = _writers.get(ident)
-    if entry is not None and entry[0]() is storage:
-        return entry[1]
-    writer = Writer(storage)
-    ref = weakref.ref(storage, _Dropper(_writers, ident))
-    _writers[ident] = (ref, writer)
-    return writer
+    """The one ``Writer`` of ``storage`` (an attachment of the storage: it lives as long as the
+    storage does, and no longer)."""
+    return storage.attachment("statekit.fsm.writer", Writer)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar
 
 from statekit.codec import Codec, MsgpackCodec, Value, decode_stored, encode_stored
 from statekit.errors import SerializationError, StorageClosedError, WrongTypeError
@@ -80,6 +80,9 @@ def ttl_to_ms(ttl: int | float | timedelta, what: str = "ttl") -> int:
     return max(1, round(seconds * 1000))
 
 
+_T = TypeVar("_T")
+
+
 class BaseStorage(abc.ABC):
     """Async key-value storage for bot state; see SPEC section 1 for the full contract.
 
@@ -118,6 +121,15 @@ class BaseStorage(abc.ABC):
         self._fast_decode = self.codec.decode
         self._lifecycle = _NEW
         self._lifecycle_lock: asyncio.Lock | None = None
+        self._attachments: dict[str, object] = {}
+
+    def attachment(self, name: str, factory: Callable[[BaseStorage], _T]) -> _T:
+        """The helper object ``name`` of this storage, made by ``factory(self)`` on first use and
+        kept exactly as long as the storage (statekit's FSM keeps its write path here)."""
+        found = self._attachments.get(name)
+        if found is None:
+            found = self._attachments[name] = factory(self)
+        return found  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ lifecycle
 

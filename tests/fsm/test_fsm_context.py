@@ -203,3 +203,22 @@ async def test_str_subclasses_are_stored_as_plain_str(storage: BaseStorage) -> N
     data = await ctx.get_data()
     assert data == {"name": "Ann", "tags": ["a", {"k": "v"}]}
     assert type(data["name"]) is str and type(data["tags"][1]["k"]) is str
+
+
+def test_a_storage_is_freed_once_nothing_uses_it() -> None:
+    import asyncio
+    import gc
+    import weakref
+
+    from statekit import MemoryStorage
+
+    async def use_and_drop() -> weakref.ref[MemoryStorage]:
+        storage = MemoryStorage()
+        await FSMContext(storage, StorageKey(1, 2, 3)).update_data(a=1)
+        assert await FSMContext(storage, StorageKey(1, 2, 3)).get_data() == {"a": 1}
+        await storage.stop()
+        return weakref.ref(storage)
+
+    freed = asyncio.run(use_and_drop())
+    gc.collect()
+    assert freed() is None, "the FSM write path must not keep a storage alive"
