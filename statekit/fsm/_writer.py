@@ -74,16 +74,16 @@ class Writer:
 
     def __init__(self, storage: BaseStorage) -> None:
         self.storage = storage
-        self._seen: OrderedDict[str, Any] = OrderedDict()
+        self._seen: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # key: (value, stored form)
         self._queues: dict[tuple[str, Any, int], deque[Op]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ memory of records
 
-    def remember(self, key: str, value: Any) -> None:
-        """Remember ``value`` as the stored value of ``key``."""
+    def remember(self, key: str, value: Any, stored: Any = _MISSING) -> None:
+        """Remember ``value`` (and its stored form, if known) as the stored value of ``key``."""
         seen = self._seen
-        seen[key] = value
+        seen[key] = (value, stored)
         seen.move_to_end(key)
         if len(seen) > self.cache_size:
             seen.popitem(last=False)
@@ -156,10 +156,14 @@ class Writer:
         Raises only if cancelled (the outcome of the write in flight is then unknown).
         """
         try:
-            value = self._seen.get(key, _MISSING)
-            fresh = value is _MISSING
-            if fresh:
+            entry = self._seen.get(key)
+            fresh = entry is None
+            if entry is None:
                 value, _, _ = await self.read(key)
+                expected: Any = _MISSING
+            else:
+                value, expected = entry
+            storage = self.storage
             tries = 0
             while True:
                 if more:
@@ -180,17 +184,22 @@ class Writer:
                     if fresh:
                         return
                     value, _, _ = await self.read(key)
-                    fresh = True
+                    expected, fresh = _MISSING, True
                     continue
                 new = pack(state, data)
                 try:
-                    written = await self.storage.compare_and_set(key, new, expected=value, ttl=ttl)
+                    new_stored = None if new is None else encode_stored(storage.codec, key, new)
+                    if expected is _MISSING:  # the stored form of what was read: encoded once
+                        expected = None if value is None else encode_stored(storage.codec, key, value)
+                    written = await storage.compare_and_set_encoded(
+                        key, new_stored, expected=expected, ttl=ttl
+                    )
                 except SerializationError:
                     if not self._reject_unencodable(key, value, ops):
                         raise
                     continue
                 if written:
-                    self.remember(key, new)
+                    self.remember(key, new, new_stored)
                     return
                 tries += 1
                 if tries >= max_tries:
@@ -203,7 +212,7 @@ class Writer:
                 if tries > 1:  # the first conflict retries at once: another writer just made progress
                     await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**tries)))
                 value, _, _ = await self.read(key)
-                fresh = True
+                expected, fresh = _MISSING, True
         except asyncio.CancelledError:
             self.forget(key)
             raise

@@ -4,7 +4,7 @@ storage.
 Keys of session ``NAME`` (all share the Redis Cluster hash tag ``{NAME}``)::
 
     session:{NAME}:data            the session record (dc, auth key, user...), optionally sealed
-    session:{NAME}:peer:ID         one peer (msgpack array stored as bytes)
+    session:{NAME}:peer:ID         one peer: the list [id, access_hash, type, usernames, phone, stamp]
     session:{NAME}:un:USERNAME     the same peer, under each lower-case username it has
     session:{NAME}:ph:PHONE        the same peer, under its phone number
     session:{NAME}:states          update states of every box

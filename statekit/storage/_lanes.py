@@ -8,9 +8,11 @@ this costs one socket write and one wake-up per batch instead of one per command
 command skips redis-py's per-command pool checkout.
 
 Lane connections do without redis-py's per-write ``socket_timeout`` (an ``asyncio.wait_for`` on
-every write); one ``asyncio.timeout`` of the same length covers each exchange instead, and the
-setting is put back when the connection returns to the pool. Commands are packed by
-``hiredis.pack_command`` when hiredis is installed.
+every write, which creates a task); instead one timer per storage checks the exchanges in flight
+every half ``socket_timeout`` and ends those past their deadline with ``asyncio.TimeoutError``
+(so a timeout fires after 1 to 1.5 times ``socket_timeout``). The setting is put back when the
+connection returns to the pool. Commands are packed by ``hiredis.pack_command`` when hiredis is
+installed.
 
 Replies are redis-py's raw replies (no response callbacks). An error reply raises its redis-py
 exception for that command only. Connection errors are retried with the connection's own
@@ -27,11 +29,6 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ResponseError
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover - redis-py depends on async-timeout before Python 3.11.3
-    from async_timeout import timeout as _timeout  # type: ignore[import-not-found]
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -54,10 +51,66 @@ class _Pending:
         self.future = future
 
 
+class _Deadlines:
+    """The exchanges in flight (by task) and their deadlines, checked by one timer that runs
+    every half ``timeout`` while any is in flight: a task past its deadline is cancelled, and the
+    exchange turns that cancellation into ``asyncio.TimeoutError``. One dict entry per exchange
+    instead of one timer (``asyncio.timeout`` cost about 6.5 µs per command here)."""
+
+    __slots__ = ("_expired", "_inflight", "_timer", "timeout")
+
+    def __init__(self) -> None:
+        self.timeout: float | None = None
+        self._inflight: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def enter(self) -> asyncio.Task[Any] | None:
+        """Start the clock of the current task's exchange (None: no timeout is set)."""
+        timeout = self.timeout
+        if timeout is None:
+            return None
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - lanes are used from coroutines only
+            return None
+        loop = task.get_loop()
+        self._inflight[task] = loop.time() + timeout
+        if self._timer is None:
+            self._timer = loop.call_later(timeout / 2, self._check, loop)
+        return task
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        del self._inflight[task]
+
+    def timed_out(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the cancellation ``task`` just met was this timer's (and only this timer's)."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        if sys.version_info >= (3, 11):
+            return task.uncancel() == 0  # also cancelled by someone else: let that through
+        return True  # pragma: no cover - Python 3.10 counts no cancellations
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        for task, deadline in list(self._inflight.items()):
+            if deadline <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        if self._inflight and self.timeout is not None:
+            self._timer = loop.call_later(self.timeout / 2, self._check, loop)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class CommandLanes:
     """Up to ``size`` connections of ``pool``, taken when first needed and kept until ``close()``."""
 
-    __slots__ = ("_held", "_idle", "_opened", "_pending", "_pool", "_size", "_tasks", "_timeout")
+    __slots__ = ("_deadlines", "_held", "_idle", "_opened", "_pending", "_pool", "_size", "_tasks", "_timeout")
 
     def __init__(self, pool: ConnectionPool | Any, size: int) -> None:
         if size < 1:
@@ -70,6 +123,7 @@ class CommandLanes:
         self._pending: list[_Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._timeout: float | None = None
+        self._deadlines = _Deadlines()
 
     @property
     def size(self) -> int:
@@ -101,7 +155,7 @@ class CommandLanes:
             return await future
         try:
             replies = await conn.retry.call_with_retry(
-                lambda: _exchange(conn, [command], [_UNREAD], self._timeout),
+                lambda: _exchange(conn, [command], [_UNREAD], self._deadlines),
                 lambda _: conn.disconnect(),
             )
         finally:
@@ -134,7 +188,7 @@ class CommandLanes:
 
     async def _open(self) -> AbstractConnection:
         conn: AbstractConnection = await self._pool.get_connection()
-        self._timeout = conn.socket_timeout
+        self._timeout = self._deadlines.timeout = conn.socket_timeout
         conn.socket_timeout = None
         self._held.append(conn)
         return conn
@@ -161,7 +215,8 @@ class CommandLanes:
         replies: list[Any] = [_UNREAD] * len(batch)
         try:
             await conn.retry.call_with_retry(
-                lambda: _exchange(conn, commands, replies, self._timeout), lambda _: conn.disconnect()
+                lambda: _exchange(conn, commands, replies, self._deadlines),
+                lambda _: conn.disconnect(),
             )
         except Exception as exc:  # noqa: BLE001 - every unanswered caller gets the failure
             for p, reply in zip(batch, replies, strict=True):
@@ -179,6 +234,7 @@ class CommandLanes:
         """Wait for batches in flight, then give every held connection back to the pool."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._deadlines.close()
         held, self._held, self._idle, self._opened = self._held, [], [], 0
         for conn in held:
             conn.socket_timeout = self._timeout
@@ -189,11 +245,11 @@ _UNREAD: Any = object()
 
 
 async def _exchange(
-    conn: AbstractConnection, commands: Sequence[Command], replies: list[Any], timeout: float | None
+    conn: AbstractConnection, commands: Sequence[Command], replies: list[Any], deadlines: _Deadlines
 ) -> list[Any]:
     """Send the commands whose reply is still ``_UNREAD`` in one write and read their replies into
-    ``replies`` (an error reply is stored as its exception), within ``timeout`` seconds (else
-    ``TimeoutError``; the connection is dropped). Returns ``replies``."""
+    ``replies`` (an error reply is stored as its exception), before the deadline (else
+    ``asyncio.TimeoutError``; the connection is dropped). Returns ``replies``."""
     if conn.is_connected and await conn.can_read():
         await conn.disconnect()  # closed by the server while idle (or unread data): start afresh
     todo = [i for i, reply in enumerate(replies) if reply is _UNREAD]
@@ -204,11 +260,22 @@ async def _exchange(
         packed = conn.pack_command(*commands[todo[0]])
     else:
         packed = conn.pack_commands([commands[i] for i in todo])
-    async with _timeout(timeout):
+    task = deadlines.enter()
+    try:
         await conn.send_packed_command(packed, check_health=False)
         for i in todo:
             try:
                 replies[i] = await conn.read_response()
             except ResponseError as exc:
                 replies[i] = exc
+    except asyncio.CancelledError:
+        if task is not None and deadlines.timed_out(task):
+            await conn.disconnect()
+            raise asyncio.TimeoutError(
+                f"no reply from Redis within {deadlines.timeout} s (socket_timeout)"
+            ) from None
+        raise
+    finally:
+        if task is not None:
+            deadlines.leave(task)
     return replies

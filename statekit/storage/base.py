@@ -296,6 +296,43 @@ class BaseStorage(abc.ABC):
         ttl_ms = self._ttl(ttl)
         return await self._compare_and_set(key, expected_stored, new_stored, ttl_ms, bool(keep_ttl))
 
+    async def compare_and_set_encoded(
+        self,
+        key: str,
+        new: Stored | None,
+        *,
+        expected: Stored | None,
+        ttl: TTL = DEFAULT,
+        keep_ttl: bool = False,
+    ) -> bool:
+        """``compare_and_set`` for values already in stored form (``encode_stored`` output: a
+        signed 64-bit int, or bytes of this storage's codec), for callers that keep the stored
+        form of what they last wrote (statekit's FSM), so ``expected`` is not encoded again.
+
+        Raises ``ValueError`` for a bad key and ``SerializationError`` for a value that is not
+        such a stored form or is over ``max_value_bytes``; nothing is written then.
+        """
+        if self._lifecycle is not _STARTED:
+            await self._ensure_started()
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
+            self._check_key(key)
+        for what, stored in (("new", new), ("expected", expected)):
+            if stored is None:
+                continue
+            if type(stored) is bytes:
+                if stored and stored[0] >= 0x80 and len(stored) <= self.max_value_bytes:
+                    continue
+            elif type(stored) is int and _INT64_MIN <= stored <= _INT64_MAX:
+                continue
+            raise SerializationError(
+                f"key {key!r}: {what} must be a stored form (a signed 64-bit int, or codec bytes "
+                f"starting at 0x80 or above, at most {self.max_value_bytes} bytes), got "
+                f"{type(stored).__name__}"
+                + (f" of {len(stored)} bytes" if isinstance(stored, bytes) else "")
+            )
+        ttl_ms = self._ttl(ttl)
+        return await self._compare_and_set(key, expected, new, ttl_ms, bool(keep_ttl))
+
     async def increment(self, key: str, amount: int = 1, *, ttl: TTL = DEFAULT) -> int:
         """Atomically add ``amount`` to the integer under ``key`` (absent: 0) and return the result.
 

@@ -3,8 +3,9 @@
 URLs: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS); cluster and sentinel URLs are
 handled by ``open_storage``. Extra ``hiredis`` installs the fast parser. Keys are
 ``{namespace}:{key}`` with ``%`` and ``:`` of the namespace percent-escaped. Every operation is one
-round trip (Lua scripts through redis-py's ``Script`` where a check and a write must be atomic,
-pipelines for batches) and touches one key, so it is Redis Cluster safe.
+round trip (Lua scripts sent as EVALSHA where a check and a write must be atomic, pipelines for
+batches) and touches one key, so it is Redis Cluster safe. On a single node, concurrent commands
+are pipelined together (``statekit.storage._lanes``).
 """
 
 from __future__ import annotations
@@ -212,10 +213,12 @@ class RedisStorage(BaseStorage):
 
     ``client_or_url``: a ``redis.asyncio.Redis``, a ``redis.asyncio.RedisCluster`` or a URL.
     A client that decodes responses is fine: statekit talks to the same server through a twin
-    connection pool that returns bytes. A client whose pool raises "Too many connections" when
-    full (redis-py's default ``ConnectionPool``) is likewise given a twin with a blocking pool of
-    the same size and settings, so that bursts above the pool size wait instead of failing.
-    A client passed in stays open on ``stop()``; one statekit created is closed.
+    connection pool that returns bytes. On a single node, single-key commands and MGET / MSET /
+    DEL go through auto-pipelined command lanes (``command_lanes`` connections held from the
+    pool; see ``statekit.storage._lanes``); other operations each hold one of the pool's remaining
+    connections, so bursts above the pool size wait instead of failing with "Too many
+    connections". A client passed in stays open on ``stop()`` (the lanes' connections go back to
+    its pool); one statekit created is closed.
     Raises ``TypeError`` for a synchronous client.
     """
 

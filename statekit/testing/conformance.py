@@ -518,6 +518,31 @@ class StorageConformance:
             await storage.set_many_encoded([("good", good), ("", good)])
         assert await storage.list_keys() == [], "nothing is written when one item is bad"
 
+    async def test_cas_encoded_compares_and_writes_stored_forms(self, storage: BaseStorage) -> None:
+        first, second = {"state": "a", "data": {"n": 1}}, {"state": "b", "data": {}}
+        enc = storage.codec.encode
+        assert await storage.compare_and_set_encoded("k", enc(first), expected=None)
+        assert not await storage.compare_and_set_encoded("k", enc(second), expected=None)
+        assert not await storage.compare_and_set_encoded("k", enc(second), expected=enc(second))
+        assert await storage.get_state("k") == first
+        assert await storage.compare_and_set_encoded("k", enc(second), expected=enc(first))
+        assert await storage.get_state("k") == second
+        assert await storage.compare_and_set_encoded("n", 41, expected=None)
+        assert await storage.increment("n") == 42
+        assert await storage.compare_and_set_encoded("k", None, expected=enc(second))
+        assert await storage.get_state("k") is None
+
+    @pytest.mark.parametrize("stored", [b"", b"\x05", "text", 2**63, 1.5, b"\x81" * (1024 * 1024 + 1)])
+    async def test_cas_encoded_refuses_what_is_not_a_stored_form(
+        self, storage: BaseStorage, stored: Any
+    ) -> None:
+        await storage.set_state("k", {"a": 1})
+        with pytest.raises(SerializationError, match="'k'"):
+            await storage.compare_and_set_encoded("k", stored, expected=storage.codec.encode({"a": 1}))
+        with pytest.raises(SerializationError, match="expected"):
+            await storage.compare_and_set_encoded("k", storage.codec.encode({"a": 2}), expected=stored)
+        assert await storage.get_state("k") == {"a": 1}
+
     async def test_delete_many_counts_removed(self, storage: BaseStorage) -> None:
         await storage.set_many({"a": 1, "b": 2, "c": 3})
         assert await storage.delete_many(["a", "b", "x", "a"]) == 2
