@@ -24,6 +24,7 @@ from redis.asyncio.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageUnavailableError
+from statekit.storage._cluster_lanes import ClusterLanes
 from statekit.storage._glob import escape_glob
 from statekit.storage._lanes import CommandLanes
 from statekit.storage.base import BaseStorage, Stored
@@ -224,8 +225,9 @@ class RedisStorage(BaseStorage):
 
     backend_name = "redis"
     command_lanes = 4
-    """Connections a single-node storage holds for its auto-pipelined single-key commands (at
-    most a quarter of the pool); sentinel and cluster clients send every command through redis-py."""
+    """Connections a storage holds (per primary on a cluster) for its auto-pipelined single-key
+    commands, at most a quarter of the pool; Sentinel-managed clients send every command through
+    redis-py."""
 
     def __init__(
         self,
@@ -274,10 +276,11 @@ class RedisStorage(BaseStorage):
         self._cluster = isinstance(client_or_url, RedisCluster)
         self._slots: asyncio.Semaphore | None = None
         self._lanes: CommandLanes | None = None
+        self._cluster_lanes: ClusterLanes | None = None
         self._script_loads: dict[str, asyncio.Future[None]] = {}
         self._op = _Operation(self)
-        self._cmd_op = self._op
         self._exec: Any = None
+        self._cmd = self._cmd_slotted
 
     def _describe(self) -> str:
         return self._where
@@ -311,13 +314,23 @@ class RedisStorage(BaseStorage):
             lanes = max(1, min(self.command_lanes, (limit or 8) // 4))
             self._lanes = CommandLanes(pool, lanes)
             self._exec = self._lanes.call
-            self._cmd_op = _Operation(self, slotted=False)
+            self._cmd = self._cmd_direct
             if limit:
                 limit = max(1, limit - lanes)
+        elif self._cluster:
+            # single-key commands go through the lanes of the primary that owns their slot
+            per_node = getattr(client, "connection_kwargs", {}).get("max_connections")
+            size = self.command_lanes
+            if isinstance(per_node, int):
+                size = max(1, min(size, per_node // 4))
+            self._lanes = None
+            self._cluster_lanes = ClusterLanes(client, size)
+            self._exec = self._cluster_lanes.call
+            self._cmd = self._cmd_direct
         else:
             self._lanes = None
             self._exec = client.execute_command
-            self._cmd_op = self._op
+            self._cmd = self._cmd_slotted
         self._slots = asyncio.Semaphore(limit) if limit else None
         if self._cluster:
             # Load the slot layout before the first burst: redis-py's cluster client fails when
@@ -333,6 +346,9 @@ class RedisStorage(BaseStorage):
         lanes, self._lanes = self._lanes, None
         if lanes is not None:
             await lanes.close()
+        cluster_lanes, self._cluster_lanes = self._cluster_lanes, None
+        if cluster_lanes is not None:
+            await cluster_lanes.close()
         client, self._client = self._client, None
         if client is not None and self._owned:
             try:
@@ -361,15 +377,33 @@ class RedisStorage(BaseStorage):
                 return bytes(raw)  # decode_stored reports it as corrupt
         return bytes(raw)
 
+    async def _cmd_direct(self, *command: Any) -> Any:
+        """One command through the command lanes, its errors turned into statekit errors
+        (``NoScriptError`` is left to ``_run``)."""
+        try:
+            return await self._exec(*command)
+        except StatekitError:
+            raise
+        except Exception as exc:
+            _translate(self, exc)
+            raise
+
+    async def _cmd_slotted(self, *command: Any) -> Any:
+        """One command through redis-py, holding a connection slot."""
+        async with self._op:
+            return await self._exec(*command)
+
     async def _run(self, script: Any, rkey: str, *args: Any) -> Any:
         """Run a one-key Lua ``script`` (a redis-py ``Script``): EVALSHA sent directly (through
-        ``Script.__call__`` it ran at 0.91–0.97x, see docs/benchmarks.md), and through the
-        ``Script`` — which loads the script — when the server does not know it yet (first use,
-        restart, failover). Call inside ``self._cmd_op``."""
+        ``Script.__call__`` it ran at 0.77–0.97x, see docs/benchmarks.md). When the server does
+        not know the script (first use, restart, failover) it is loaded once and sent again; on
+        a cluster or through Sentinel the ``Script`` itself loads it on the key's node."""
         try:
-            return await self._exec("EVALSHA", script.sha, 1, rkey, *args)
+            return await self._cmd("EVALSHA", script.sha, 1, rkey, *args)
         except redis.exceptions.NoScriptError:
-            if self._lanes is None:
+            pass
+        if self._lanes is None:
+            async with self._op:
                 return await script(keys=[rkey], args=list(args))
         load = self._script_loads.get(script.sha)
         if load is None:  # one SCRIPT LOAD, however many callers met NOSCRIPT at once
@@ -377,7 +411,7 @@ class RedisStorage(BaseStorage):
             self._script_loads[script.sha] = load
             load.add_done_callback(lambda _: self._script_loads.pop(script.sha, None))
         await asyncio.shield(load)
-        return await self._exec("EVALSHA", script.sha, 1, rkey, *args)
+        return await self._cmd("EVALSHA", script.sha, 1, rkey, *args)
 
     async def _load_script(self, script: Any) -> None:
         async with self._op:
@@ -386,8 +420,7 @@ class RedisStorage(BaseStorage):
     # ------------------------------------------------------------------ primitives
 
     async def _get(self, key: str) -> Stored | None:
-        async with self._cmd_op:
-            raw = await self._exec("GET", self._prefix + key)
+        raw = await self._cmd("GET", self._prefix + key)
         if raw is None:
             return None
         if raw[0] < 0x80:
@@ -399,20 +432,18 @@ class RedisStorage(BaseStorage):
 
     async def _set(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
         rkey = self._prefix + key
-        async with self._cmd_op:
-            if keep_ttl:
-                if ttl_ms is None:
-                    await self._exec("SET", rkey, self._wire(stored), "KEEPTTL")
-                else:
-                    await self._run(self._set_keep, rkey, self._wire(stored), ttl_ms)
-            elif ttl_ms is None:
-                await self._exec("SET", rkey, self._wire(stored))
+        if keep_ttl:
+            if ttl_ms is None:
+                await self._cmd("SET", rkey, self._wire(stored), "KEEPTTL")
             else:
-                await self._exec("SET", rkey, self._wire(stored), "PX", ttl_ms)
+                await self._run(self._set_keep, rkey, self._wire(stored), ttl_ms)
+        elif ttl_ms is None:
+            await self._cmd("SET", rkey, self._wire(stored))
+        else:
+            await self._cmd("SET", rkey, self._wire(stored), "PX", ttl_ms)
 
     async def _delete(self, key: str) -> bool:
-        async with self._cmd_op:
-            return bool(await self._exec("DEL", self._prefix + key))
+        return bool(await self._cmd("DEL", self._prefix + key))
 
     async def _compare_and_set(
         self,
@@ -430,16 +461,14 @@ class RedisStorage(BaseStorage):
             b"" if ttl_ms is None else str(ttl_ms).encode(),
             b"1" if keep_ttl else b"0",
         ]
-        async with self._cmd_op:
-            return bool(await self._run(self._cas, self._prefix + key, *args))
+        return bool(await self._run(self._cas, self._prefix + key, *args))
 
     async def _increment(self, key: str, amount: int, ttl_ms: int | None) -> int:
         rkey = self._prefix + key
         try:
-            async with self._cmd_op:
-                if ttl_ms is None:
-                    return int(await self._exec("INCRBY", rkey, amount))
-                return int(await self._run(self._incr_ttl, rkey, amount, ttl_ms))
+            if ttl_ms is None:
+                return int(await self._cmd("INCRBY", rkey, amount))
+            return int(await self._run(self._incr_ttl, rkey, amount, ttl_ms))
         except _ServerError as exc:
             text = str(exc.__cause__)
             if "overflow" in text:
@@ -449,15 +478,13 @@ class RedisStorage(BaseStorage):
             raise
 
     async def _get_ttl(self, key: str) -> float | None:
-        async with self._cmd_op:
-            ms = int(await self._exec("PTTL", self._prefix + key))
+        ms = int(await self._cmd("PTTL", self._prefix + key))
         return None if ms < 0 else ms / 1000
 
     async def _expire(self, key: str, ttl_ms: int | None) -> bool:
         rkey = self._prefix + key
         if ttl_ms is not None:
-            async with self._cmd_op:
-                return bool(await self._exec("PEXPIRE", rkey, ttl_ms))
+            return bool(await self._cmd("PEXPIRE", rkey, ttl_ms))
         async with self._op:
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.persist(rkey)
@@ -474,8 +501,7 @@ class RedisStorage(BaseStorage):
                         pipe.get(rkey)
                     values = await pipe.execute()
         else:
-            async with self._cmd_op:
-                values = await self._exec("MGET", *rkeys)
+            values = await self._cmd("MGET", *rkeys)
         out: dict[str, Stored] = {}
         for key, raw in zip(keys, values, strict=True):
             parsed = self._parse(raw)
@@ -488,8 +514,7 @@ class RedisStorage(BaseStorage):
             args: list[object] = []
             for key, stored in items:
                 args += (self._prefix + key, self._wire(stored))
-            async with self._cmd_op:
-                await self._exec("MSET", *args)
+            await self._cmd("MSET", *args)
             return
         async with self._op:
             async with self._client.pipeline(transaction=not self._cluster) as pipe:
@@ -504,8 +529,7 @@ class RedisStorage(BaseStorage):
                     for rkey in rkeys:
                         pipe.delete(rkey)
                     return sum(await pipe.execute())
-        async with self._cmd_op:
-            return int(await self._exec("DEL", *rkeys))
+        return int(await self._cmd("DEL", *rkeys))
 
     async def _delete_many(self, keys: list[str]) -> int:
         return await self._delete_rkeys([self._prefix + k for k in keys])
@@ -547,15 +571,14 @@ class _Operation:
     waits instead of failing with "Too many connections") and converts redis-py exceptions into
     statekit errors, in one place."""
 
-    __slots__ = ("_slotted", "_storage")
+    __slots__ = ("_storage",)
 
-    def __init__(self, storage: RedisStorage, *, slotted: bool = True) -> None:
+    def __init__(self, storage: RedisStorage) -> None:
         self._storage = storage
-        self._slotted = slotted  # False: the operation runs on a command lane, not a pool slot
 
     async def __aenter__(self) -> None:
         slots = self._storage._slots
-        if slots is not None and self._slotted:
+        if slots is not None:
             await slots.acquire()
 
     async def __aexit__(
@@ -565,7 +588,7 @@ class _Operation:
         tb: TracebackType | None,
     ) -> Literal[False]:
         slots = self._storage._slots
-        if slots is not None and self._slotted:
+        if slots is not None:
             slots.release()
         if exc is None or isinstance(exc, StatekitError):
             return False
@@ -574,7 +597,10 @@ class _Operation:
 
 
 def _translate(storage: RedisStorage, exc: BaseException) -> None:
-    """Raise the statekit error for a redis-py exception (return if it is not one)."""
+    """Raise the statekit error for a redis-py exception (return if it is not one, or if it is
+    ``NoScriptError``, which ``RedisStorage._run`` handles)."""
+    if isinstance(exc, redis.exceptions.NoScriptError):
+        return
     if isinstance(exc, MasterNotFoundError):
         raise StorageUnavailableError(
             f"Redis at {storage._where}: no sentinel names a usable primary (unknown "

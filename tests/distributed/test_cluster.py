@@ -227,3 +227,46 @@ async def test_node_loss_raises_unavailable_then_recovers(own_cluster: RedisClus
         assert set(values) == set(keys)
         assert all(v in (1, 2) for v in values.values())
         assert await storage.increment("k0") in (2, 3)
+
+
+@pytest.mark.slow
+async def test_a_slot_moved_to_another_primary_is_followed(own_cluster: RedisClusterSetup, namespace: str) -> None:
+    """The storage's per-primary command lanes meet a real MOVED redirect: the command is sent
+    again through redis-py, which follows it, and later commands go to the new owner."""
+    storage = open_storage(own_cluster.url, namespace=namespace)
+    async with storage:
+        key = "moving"
+        rkey = (redis_key_prefix(namespace) + key).encode()
+        slot = key_slot(rkey)
+        await storage.set_state("warm-up", 1)  # lanes open on the current layout
+        await storage.get_state(key)
+        nodes = [redis.Redis(host="127.0.0.1", port=p) for p in own_cluster.ports]
+        try:
+            ids = {n: n.execute_command("CLUSTER", "MYID").decode() for n in nodes}
+            source = next(
+                n for n in nodes if any(lo <= slot <= hi for lo, hi in _owned_slots(n, ids[n]))
+            )
+            target = next(n for n in nodes if n is not source)
+            for node in nodes:  # an empty slot moves by reassigning it on every node
+                node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+            results = await asyncio.gather(*(storage.increment(key) for _ in range(20)))
+            assert sorted(results) == list(range(1, 21))
+            assert target.get(rkey) == b"20", "the counter lives on the slot's new owner"
+            assert source.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+            assert await storage.get_state(key) == 20
+        finally:
+            for node in nodes:
+                node.close()
+        await storage.clear_namespace()
+
+
+def _owned_slots(node: redis.Redis, node_id: str) -> list[tuple[int, int]]:
+    for line in node.execute_command("CLUSTER", "NODES").decode().splitlines():
+        parts = line.split()
+        if parts[0] == node_id:
+            return [
+                (int(r.split("-")[0]), int(r.split("-")[-1]))
+                for r in parts[8:]
+                if not r.startswith("[")
+            ]
+    return []
