@@ -241,7 +241,17 @@ class DistributedRedisStorage(RedisStorage):
             await super()._close()
         finally:
             if manager is not None:
-                await manager.aclose()
+                await close_sentinel(manager)
+
+
+async def close_sentinel(manager: Any) -> None:
+    """Close a ``redis.asyncio.Sentinel`` and its sentinel connections (redis-py 8 has
+    ``Sentinel.aclose``; before it, each sentinel client is closed)."""
+    if hasattr(manager, "aclose"):
+        await manager.aclose()
+    else:
+        for sentinel in manager.sentinels:
+            await sentinel.aclose()
 
 
 def open_distributed(url: str, scheme: str, params: dict[str, Any]) -> BaseStorage:

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -37,6 +39,12 @@ except ImportError:  # pragma: no cover - hiredis is an optional extra
     _hiredis_pack = None
 
 __all__ = ["CommandLanes"]
+
+# "has the server sent something (or closed) while this connection sat idle": ``can_read`` from
+# redis-py 8 on, ``can_read_destructive`` before (deprecated in 8)
+_has_data: Callable[[AbstractConnection], Awaitable[bool]] = getattr(
+    AbstractConnection, "can_read", None
+) or AbstractConnection.can_read_destructive
 
 Command = tuple[Any, ...]
 
@@ -250,8 +258,13 @@ async def _exchange(
     """Send the commands whose reply is still ``_UNREAD`` in one write and read their replies into
     ``replies`` (an error reply is stored as its exception), before the deadline (else
     ``asyncio.TimeoutError``; the connection is dropped). Returns ``replies``."""
-    if conn.is_connected and await conn.can_read():
-        await conn.disconnect()  # closed by the server while idle (or unread data): start afresh
+    if conn.is_connected:
+        try:
+            stale = await _has_data(conn)
+        except (RedisConnectionError, RedisTimeoutError, OSError):  # redis-py < 8 raises here
+            stale = True
+        if stale:
+            await conn.disconnect()  # closed by the server while idle (or unread data): start afresh
     todo = [i for i, reply in enumerate(replies) if reply is _UNREAD]
     packed: Any
     if _hiredis_pack is not None:

@@ -12,6 +12,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from statekit import RedisStorage, StorageUnavailableError, open_storage
+from statekit.storage._distributed import close_sentinel
 from statekit.testing import RedisSentinelSetup, free_port
 
 
@@ -60,7 +61,7 @@ async def test_given_sentinel_client_that_decodes_responses(redis_sentinel: Redi
         await client.delete(f"{namespace}-probe")
     finally:
         await client.aclose()
-        await sentinel.aclose()
+        await close_sentinel(sentinel)
 
 
 async def test_unknown_service_name_is_a_clear_error(redis_sentinel: RedisSentinelSetup, namespace: str) -> None:
@@ -212,4 +213,4 @@ async def test_failover_keeps_every_acknowledged_write(own_sentinel: RedisSentin
         await observer.stop()
         await writer.stop()
         await writer_client.aclose()
-        await sentinel.aclose()
+        await close_sentinel(sentinel)
