@@ -182,7 +182,7 @@ class SQLiteStorage(BaseStorage):
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        db.execute("PRAGMA journal_mode = WAL")
+        self._enable_wal(db)
         db.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'full' else 'NORMAL'}")
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -202,6 +202,21 @@ class SQLiteStorage(BaseStorage):
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _enable_wal(self, db: sqlite3.Connection) -> None:
+        """Switch the file to WAL, retrying within ``busy_timeout``: SQLite answers "database is
+        locked" at once, without waiting, when another connection is switching a new file to WAL
+        at the same moment (two processes or storages opening one new file together)."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)  # this runs on the connection's worker thread, not the event loop
 
     async def _close(self) -> None:
         if self._sweeper is not None:
