@@ -42,9 +42,12 @@ __all__ = ["CommandLanes"]
 
 # "has the server sent something (or closed) while this connection sat idle": ``can_read`` from
 # redis-py 8 on, ``can_read_destructive`` before (deprecated in 8)
-_has_data: Callable[[AbstractConnection], Awaitable[bool]] = getattr(
-    AbstractConnection, "can_read", None
-) or AbstractConnection.can_read_destructive
+_HAS_DATA = "can_read" if hasattr(AbstractConnection, "can_read") else "can_read_destructive"
+
+
+def _has_data(conn: AbstractConnection) -> Awaitable[bool]:
+    # looked up on the connection: its class may override it (fakeredis does)
+    return getattr(conn, _HAS_DATA)()  # type: ignore[no-any-return]
 
 Command = tuple[Any, ...]
 
