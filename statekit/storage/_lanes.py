@@ -66,7 +66,7 @@ class _Deadlines:
     """The exchanges in flight (by task) and their deadlines, checked by one timer that runs
     every half ``timeout`` while any is in flight: a task past its deadline is cancelled, and the
     exchange turns that cancellation into ``asyncio.TimeoutError``. One dict entry per exchange
-    instead of one timer (``asyncio.timeout`` cost about 6.5 µs per command here)."""
+    instead of a timer created and cancelled per command, as ``asyncio.timeout`` does."""
 
     __slots__ = ("_expired", "_inflight", "_timer", "timeout")
 

@@ -321,7 +321,7 @@ class RedisStorage(BaseStorage):
         elif self._cluster:
             # single-key commands go through the lanes of the primary that owns their slot
             per_node = getattr(client, "connection_kwargs", {}).get("max_connections")
-            size = max(1, self.command_lanes // 2)  # 2 per primary: fuller batches (measured)
+            size = max(1, self.command_lanes // 2)  # see command_lanes
             if isinstance(per_node, int):
                 size = max(1, min(size, per_node // 4))
             self._lanes = None
@@ -396,7 +396,7 @@ class RedisStorage(BaseStorage):
 
     async def _run(self, script: Any, rkey: str, *args: Any) -> Any:
         """Run a one-key Lua ``script`` (a redis-py ``Script``): EVALSHA sent directly (through
-        ``Script.__call__`` it ran at 0.77–0.97x, see docs/benchmarks.md). When the server does
+        ``Script.__call__`` it ran at 0.82–0.91x in docs/benchmarks.md). When the server does
         not know the script (first use, restart, failover) it is loaded once and sent again; on
         a cluster or through Sentinel the ``Script`` itself loads it on the key's node."""
         try:

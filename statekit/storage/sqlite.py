@@ -70,7 +70,7 @@ _ROWS_PER_INSERT = 2000
 def _insert_rows(count: int) -> str:
     """``INSERT OR REPLACE`` of ``count`` rows in one statement; parameters: namespace,
     expires_at, then key and value of each row (binding the shared two once per statement
-    instead of once per row made 20,000-row writes about 1.5x faster)."""
+    instead of once per row: half the parameters of a per-row ``VALUES (?, ?, ?, ?)``)."""
     return (
         f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) "
         "SELECT ?1, column1, column2, ?2 FROM (VALUES " + ",".join(["(?, ?)"] * count) + ")"

@@ -112,7 +112,7 @@ async def test_stop_gives_the_connections_back_to_the_callers_pool(redis_server:
     await client.aclose()
 
 
-async def test_a_server_that_stops_answering_times_out_with_the_clients_socket_timeout(
+async def test_a_server_that_stops_answering_times_out_and_cancellation_stays_cancellation(
     redis_server: RedisServer,
 ) -> None:
     raw = redis.asyncio.Redis.from_url(redis_server.url)
@@ -121,35 +121,17 @@ async def test_a_server_that_stops_answering_times_out_with_the_clients_socket_t
         await storage.set_state("k", 1)
         await raw.client_pause(1500)
         try:
-            start = time.monotonic()
-            with pytest.raises(StorageUnavailableError, match="lanes-timeout|unavailable"):
-                await storage.get_state("k")
-            assert time.monotonic() - start < 1.2, "the read gave up after socket_timeout"
-        finally:
-            await raw.client_unpause()
-        assert await storage.get_state("k") == 1
-        await storage.clear_namespace()
-    await client.aclose()
-    await raw.aclose()
-
-
-async def test_a_caller_cancelled_while_the_server_is_slow_sees_its_cancellation(
-    redis_server: RedisServer,
-) -> None:
-    raw = redis.asyncio.Redis.from_url(redis_server.url)
-    client = redis.asyncio.Redis.from_url(redis_server.url, socket_timeout=0.2)
-    async with RedisStorage(client, namespace="lanes-cancel-slow") as storage:
-        await storage.set_state("k", 1)
-        await raw.client_pause(600)
-        try:
+            # a caller cancelled while waiting for the paused server sees its own cancellation
             waiting = asyncio.create_task(storage.get_state("k"))
             await asyncio.sleep(0.05)
             waiting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiting
-            # a second caller runs into the deadline instead
-            with pytest.raises(StorageUnavailableError, match="no reply from Redis within 0.2 s"):
+            # one that waits runs into the deadline: 1 to 1.5 times socket_timeout
+            start = time.monotonic()
+            with pytest.raises(StorageUnavailableError, match="no reply from Redis within 0.3 s"):
                 await storage.get_state("k")
+            assert time.monotonic() - start < 1.2, "the read gave up after socket_timeout"
         finally:
             await raw.client_unpause()
         assert await storage.get_state("k") == 1
