@@ -92,6 +92,7 @@ class _Deadlines:
 
     def leave(self, task: asyncio.Task[Any]) -> None:
         del self._inflight[task]
+        self._expired.discard(task)  # expired while its reply came in: nothing more to do here
 
     def timed_out(self, task: asyncio.Task[Any]) -> bool:
         """Whether the cancellation ``task`` just met was this timer's (and only this timer's)."""
