@@ -303,6 +303,7 @@ class SessionStore:
         retired = await self._retired(rows, old)
         self._peer_gen += 1
         prefix, total = self._prefix, len(rows)
+        peer_key, username_key, phone_key = self._peer_key, self._username_key, self._phone_key
         storage = self.storage
         encode = pack_row if type(storage.codec) is MsgpackCodec else self._encode_row
         tombstone = encode_stored(storage.codec, prefix, b"")
@@ -313,11 +314,11 @@ class SessionStore:
             add = items.append
             for n, (peer_id, row) in enumerate(rows.items(), 1):
                 packed = encode(row)
-                add((f"{prefix}peer:{peer_id}", packed))
+                add((peer_key(peer_id), packed))
                 for name in row[3]:
-                    add((f"{prefix}un:{name.lower()}", packed))
+                    add((username_key(name.lower()), packed))
                 if row[4] is not None:
-                    add((f"{prefix}ph:{row[4]}", packed))
+                    add((phone_key(row[4]), packed))
                 if retired and peer_id in retired:
                     for key in retired[peer_id]:
                         add((key, tombstone))  # retired in the same write; deleted below

@@ -316,20 +316,10 @@ class BaseStorage(abc.ABC):
             await self._ensure_started()
         if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
             self._check_key(key)
-        for what, stored in (("new", new), ("expected", expected)):
-            if stored is None:
-                continue
-            if type(stored) is bytes:
-                if stored and stored[0] >= 0x80 and len(stored) <= self.max_value_bytes:
-                    continue
-            elif type(stored) is int and _INT64_MIN <= stored <= _INT64_MAX:
-                continue
-            raise SerializationError(
-                f"key {key!r}: {what} must be a stored form (a signed 64-bit int, or codec bytes "
-                f"starting at 0x80 or above, at most {self.max_value_bytes} bytes), got "
-                f"{type(stored).__name__}"
-                + (f" of {len(stored)} bytes" if isinstance(stored, bytes) else "")
-            )
+        if new is not None:
+            self._check_stored(key, new, "new value")
+        if expected is not None:
+            self._check_stored(key, expected, "expected value")
         ttl_ms = self._ttl(ttl)
         return await self._compare_and_set(key, expected, new, ttl_ms, bool(keep_ttl))
 
@@ -396,30 +386,50 @@ class BaseStorage(abc.ABC):
         if items:
             await self._set_many(items, ttl_ms)
 
-    async def set_many_encoded(self, items: Iterable[tuple[str, bytes]], *, ttl: TTL = DEFAULT) -> None:
-        """``set_many`` for values already in stored form: bytes this storage's ``codec`` produced
-        (``encode_stored``), for callers that keep encoded values (statekit's session store).
+    async def set_many_encoded(
+        self, items: Iterable[tuple[str, Stored]], *, ttl: TTL = DEFAULT
+    ) -> None:
+        """``set_many`` for values already in stored form (``encode_stored`` output: a signed
+        64-bit int, or bytes of this storage's codec), for callers that keep encoded values
+        (statekit's session store).
 
-        Raises ``ValueError`` for a bad key, ``SerializationError`` for a value that is not such
-        bytes or is over ``max_value_bytes``; nothing is written then.
+        Raises ``TypeError`` unless ``items`` are (key, stored value) pairs, ``ValueError`` for a
+        bad key and ``SerializationError`` for a value that is not a stored form or is over
+        ``max_value_bytes``; nothing is written then.
         """
         if self._lifecycle is not _STARTED:
             await self._ensure_started()
-        limit, chars = self.max_value_bytes, self._max_key_chars
+        if isinstance(items, str | bytes | Mapping):
+            raise TypeError(
+                f"set_many_encoded takes (key, stored value) pairs, not a {type(items).__name__}"
+            )
+        chars = self._max_key_chars
         checked: list[tuple[str, Stored]] = []
-        for key, value in items:
+        for item in items:
+            if type(item) is not tuple or len(item) != 2:
+                raise TypeError(f"set_many_encoded takes (key, stored value) pairs, got {item!r:.80}")
+            key, value = item
             if type(key) is not str or not key or len(key) > chars or not key.isascii():
                 self._check_key(key)
-            if type(value) is not bytes or not value or value[0] < 0x80 or len(value) > limit:
-                raise SerializationError(
-                    f"key {key!r}: set_many_encoded takes codec output (bytes starting at 0x80 or "
-                    f"above, at most {limit} bytes), got {type(value).__name__} of "
-                    f"{len(value) if isinstance(value, bytes) else '?'} bytes"
-                )
-            checked.append((key, value))
+            checked.append((key, self._check_stored(key, value, "value")))
         ttl_ms = self._ttl(ttl)
         if checked:
             await self._set_many(checked, ttl_ms)
+
+    def _check_stored(self, key: str, stored: object, what: str) -> Stored:
+        """``stored`` if it is a stored form (``encode_stored`` output within
+        ``max_value_bytes``); else ``SerializationError`` naming the key and what was given."""
+        if type(stored) is bytes:
+            if stored and stored[0] >= 0x80 and len(stored) <= self.max_value_bytes:
+                return stored
+        elif type(stored) is int and _INT64_MIN <= stored <= _INT64_MAX:
+            return stored
+        size = f" of {len(stored)} bytes" if isinstance(stored, bytes) else ""
+        raise SerializationError(
+            f"key {key!r}: {what} must be a stored form (a signed 64-bit int, or codec bytes "
+            f"starting at 0x80 or above, at most {self.max_value_bytes} bytes), got "
+            f"{type(stored).__name__}{size}"
+        )
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys``; return how many live keys were removed."""

@@ -227,7 +227,7 @@ class RedisStorage(BaseStorage):
     command_lanes = 4
     """Connections a storage holds for its auto-pipelined single-key commands, at most a quarter
     of the pool (on a cluster, half as many per primary: batches spread over three primaries came
-    out fuller and faster with 2 than with 4 in tests/benchmarks/cluster.py); Sentinel-managed
+    out fuller and faster with 2 than with 4, see docs/bench/cluster.md); Sentinel-managed
     clients send every command through redis-py."""
 
     def __init__(

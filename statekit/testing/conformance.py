@@ -505,9 +505,30 @@ class StorageConformance:
         await storage.set_many_encoded(encoded, ttl=None)
         assert await storage.get_many(list(values)) == values
         assert await storage.get_state("row") == values["row"]
+        await storage.set_many_encoded([("n", 41)])  # a native integer is a stored form too
+        assert await storage.increment("n") == 42
         await storage.set_many_encoded([])
 
-    @pytest.mark.parametrize("value", [b"", b"\x01plain", "text", 5, b"\x81" * (1024 * 1024 + 1)])
+    @pytest.mark.parametrize("items", ["ab", {"k": b"\x81"}, [("k",)], [["k", b"\x81"]], [("k", b"\x81", 1)]])
+    async def test_set_many_encoded_takes_only_key_value_pairs(
+        self, storage: BaseStorage, items: Any
+    ) -> None:
+        with pytest.raises(TypeError, match="pairs"):
+            await storage.set_many_encoded(items)
+        assert await storage.list_keys() == []
+
+    async def test_attachment_is_made_once_per_storage(self, storage: BaseStorage) -> None:
+        made: list[BaseStorage] = []
+
+        def factory(owner: BaseStorage) -> object:
+            made.append(owner)
+            return object()
+
+        first = storage.attachment("test.helper", factory)
+        assert storage.attachment("test.helper", factory) is first
+        assert made == [storage]
+
+    @pytest.mark.parametrize("value", [b"", b"\x01plain", "text", 2**63, 1.5, b"\x81" * (1024 * 1024 + 1)])
     async def test_set_many_encoded_refuses_what_the_codec_did_not_produce(
         self, storage: BaseStorage, value: Any
     ) -> None:
