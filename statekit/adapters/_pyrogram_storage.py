@@ -39,6 +39,7 @@ log = logging.getLogger("statekit.session")
 _ZERO_CHANNEL_ID = -1_000_000_000_000
 _MAX_CHAT_ID = 999_999_999_999
 _YIELD_EVERY = 2000
+_INT64 = 2**63
 _USER_TYPES = frozenset({"user", "bot"})
 _CHANNEL_TYPES = frozenset({"channel", "supergroup", "direct", "forum", "community"})
 
@@ -55,6 +56,20 @@ def input_peer(row: PeerRow) -> Any:
     return _types.InputPeerChannel(
         channel_id=_ZERO_CHANNEL_ID - peer_id, access_hash=access_hash
     )
+
+
+def _clean_usernames(peer_id: int, names: tuple[Any, ...]) -> tuple[str, ...]:
+    """``names`` without None entries, ``@`` prefixes and empty names; ``TypeError`` naming the
+    peer for anything that is not a str or None."""
+    cleaned: list[str] = []
+    for name in names:
+        if type(name) is str:
+            name = name.lstrip("@")
+            if name:
+                cleaned.append(name)
+        elif name is not None:
+            raise TypeError(f"peer {peer_id}: usernames must be str or None, got {list(names)!r}")
+    return tuple(cleaned)
 
 
 class PyrogramStorage(Storage):
@@ -139,12 +154,22 @@ class PyrogramStorage(Storage):
         Staged peers are written in the background at once, and before any lookup, ``save()`` or
         ``close()``; a write that fails is retried then, and raises there.
         """
-        short: list[PeerRow] = []
+        short: dict[int, PeerRow] = {}
         full: list[PeerRow] = []
         for n, item in enumerate(peers, 1):
             if len(item) == 4:
                 peer_id, access_hash, kind, phone = item
-                short.append(make_row(peer_id, access_hash or 0, kind, (), phone, None))
+                if (
+                    phone is None
+                    and type(peer_id) is int
+                    and type(access_hash) is int
+                    and type(kind) is str
+                    and -_INT64 <= peer_id < _INT64
+                    and -_INT64 <= access_hash < _INT64
+                ):  # the common shape, checked inline; make_row checks the rest
+                    short[peer_id] = (peer_id, access_hash, kind, (), None, None)
+                else:
+                    short[peer_id] = make_row(peer_id, access_hash or 0, kind, (), phone, None)
             elif len(item) == 5:
                 peer_id, access_hash, kind, username, phone = item
                 names = (username,) if username else ()
@@ -157,8 +182,7 @@ class PyrogramStorage(Storage):
             await self._flush()
             await self.store.update_peer_rows(full)
         if short:
-            for row in short:
-                self._pending[row[0]] = row
+            self._pending.update(short)
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -186,23 +210,19 @@ class PyrogramStorage(Storage):
     async def update_usernames(self, usernames: Iterable[tuple[int, list[str | None]]]) -> None:
         """Replace the usernames of peers (staged ones included); dropped usernames stop
         resolving."""
-        rest: list[tuple[int, list[str | None]]] = []
+        rest: list[tuple[int, tuple[str, ...]]] = []
         pending = self._pending
         for peer_id, names in usernames:  # no await in here: the staged peers stay staged
-            cleaned: list[str] = []
-            for name in names:
-                if type(name) is str:
-                    name = name.lstrip("@")
-                    if name:
-                        cleaned.append(name)
-                elif name is not None:
-                    raise TypeError(f"peer {peer_id}: usernames must be str or None, got {names!r}")
+            given: tuple[str, ...] = tuple(names)  # type: ignore[arg-type]  # checked next
+            for name in given:
+                if type(name) is not str or not name or name[0] == "@":
+                    given = _clean_usernames(peer_id, given)  # None entries, "@", bad types
+                    break
             row = pending.get(peer_id)
-            given = tuple(cleaned)
             if row is not None and given:
                 pending[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])
             else:
-                rest.append((peer_id, list(names)))
+                rest.append((peer_id, given))
         if rest:
             await self._flush()
             await self.store.update_usernames(rest)

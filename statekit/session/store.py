@@ -102,7 +102,11 @@ class SessionStore:
             cipher if isinstance(cipher, SessionCipher) or cipher is None else SessionCipher(cipher)
         )
         self._lease_ttl = float(lease_ttl)
-        self._prefix = f"session:{{{name}}}:"
+        self._prefix = prefix = f"session:{{{name}}}:"
+        # key prefixes: a key is the prefix followed by the peer id, lower-case username or phone
+        self._peer_prefix = prefix + "peer:"
+        self._username_prefix = prefix + "un:"
+        self._phone_prefix = prefix + "ph:"
         self._lease: SessionLease | None = None
         self._peers = PeerCache(peer_cache)
         self._peer_gen = 0
@@ -241,28 +245,35 @@ class SessionStore:
     # ------------------------------------------------------------------ peers
 
     def _peer_key(self, peer_id: int) -> str:
-        return f"{self._prefix}peer:{peer_id}"
+        return f"{self._peer_prefix}{peer_id}"
 
     def _username_key(self, lowered: str) -> str:
-        return f"{self._prefix}un:{lowered}"
+        return f"{self._username_prefix}{lowered}"
 
     def _phone_key(self, phone: str) -> str:
-        return f"{self._prefix}ph:{phone}"
+        return f"{self._phone_prefix}{phone}"
 
     async def _old_rows(self, ids: Iterable[int]) -> dict[int, PeerRow]:
-        """The stored rows of ``ids`` (from memory when cached), read ``_CHUNK_PEERS`` at a time."""
+        """The stored rows of ``ids`` (from memory when cached), read ``_CHUNK_PEERS`` a call."""
         found: dict[int, PeerRow] = {}
         missing: list[int] = []
-        caching = self._caching()
-        for peer_id in ids:
-            row = self._peers.get(peer_id) if caching else None
-            if row is None:
-                missing.append(peer_id)
-            else:
-                found[peer_id] = row
-        for start in range(0, len(missing), _CHUNK_PEERS):
-            chunk = [self._peer_key(i) for i in missing[start : start + _CHUNK_PEERS]]
-            for key, value in (await self.storage.get_many(chunk)).items():
+        if self._caching():
+            cached = self._peers.rows.get  # no LRU touch: the caller writes these rows next
+            for peer_id in ids:
+                row = cached(peer_id)
+                if row is None:
+                    missing.append(peer_id)
+                else:
+                    found[peer_id] = row
+        else:
+            missing = list(ids)
+        pp = self._peer_prefix  # keys as _peer_key builds them, without a call per key
+        reads = [
+            self.storage.get_many([f"{pp}{i}" for i in missing[start : start + _CHUNK_PEERS]])
+            for start in range(0, len(missing), _CHUNK_PEERS)
+        ]  # issued together: a batching storage serves them in one go
+        for stored in await asyncio.gather(*reads):
+            for key, value in stored.items():
                 row = unpack_row(key, value)
                 if row is not None:
                     found[row[0]] = row
@@ -298,45 +309,49 @@ class SessionStore:
 
     async def _commit_rows(self, rows: dict[int, PeerRow], old: dict[int, PeerRow]) -> None:
         """Write ``rows`` with their index entries and retire the index entries the peers no
-        longer have, each peer together with its own entries in one write. Batches of more than
-        ``_CHUNK_PEERS`` peers go in several writes, so the event loop is never held long."""
+        longer have, each peer together with its own entries in one write.
+
+        Batches of more than ``_CHUNK_PEERS`` peers are prepared a chunk at a time, the event
+        loop running between chunks; each chunk's write is issued once it is prepared and all
+        are awaited together, so a batching storage commits the queued ones in one go (SQLite:
+        one group commit; Redis: pipelined on its lanes). If a write fails, the writes not yet
+        done are cancelled and the error is raised; chunks already written stay written.
+        """
         retired = await self._retired(rows, old)
         self._peer_gen += 1
-        prefix, total = self._prefix, len(rows)
-        peer_key, username_key, phone_key = self._peer_key, self._username_key, self._phone_key
+        prefix = self._prefix
+        # keys as _peer_key / _username_key / _phone_key build them, without a call per key
+        pp, up, hp = self._peer_prefix, self._username_prefix, self._phone_prefix
         storage = self.storage
         encode = pack_row if type(storage.codec) is MsgpackCodec else self._encode_row
         tombstone = encode_stored(storage.codec, prefix, b"")
         assert type(tombstone) is bytes  # an encoded bytes value is never a native int
-        writing: asyncio.Task[None] | None = None  # the write of the previous chunk
+        writes: list[asyncio.Future[None]] = []
+        items: list[tuple[str, bytes]] = []
+        add = items.append
         try:
-            items: list[tuple[str, bytes]] = []
-            add = items.append
             for n, (peer_id, row) in enumerate(rows.items(), 1):
                 packed = encode(row)
-                add((peer_key(peer_id), packed))
+                add((f"{pp}{peer_id}", packed))
                 for name in row[3]:
-                    add((username_key(name.lower()), packed))
+                    add((f"{up}{name.lower()}", packed))
                 if row[4] is not None:
-                    add((phone_key(row[4]), packed))
+                    add((f"{hp}{row[4]}", packed))
                 if retired and peer_id in retired:
                     for key in retired[peer_id]:
                         add((key, tombstone))  # retired in the same write; deleted below
-                if n == total or not n % _CHUNK_PEERS:
-                    # the next chunk is prepared while this one is written (a thread-backed
-                    # storage works meanwhile); at most one write in flight
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(storage.set_many_encoded(items, ttl=None))
-                    await asyncio.sleep(0)  # let the write start before preparing the next chunk
+                if not n % _CHUNK_PEERS:
+                    writes.append(asyncio.ensure_future(storage.set_many_encoded(items, ttl=None)))
                     items = []
                     add = items.append
-            if writing is not None:
-                await writing
+                    await asyncio.sleep(0)  # let that write start; the loop runs between chunks
+            if items:
+                writes.append(asyncio.ensure_future(storage.set_many_encoded(items, ttl=None)))
+            await asyncio.gather(*writes)
         except BaseException:
-            if writing is not None and not writing.done():
-                writing.cancel()
-                await asyncio.gather(writing, return_exceptions=True)
+            for write in writes:
+                write.cancel()
+            await asyncio.gather(*writes, return_exceptions=True)
             for peer_id in rows:
                 self._peers.discard(peer_id)
             raise

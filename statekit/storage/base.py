@@ -403,15 +403,16 @@ class BaseStorage(abc.ABC):
             raise TypeError(
                 f"set_many_encoded takes (key, stored value) pairs, not a {type(items).__name__}"
             )
-        chars = self._max_key_chars
-        checked: list[tuple[str, Stored]] = []
-        for item in items:
+        chars, most = self._max_key_chars, self.max_value_bytes
+        checked: list[tuple[str, Stored]] = list(items)
+        for item in checked:
             if type(item) is not tuple or len(item) != 2:
                 raise TypeError(f"set_many_encoded takes (key, stored value) pairs, got {item!r:.80}")
             key, value = item
             if type(key) is not str or not key or len(key) > chars or not key.isascii():
                 self._check_key(key)
-            checked.append((key, self._check_stored(key, value, "value")))
+            if type(value) is not bytes or not value or value[0] < 0x80 or len(value) > most:
+                self._check_stored(key, value, "value")  # raises unless a native int
         ttl_ms = self._ttl(ttl)
         if checked:
             await self._set_many(checked, ttl_ms)

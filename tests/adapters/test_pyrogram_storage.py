@@ -284,3 +284,29 @@ async def test_staged_usernames_are_cleaned_and_checked(make_storage: Callable[.
     with pytest.raises(TypeError, match="usernames must be str"):
         await storage.update_usernames([(9, ["ok", 5])])  # type: ignore[list-item]
     await storage.close()
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ((2**63, 1, "user", None), "peer id must be a 64-bit int"),
+        ((5, -(2**63) - 1, "user", None), "access_hash must be a 64-bit int"),
+        ((5, 1, 3, None), "type must be a str"),
+        ((5, 1, "user", 15557), "phone_number must be a str"),
+        (("5", 1, "user", None), "peer id must be a 64-bit int"),
+    ],
+)
+async def test_a_bad_staged_peer_names_its_field_and_stages_nothing(
+    make_storage: Callable[..., BaseStorage], bad: tuple[Any, ...], message: str
+) -> None:
+    storage = PyrogramStorage(make_storage(), "bad-peer")
+    await storage.open()
+    with pytest.raises(TypeError, match=message):
+        await storage.update_peers([(4, 40, "user", "+1 555-7"), bad])
+    with pytest.raises(KeyError):
+        await storage.get_peer_by_id(4)  # the good peer before it was not staged either
+    await storage.update_peers([(4, 40, "user", "+1 555-7")])
+    assert str(await storage.get_peer_by_phone_number("15557")) == str(
+        raw.types.InputPeerUser(user_id=4, access_hash=40)
+    )
+    await storage.close()
