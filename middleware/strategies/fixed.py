@@ -7,9 +7,12 @@ matters. Each rate has its own counter; a hit counts on all of them at once, and
 gives back what it counted (``increment(-cost)``, a second round trip only when refusing).
 
 ``reset_after`` and ``retry_after`` come from a per-process memory of when each window ends
-(learnt from the hit that opened it, else from one ``get_ttl``). After a hit refused by another
-rate gave a window's count back to zero, that window may look as if it started later than it
-did: those two figures may then err on the long side, never the decision.
+(learnt from the hit that opened it, else from one ``get_ttl``), reckoned from the clock read
+after the storage replied: the storage started the window (or measured its TTL) no later than
+that, so the figures may err on the long side by a round trip, never on the short side, and a
+client that waits ``retry_after`` is not refused again by the same window. After a hit refused
+by another rate gave a window's count back to zero, that window may look as if it started later
+than it did: those two figures may then err on the long side too, never the decision.
 """
 
 from __future__ import annotations
@@ -52,7 +55,6 @@ class FixedWindow(Strategy):
             return [await self._acquire_one(key, costs[0])]
         total = sum(costs)
         names = self.storage_keys(key)
-        now = self.clock()
         if len(names) == 1:
             counts = [await self.storage.increment(names[0], total, ttl=self.rates[0].period)]
         else:
@@ -64,8 +66,10 @@ class FixedWindow(Strategy):
                     )
                 )
             )
+        now = self.clock()  # after the replies: a window these hits opened began before now
         bases = [max(count - total, 0) for count in counts]
         ends = await self._window_ends(names, bases, now)
+        now = self.clock()
         budget = min(rate.limit - base for rate, base in zip(self.rates, bases, strict=True))
         used = 0
         outcome: list[tuple[bool, int, int]] = []  # allowed, cost, used after this hit
@@ -85,8 +89,8 @@ class FixedWindow(Strategy):
         """``acquire`` for one hit on one rate: the same steps without lists."""
         rate = self.rates[0]
         name = self._tags[0] + key
-        now = self.clock()
         count = await self.storage.increment(name, cost, ttl=rate.period)
+        now = self.clock()  # after the reply: a window this hit opened began before now
         if count <= cost:  # this hit opened the window
             end = now + rate.period
             self._ends.put(name, end)
@@ -94,6 +98,7 @@ class FixedWindow(Strategy):
             known = self._ends.get(name)
             if known is None or known <= now:
                 known = (await self._window_ends([name], [count - cost], now))[0]
+                now = self.clock()
             end = known
         if count <= rate.limit:
             return RateLimitResult(True, rate.limit - count, max(0.0, end - now), 0.0)
@@ -122,8 +127,9 @@ class FixedWindow(Strategy):
             ends.append(end)
         if unknown:
             ttls = await asyncio.gather(*(self.storage.get_ttl(names[i]) for i in unknown))
+            read = self.clock()  # after the replies: each TTL was measured before now
             for i, ttl in zip(unknown, ttls, strict=True):
-                ends[i] = now + (self.rates[i].period if ttl is None else ttl)
+                ends[i] = read + (self.rates[i].period if ttl is None else ttl)
                 self._ends.put(names[i], ends[i])
         return ends
 

@@ -16,7 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from middleware import Rate, RateLimiter
+from statekit import BaseStorage
 from statekit.testing import FakeClock
 
 _keys = itertools.count()
@@ -177,3 +180,31 @@ async def test_refused_hit_reports_when_to_retry(
         await clock.advance(refused.retry_after + 0.05)
         assert (await limiter.hit("u")).allowed, strategy
 
+
+
+async def test_waiting_retry_after_is_enough_when_the_store_starts_the_window_late(
+    storage: BaseStorage,
+    make_limiter: Callable[..., RateLimiter],
+    clock: Any,
+    real_time: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fixed window starts when the store applies the first hit, which may be well after the
+    limiter read its clock (a busy event loop, a slow network): the ``retry_after`` it reports
+    must still not be short, or a client that waits exactly that long is refused again."""
+    period, lag = (0.5, 0.15) if real_time else (10.0, 1.0)
+    limiter = make_limiter(Rate(2, period), strategy="fixed")
+    punctual = storage.increment
+
+    async def late(key: str, amount: int = 1, **options: Any) -> int:
+        monkeypatch.setattr(storage, "increment", punctual)  # only the window's first hit is late
+        await clock.advance(lag)
+        return await punctual(key, amount, **options)
+
+    monkeypatch.setattr(storage, "increment", late)
+    assert (await limiter.hit("u")).allowed
+    assert (await limiter.hit("u")).allowed
+    refused = await limiter.hit("u")
+    assert not refused.allowed
+    await clock.advance(refused.retry_after)
+    assert (await limiter.hit("u")).allowed
