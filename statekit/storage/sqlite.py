@@ -501,9 +501,21 @@ class SQLiteStorage(BaseStorage):
         await self._submit(op, True)
 
     async def _delete_many(self, keys: list[str]) -> int:
-        return int(
-            await self._submit(lambda db: sum(self._delete_row(db, k) for k in keys), True)
-        )
+        def op(db: sqlite3.Connection) -> int:
+            now = self._now_ms()
+            removed = 0
+            for start in range(0, len(keys), 500):  # one statement per 500 keys
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                gone = db.execute(
+                    f"DELETE FROM {_TABLE} WHERE namespace = ? AND key IN ({marks}) "
+                    "RETURNING expires_at",
+                    (self.namespace, *chunk),
+                ).fetchall()
+                removed += sum(1 for (expires_at,) in gone if expires_at is None or expires_at > now)
+            return removed
+
+        return int(await self._submit(op, True))
 
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         matches = compile_glob(pattern)

@@ -570,6 +570,17 @@ class StorageConformance:
         assert await storage.list_keys() == ["c"]
         assert await storage.delete_many([]) == 0
 
+    async def test_delete_many_of_a_big_batch_counts_only_live_keys(
+        self, storage: BaseStorage, clock: AdvancingClock
+    ) -> None:
+        await storage.set_many({f"live:{i}": i for i in range(1200)})
+        await storage.set_many({f"dying:{i}": i for i in range(300)}, ttl=0.2)
+        await storage.set_state("kept", 1)
+        await clock.advance(0.3)
+        keys = [f"live:{i}" for i in range(1200)] + [f"dying:{i}" for i in range(300)] + ["nope"]
+        assert await storage.delete_many(keys) == 1200  # expired and absent keys do not count
+        assert await storage.list_keys() == ["kept"]
+
     async def test_single_str_is_not_a_key_list(self, storage: BaseStorage) -> None:
         with pytest.raises(TypeError):
             await storage.get_many("abc")
