@@ -1,7 +1,7 @@
 """Session benchmark: a Pyrogram-family client's peer cache on statekit vs kurigram's own storage.
 
 Run: ``python -m tests.benchmarks.session [--peers 10000] [--by-id 10000] [--by-username 2000]
-[--rounds 3] [--json out.json]``.
+[--rounds 15] [--json out.json]``.
 
 Each subject goes through the same interface a kurigram ``Client`` uses: ``update_peers`` of
 N peers as ``(id, access_hash, type, phone)`` tuples followed by ``update_usernames`` (what
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peers", type=int, default=10_000)
     parser.add_argument("--by-id", type=int, default=10_000)
     parser.add_argument("--by-username", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", help="write the results as JSON to this path")
     args = parser.parse_args(argv)
     rows = asyncio.run(main_async(args))
