@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import pyrogram.storage.storage as _client_storage
 from pyrogram import raw
@@ -213,11 +213,13 @@ class PyrogramStorage(Storage):
         rest: list[tuple[int, tuple[str, ...]]] = []
         pending = self._pending
         for peer_id, names in usernames:  # no await in here: the staged peers stay staged
-            given: tuple[str, ...] = tuple(names)  # type: ignore[arg-type]  # checked next
-            for name in given:
+            listed = tuple(names)
+            for name in listed:
                 if type(name) is not str or not name or name[0] == "@":
-                    given = _clean_usernames(peer_id, given)  # None entries, "@", bad types
+                    given = _clean_usernames(peer_id, listed)  # None entries, "@", bad types
                     break
+            else:
+                given = cast("tuple[str, ...]", listed)  # every name is a clean str
             row = pending.get(peer_id)
             if row is not None and given:
                 pending[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])
