@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import pyrogram.storage.storage as _client_storage
 from pyrogram import raw
@@ -23,7 +23,7 @@ from pyrogram.storage import Storage
 from statekit.errors import StatekitError
 from statekit.session._cipher import SessionCipher
 from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
-from statekit.session._peers import PeerRow, make_row
+from statekit.session._peers import PeerRow, clean_usernames, make_row
 from statekit.session.records import UpdateState
 from statekit.session.store import SessionStore
 from statekit.storage.base import BaseStorage
@@ -56,20 +56,6 @@ def input_peer(row: PeerRow) -> Any:
     return _types.InputPeerChannel(
         channel_id=_ZERO_CHANNEL_ID - peer_id, access_hash=access_hash
     )
-
-
-def _clean_usernames(peer_id: int, names: tuple[Any, ...]) -> tuple[str, ...]:
-    """``names`` without None entries, ``@`` prefixes and empty names; ``TypeError`` naming the
-    peer for anything that is not a str or None."""
-    cleaned: list[str] = []
-    for name in names:
-        if type(name) is str:
-            name = name.lstrip("@")
-            if name:
-                cleaned.append(name)
-        elif name is not None:
-            raise TypeError(f"peer {peer_id}: usernames must be str or None, got {list(names)!r}")
-    return tuple(cleaned)
 
 
 class PyrogramStorage(Storage):
@@ -157,7 +143,8 @@ class PyrogramStorage(Storage):
         short: dict[int, PeerRow] = {}
         full: list[PeerRow] = []
         for n, item in enumerate(peers, 1):
-            if len(item) == 4:
+            size = len(item) if isinstance(item, tuple | list) else 0
+            if size == 4:
                 peer_id, access_hash, kind, phone = item
                 if (
                     phone is None
@@ -170,12 +157,12 @@ class PyrogramStorage(Storage):
                     short[peer_id] = (peer_id, access_hash, kind, (), None, None)
                 else:
                     short[peer_id] = make_row(peer_id, access_hash or 0, kind, (), phone, None)
-            elif len(item) == 5:
+            elif size == 5:
                 peer_id, access_hash, kind, username, phone = item
                 names = (username,) if username else ()
                 full.append(make_row(peer_id, access_hash or 0, kind, names, phone, None))
             else:
-                raise ValueError(f"a peer is a tuple of 4 or 5 items, got {len(item)}: {item!r}")
+                raise ValueError(f"a peer is a tuple of 4 or 5 items, got {item!r:.100}")
             if not n % _YIELD_EVERY:
                 await asyncio.sleep(0)  # a big batch must not hold the event loop
         if full:
@@ -213,13 +200,7 @@ class PyrogramStorage(Storage):
         rest: list[tuple[int, tuple[str, ...]]] = []
         pending = self._pending
         for peer_id, names in usernames:  # no await in here: the staged peers stay staged
-            listed = tuple(names)
-            for name in listed:
-                if type(name) is not str or not name or name[0] == "@":
-                    given = _clean_usernames(peer_id, listed)  # None entries, "@", bad types
-                    break
-            else:
-                given = cast("tuple[str, ...]", listed)  # every name is a clean str
+            given = clean_usernames(peer_id, names)
             row = pending.get(peer_id)
             if row is not None and given:
                 pending[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])

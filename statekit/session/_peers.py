@@ -20,6 +20,7 @@ from statekit.session.records import Peer
 __all__ = [
     "PeerCache",
     "PeerRow",
+    "clean_usernames",
     "make_row",
     "normalize_phone",
     "pack_row",
@@ -38,6 +39,26 @@ _PHONE_JUNK = str.maketrans("", "", "+()- \t")
 def normalize_phone(phone: str) -> str:
     """Phone number as stored: digits only (``+``, spaces, dashes and brackets removed)."""
     return phone.translate(_PHONE_JUNK)
+
+
+def clean_usernames(peer_id: int, names: Iterable[Any]) -> tuple[str, ...]:
+    """``names`` without None entries, ``@`` prefixes and empty names; ``TypeError`` naming the
+    peer for an entry that is neither a str nor None."""
+    listed = tuple(names)
+    for name in listed:
+        if type(name) is not str or not name or name[0] == "@":
+            break
+    else:
+        return listed  # the common case: every name is already clean
+    cleaned: list[str] = []
+    for name in listed:
+        if type(name) is str:
+            name = name.lstrip("@")
+            if name:
+                cleaned.append(name)
+        elif name is not None:
+            raise TypeError(f"peer {peer_id}: usernames must be str or None, got {list(listed)!r}")
+    return tuple(cleaned)
 
 
 def make_row(

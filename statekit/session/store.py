@@ -27,6 +27,7 @@ from statekit.session._cipher import SessionCipher
 from statekit.session._peers import (
     PeerCache,
     PeerRow,
+    clean_usernames,
     normalize_phone,
     pack_row,
     peer_row,
@@ -418,10 +419,7 @@ class SessionStore:
         for peer_id, names in usernames:
             if type(peer_id) is not int:
                 raise TypeError(f"peer id must be an int, not {peer_id!r}")
-            given = [n for n in names if n is not None]
-            if not all(type(n) is str for n in given):
-                raise TypeError(f"peer {peer_id}: usernames must be str")
-            wanted[peer_id] = tuple(n for n in (n.lstrip("@") for n in given) if n)
+            wanted[peer_id] = clean_usernames(peer_id, names)
         if not wanted:
             return
         self._check_writable()

@@ -268,6 +268,8 @@ async def test_pyrogram_2_peer_tuples_carry_their_username(make_storage: Callabl
         await storage.get_peer_by_username("seven")
     with pytest.raises(ValueError, match="4 or 5 items"):
         await storage.update_peers([(1, 2)])
+    with pytest.raises(ValueError, match="4 or 5 items, got 7"):
+        await storage.update_peers([7])  # type: ignore[list-item]
     await storage.close()
 
 
