@@ -16,7 +16,7 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -75,6 +75,17 @@ def _insert_rows(count: int) -> str:
         f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) "
         "SELECT ?1, column1, column2, ?2 FROM (VALUES " + ",".join(["(?, ?)"] * count) + ")"
     )
+
+
+_KEYS_PER_STATEMENT = 500
+
+
+def _key_chunks(keys: list[str]) -> Iterator[tuple[list[str], str]]:
+    """``keys`` in chunks of ``_KEYS_PER_STATEMENT``, each with its ``?,?,…`` placeholder list
+    for an ``IN (…)`` clause."""
+    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+        chunk = keys[start : start + _KEYS_PER_STATEMENT]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 class _Failed:
@@ -385,12 +396,18 @@ class SQLiteStorage(BaseStorage):
             (self.namespace, key, stored, expires_at),
         )
 
-    def _delete_row(self, db: sqlite3.Connection, key: str) -> bool:
-        row = db.execute(
-            f"DELETE FROM {_TABLE} WHERE namespace = ? AND key = ? RETURNING expires_at",
-            (self.namespace, key),
-        ).fetchone()
-        return row is not None and (row[0] is None or row[0] > self._now_ms())
+    def _delete_rows(self, db: sqlite3.Connection, keys: list[str]) -> int:
+        """Delete ``keys``; return how many of them were live (expired rows go too, uncounted)."""
+        now = self._now_ms()
+        removed = 0
+        for chunk, marks in _key_chunks(keys):
+            gone = db.execute(
+                f"DELETE FROM {_TABLE} WHERE namespace = ? AND key IN ({marks}) "
+                "RETURNING expires_at",
+                (self.namespace, *chunk),
+            ).fetchall()
+            removed += sum(1 for (expires_at,) in gone if expires_at is None or expires_at > now)
+        return removed
 
     # ------------------------------------------------------------------ primitives
 
@@ -407,7 +424,7 @@ class SQLiteStorage(BaseStorage):
         )
 
     async def _delete(self, key: str) -> bool:
-        return bool(await self._submit(lambda db: self._delete_row(db, key), True))
+        return bool(await self._submit(lambda db: self._delete_rows(db, [key]), True))
 
     async def _compare_and_set(
         self,
@@ -422,7 +439,7 @@ class SQLiteStorage(BaseStorage):
             if not same_stored(None if current is None else current[0], expected):
                 return False
             if new is None:
-                self._delete_row(db, key)
+                self._delete_rows(db, [key])
             else:
                 self._write_row(db, key, new, ttl_ms, keep_ttl, current, True)
             return True
@@ -473,9 +490,7 @@ class SQLiteStorage(BaseStorage):
         def op(db: sqlite3.Connection) -> dict[str, Stored]:
             now = self._now_ms()
             out: dict[str, Stored] = {}
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _key_chunks(keys):
                 rows = db.execute(
                     f"SELECT key, value FROM {_TABLE} WHERE namespace = ? AND key IN ({marks}) "
                     f"AND {_LIVE}",
@@ -501,21 +516,7 @@ class SQLiteStorage(BaseStorage):
         await self._submit(op, True)
 
     async def _delete_many(self, keys: list[str]) -> int:
-        def op(db: sqlite3.Connection) -> int:
-            now = self._now_ms()
-            removed = 0
-            for start in range(0, len(keys), 500):  # one statement per 500 keys
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                gone = db.execute(
-                    f"DELETE FROM {_TABLE} WHERE namespace = ? AND key IN ({marks}) "
-                    "RETURNING expires_at",
-                    (self.namespace, *chunk),
-                ).fetchall()
-                removed += sum(1 for (expires_at,) in gone if expires_at is None or expires_at > now)
-            return removed
-
-        return int(await self._submit(op, True))
+        return int(await self._submit(lambda db: self._delete_rows(db, keys), True))
 
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         matches = compile_glob(pattern)
