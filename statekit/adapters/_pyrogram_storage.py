@@ -198,14 +198,21 @@ class PyrogramStorage(Storage):
         """Replace the usernames of peers (staged ones included); dropped usernames stop
         resolving."""
         rest: list[tuple[int, tuple[str, ...]]] = []
+        merged: dict[int, PeerRow] = {}  # applied once every pair is checked: all or nothing
         pending = self._pending
-        for peer_id, names in usernames:  # no await in here: the staged peers stay staged
+        for pair in usernames:  # no await in here: the staged peers stay staged
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise TypeError(f"update_usernames takes (peer_id, usernames) pairs, got {pair!r:.80}")
+            peer_id, names = pair
+            if type(peer_id) is not int:
+                raise TypeError(f"peer id must be an int, not {peer_id!r}")
             given = clean_usernames(peer_id, names)
-            row = pending.get(peer_id)
+            row = merged.get(peer_id) or pending.get(peer_id)
             if row is not None and given:
-                pending[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])
+                merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])
             else:
                 rest.append((peer_id, given))
+        pending.update(merged)
         if rest:
             await self._flush()
             await self.store.update_usernames(rest)

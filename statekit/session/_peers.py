@@ -43,7 +43,11 @@ def normalize_phone(phone: str) -> str:
 
 def clean_usernames(peer_id: int, names: Iterable[Any]) -> tuple[str, ...]:
     """``names`` without None entries, ``@`` prefixes and empty names; ``TypeError`` naming the
-    peer for an entry that is neither a str nor None."""
+    peer if ``names`` is not a list (or other iterable) of str and None, e.g. a single str."""
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise TypeError(
+            f"peer {peer_id}: usernames must be a list of str, not {type(names).__name__}"
+        )
     listed = tuple(names)
     for name in listed:
         if type(name) is not str or not name or name[0] == "@":

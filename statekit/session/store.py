@@ -416,7 +416,10 @@ class SessionStore:
         """Replace the usernames of stored peers: ``(peer_id, [username, ...])`` pairs (None
         entries skipped). Peers not stored are ignored; dropped usernames stop resolving."""
         wanted: dict[int, tuple[str, ...]] = {}
-        for peer_id, names in usernames:
+        for pair in usernames:
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise TypeError(f"update_usernames takes (peer_id, usernames) pairs, got {pair!r:.80}")
+            peer_id, names = pair
             if type(peer_id) is not int:
                 raise TypeError(f"peer id must be an int, not {peer_id!r}")
             wanted[peer_id] = clean_usernames(peer_id, names)

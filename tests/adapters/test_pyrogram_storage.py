@@ -285,6 +285,17 @@ async def test_staged_usernames_are_cleaned_and_checked(make_storage: Callable[.
     assert not [k for k in keys if k.endswith(":un:")]  # "@" alone is no username: no index entry
     with pytest.raises(TypeError, match="usernames must be str"):
         await storage.update_usernames([(9, ["ok", 5])])  # type: ignore[list-item]
+    await storage.update_peers([(10, 100, "user", None)])
+    for bad, message in (
+        ([(10, ["ten"]), (10, "alice")], "usernames must be a list of str, not str"),
+        ([(10, ["ten"]), 10], r"\(peer_id, usernames\) pairs, got 10"),
+        ([(10, ["ten"]), ([10], ["x"])], "peer id must be an int"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            await storage.update_usernames(bad)  # type: ignore[arg-type]
+    with pytest.raises(KeyError):  # the good pair before the bad one was not merged either
+        await storage.get_peer_by_username("ten")
+    assert str(await storage.get_peer_by_id(10)) == str(raw.types.InputPeerUser(user_id=10, access_hash=100))
     await storage.close()
 
 

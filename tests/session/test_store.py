@@ -239,6 +239,14 @@ async def test_usernames_given_separately_like_kurigram(storage: BaseStorage) ->
     assert not [k for k in await storage.list_keys() if k.endswith(":un:")]
     with pytest.raises(TypeError, match="usernames must be str"):
         await store.update_usernames([(1, ["ok", 5])])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="usernames must be a list of str, not str"):
+        await store.update_usernames([(1, "alice")])  # not ("a", "l", "i", "c", "e")
+    with pytest.raises(TypeError, match=r"\(peer_id, usernames\) pairs, got 1"):
+        await store.update_usernames([1])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="peer id must be an int"):
+        await store.update_usernames([("1", ["x"])])  # type: ignore[list-item]
+    after = await store.get_peer_by_id(1)
+    assert after is not None and after.usernames == ("Again",)  # nothing was written
 
 
 async def test_update_peers_checks_every_peer_before_writing_and_handles_big_batches(
