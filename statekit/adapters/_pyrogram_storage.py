@@ -201,12 +201,24 @@ class PyrogramStorage(Storage):
         merged: dict[int, PeerRow] = {}  # applied once every pair is checked: all or nothing
         pending = self._pending
         for pair in usernames:  # no await in here: the staged peers stay staged
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise TypeError(f"update_usernames takes (peer_id, usernames) pairs, got {pair!r:.80}")
+            if type(pair) is not tuple or len(pair) != 2:
+                if not isinstance(pair, tuple | list) or len(pair) != 2:
+                    raise TypeError(
+                        f"update_usernames takes (peer_id, usernames) pairs, got {pair!r:.80}"
+                    )
             peer_id, names = pair
             if type(peer_id) is not int:
                 raise TypeError(f"peer id must be an int, not {peer_id!r}")
-            given = clean_usernames(peer_id, names)
+            if (
+                type(names) is list
+                and len(names) == 1
+                and type(name := names[0]) is str
+                and name
+                and name[0] != "@"
+            ):  # the common shape (one clean username), checked inline
+                given: tuple[str, ...] = (name,)
+            else:
+                given = clean_usernames(peer_id, names)
             row = merged.get(peer_id) or pending.get(peer_id)
             if row is not None and given:
                 merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])

@@ -300,6 +300,37 @@ async def test_staged_usernames_are_cleaned_and_checked(make_storage: Callable[.
 
 
 @pytest.mark.parametrize(
+    ("names", "stored"),
+    [
+        (["Solo"], ("Solo",)),
+        (["@Solo"], ("Solo",)),
+        ([""], ()),
+        ([None], ()),
+        (["Solo", None], ("Solo",)),
+        (("Solo",), ("Solo",)),
+    ],
+)
+@pytest.mark.parametrize("as_list", [False, True])
+async def test_staged_usernames_of_every_shape_are_stored_clean(
+    make_storage: Callable[..., BaseStorage], names: Any, stored: tuple[str, ...], as_list: bool
+) -> None:
+    storage = PyrogramStorage(make_storage(), "shapes")
+    await storage.open()
+    await storage.update_peers([(12, 120, "user", None)])
+    pair: Any = [12, names] if as_list else (12, names)
+    await storage.update_usernames([pair])
+    await storage.save()
+    peer = await storage.store.get_peer_by_id(12)
+    assert peer is not None and peer.usernames == stored
+    if stored:
+        assert str(await storage.get_peer_by_username("solo")) == str(raw.types.InputPeerUser(user_id=12, access_hash=120))
+    else:
+        with pytest.raises(KeyError):
+            await storage.get_peer_by_username("solo")
+    await storage.close()
+
+
+@pytest.mark.parametrize(
     ("bad", "message"),
     [
         ((2**63, 1, "user", None), "peer id must be a 64-bit int"),
