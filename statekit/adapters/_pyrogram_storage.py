@@ -23,7 +23,7 @@ from pyrogram.storage import Storage
 from statekit.errors import StatekitError
 from statekit.session._cipher import SessionCipher
 from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
-from statekit.session._peers import PeerRow, clean_usernames, make_row
+from statekit.session._peers import PeerRow, make_row, username_pair
 from statekit.session.records import UpdateState
 from statekit.session.store import SessionStore
 from statekit.storage.base import BaseStorage
@@ -167,7 +167,7 @@ class PyrogramStorage(Storage):
                 await asyncio.sleep(0)  # a big batch must not hold the event loop
         if full:
             await self._flush()
-            await self.store.update_peer_rows(full)
+            await self.store._update_peer_rows(full)
         if short:
             self._pending.update(short)
             self._schedule_flush()
@@ -183,7 +183,7 @@ class PyrogramStorage(Storage):
                 return
             pending, self._pending = self._pending, {}
             try:
-                await self.store.update_peer_rows(pending.values(), keep_usernames=True)
+                await self.store._update_peer_rows(pending.values(), keep_usernames=True)
             except BaseException:
                 self._pending = {**pending, **self._pending}
                 raise
@@ -201,24 +201,7 @@ class PyrogramStorage(Storage):
         merged: dict[int, PeerRow] = {}  # applied once every pair is checked: all or nothing
         pending = self._pending
         for pair in usernames:  # no await in here: the staged peers stay staged
-            if type(pair) is not tuple or len(pair) != 2:
-                if not isinstance(pair, tuple | list) or len(pair) != 2:
-                    raise TypeError(
-                        f"update_usernames takes (peer_id, usernames) pairs, got {pair!r:.80}"
-                    )
-            peer_id, names = pair
-            if type(peer_id) is not int:
-                raise TypeError(f"peer id must be an int, not {peer_id!r}")
-            if (
-                type(names) is list
-                and len(names) == 1
-                and type(name := names[0]) is str
-                and name
-                and name[0] != "@"
-            ):  # the common shape (one clean username), checked inline
-                given: tuple[str, ...] = (name,)
-            else:
-                given = clean_usernames(peer_id, names)
+            peer_id, given = username_pair(pair)
             row = merged.get(peer_id) or pending.get(peer_id)
             if row is not None and given:
                 merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])

@@ -27,6 +27,7 @@ __all__ = [
     "peer_row",
     "row_peer",
     "unpack_row",
+    "username_pair",
 ]
 
 PeerRow = tuple[int, int, str, tuple[str, ...], "str | None", "int | None"]
@@ -63,6 +64,27 @@ def clean_usernames(peer_id: int, names: Iterable[Any]) -> tuple[str, ...]:
         elif name is not None:
             raise TypeError(f"peer {peer_id}: usernames must be str or None, got {list(listed)!r}")
     return tuple(cleaned)
+
+
+def username_pair(pair: Any) -> tuple[int, tuple[str, ...]]:
+    """One ``(peer_id, usernames)`` pair of an ``update_usernames`` call, checked, with the
+    usernames cleaned (``clean_usernames``). Raises ``TypeError`` naming what is not such a pair,
+    a peer id that is not an int, or usernames that are not a list of str and None."""
+    if type(pair) is not tuple or len(pair) != 2:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise TypeError(f"update_usernames takes (peer_id, usernames) pairs, got {pair!r:.80}")
+    peer_id, names = pair
+    if type(peer_id) is not int:
+        raise TypeError(f"peer id must be an int, not {peer_id!r}")
+    if (
+        type(names) is list
+        and len(names) == 1
+        and type(name := names[0]) is str
+        and name
+        and name[0] != "@"
+    ):  # the common shape (one clean username), checked inline
+        return peer_id, (name,)
+    return peer_id, clean_usernames(peer_id, names)
 
 
 def make_row(

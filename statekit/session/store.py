@@ -27,12 +27,12 @@ from statekit.session._cipher import SessionCipher
 from statekit.session._peers import (
     PeerCache,
     PeerRow,
-    clean_usernames,
     normalize_phone,
     pack_row,
     peer_row,
     row_peer,
     unpack_row,
+    username_pair,
 )
 from statekit.session._record import (
     FIELDS,
@@ -386,9 +386,9 @@ class SessionStore:
         is written.
         """
         now = _now()
-        await self.update_peer_rows([peer_row(p, now) for p in peers], keep_usernames=keep_usernames)
+        await self._update_peer_rows([peer_row(p, now) for p in peers], keep_usernames=keep_usernames)
 
-    async def update_peer_rows(self, rows: Iterable[PeerRow], *, keep_usernames: bool = False) -> None:
+    async def _update_peer_rows(self, rows: Iterable[PeerRow], *, keep_usernames: bool = False) -> None:
         """``update_peers`` for rows already built by ``statekit.session._peers.make_row``
         (a None ``last_update_on`` means now)."""
         now = _now()
@@ -417,12 +417,8 @@ class SessionStore:
         entries skipped). Peers not stored are ignored; dropped usernames stop resolving."""
         wanted: dict[int, tuple[str, ...]] = {}
         for pair in usernames:
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise TypeError(f"update_usernames takes (peer_id, usernames) pairs, got {pair!r:.80}")
-            peer_id, names = pair
-            if type(peer_id) is not int:
-                raise TypeError(f"peer id must be an int, not {peer_id!r}")
-            wanted[peer_id] = clean_usernames(peer_id, names)
+            peer_id, names = username_pair(pair)
+            wanted[peer_id] = names
         if not wanted:
             return
         self._check_writable()

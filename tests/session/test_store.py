@@ -237,6 +237,10 @@ async def test_usernames_given_separately_like_kurigram(storage: BaseStorage) ->
     again = await store.get_peer_by_id(1)
     assert again is not None and again.usernames == ("Again",)
     assert not [k for k in await storage.list_keys() if k.endswith(":un:")]
+    await store.update_usernames([[1, ["@Solo"]]])  # one name, "@"-prefixed; a list as the pair
+    solo = await store.get_peer_by_username("SOLO")
+    assert solo is not None and solo.usernames == ("Solo",)
+    await store.update_usernames([(1, ["Again"])])
     with pytest.raises(TypeError, match="usernames must be str"):
         await store.update_usernames([(1, ["ok", 5])])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="usernames must be a list of str, not str"):
