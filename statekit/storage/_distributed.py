@@ -189,7 +189,7 @@ def _connect(spec: DistributedSpec) -> tuple[Any, Any]:
         sentinel_kwargs["password"] = spec.sentinel_password
     if spec.sentinel_username is not None:
         sentinel_kwargs["username"] = spec.sentinel_username
-    manager = Sentinel(list(spec.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    manager = Sentinel(list(spec.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis-py 8
     client = manager.master_for(
         spec.service or "",
         max_connections=spec.max_connections,
