@@ -4,7 +4,9 @@ a conversion target makes, and the checks every value read from a foreign source
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
+import re
 
 from statekit.errors import SessionFormatError
 from statekit.session.records import AUTH_KEY_SIZE, SessionData, SessionSnapshot
@@ -15,6 +17,8 @@ __all__ = [
     "apply_overrides",
     "channel_box_from_raw",
     "channel_box_to_raw",
+    "address_problem",
+    "check_address",
     "check_auth_key",
     "check_range",
     "in_int64",
@@ -165,6 +169,64 @@ def check_auth_key(key: object, where: str) -> bytes:
     return key
 
 
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be a Telegram server address (None if it can be one): an IPv4 or
+    IPv6 address other than unspecified, multicast or reserved (loopback allowed), or a host
+    name of two or more labels whose last one is not numeric."""
+    if not address or len(address) > 253 or not address.isascii():
+        return "is not a host name or IP address"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        labels = address.rstrip(".").split(".")
+        if (
+            len(labels) < 2
+            or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+            or labels[-1].isdigit()
+        ):
+            return "is not a host name or IP address"
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified or ip.is_multicast:
+        return f"is a {'multicast' if ip.is_multicast else 'unspecified'} IP address"
+    if ip.is_reserved and not ip.is_loopback:
+        return "is a reserved IP address (no server has it)"
+    if isinstance(ip, ipaddress.IPv4Address) and ip.packed[0] == 0:
+        return "is a reserved IP address (no server has it)"
+    return None
+
+
+def check_address(value: object, where: str) -> str:
+    """The server address ``value`` (text, or a packed 4- or 16-byte IP) as text; raise
+    ``SessionFormatError`` naming ``where`` if it is no plausible address (the value is shown
+    only when it is short ASCII text)."""
+    if isinstance(value, bytes):
+        if len(value) in (4, 16):
+            text = ipaddress.ip_address(value).compressed
+        else:
+            try:
+                text = value.decode("ascii")
+            except UnicodeDecodeError:
+                raise SessionFormatError(
+                    f"{where}: server address is not ASCII text (a nonsense address)"
+                ) from None
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise SessionFormatError(f"{where}: server address is a {type(value).__name__}")
+    problem = address_problem(text)
+    if problem is not None:
+        shown = repr(text) if len(text) <= 64 and text.isprintable() and text.isascii() else (
+            f"of {len(text)} characters"
+        )
+        raise SessionFormatError(f"{where}: server address {shown} {problem} (a nonsense address)")
+    return text
+
+
 def read_int(
     value: object, where: str, *, nullable: bool = True, lossy_float: bool = False
 ) -> int | None:
@@ -176,10 +238,12 @@ def read_int(
         if nullable:
             return None
         raise SessionFormatError(f"{where} is missing (NULL), expected an integer")
-    if type(value) is int:
-        return value
     if lossy_float and type(value) is float and math.isfinite(value):
-        return int(value)
+        value = int(value)
+    if type(value) is int:
+        if not -(1 << 63) <= value < (1 << 63):
+            raise SessionFormatError(f"{where} is out of range (more than 64 bits)")
+        return value
     raise SessionFormatError(f"{where} is a {type(value).__name__}, expected an integer")
 
 
@@ -196,6 +260,16 @@ def make_session_data(where: str, **fields: object) -> SessionData:
     dc_id = fields.get("dc_id")
     if type(dc_id) is not int or not 0 < dc_id < 1000:
         raise SessionFormatError(f"{where}: data centre id {dc_id!r} is not a positive number")
+    for name in ("api_id", "date", "user_id"):
+        value = fields.get(name)
+        if value is not None and (type(value) is not int or not in_int64(value)):
+            raise SessionFormatError(f"{where}: {name} is not a 64-bit integer")
+    port = fields.get("port")
+    if port is not None and (type(port) is not int or not 0 < port < 65536):
+        raise SessionFormatError(f"{where}: port {port!r} is not a port number (1-65535)")
+    address = fields.get("server_address")
+    if address is not None and type(address) is not str:
+        raise SessionFormatError(f"{where}: server_address is not text")
     try:
         return SessionData(**fields)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:

@@ -268,9 +268,9 @@ BAD_STRINGS: dict[str, tuple[Any, str]] = {
     "truncated telethon": (lambda: telethon_string()[:-3], "350 characters matches no known"),
     "extra characters": (lambda: pyro_string() + "AAAA", "366 characters"),
     "bad padding": (lambda: pyro_string() + "=", "1 padding characters, expected 2"),
-    "standard alphabet": (
-        lambda: pyro_string()[:100] + "+" + pyro_string()[101:],
-        r"outside the URL-safe base64 alphabet \(standard base64",
+    "mixed alphabets": (
+        lambda: "A-" + pyro_string().translate(str.maketrans("-_", "+/"))[2:].replace("A", "+"),
+        r"mixes the standard \('\+', '/'\) and URL-safe",
     ),
     "space inside": (lambda: pyro_string()[:50] + " " + pyro_string()[51:], "position 50"),
     "non-canonical end": (lambda: _swap_last(pyro_string()), "not canonical base64"),
@@ -306,7 +306,7 @@ BAD_STRINGS: dict[str, tuple[Any, str]] = {
     "statekit empty": (lambda: "sk1:", "empty after its prefix"),
     "statekit not a map": (
         lambda: "sk1:" + _sk_body([1, 2, 3]),
-        "payload is a list, expected a map",
+        "payload is not a map",
     ),
     "statekit wrong field type": (
         lambda: "sk1:" + _sk_body({"session": {"dc_id": "2", "auth_key": KEY}}),
