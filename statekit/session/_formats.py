@@ -267,9 +267,8 @@ def make_session_data(where: str, **fields: object) -> SessionData:
     port = fields.get("port")
     if port is not None and (type(port) is not int or not 0 < port < 65536):
         raise SessionFormatError(f"{where}: port {port!r} is not a port number (1-65535)")
-    address = fields.get("server_address")
-    if address is not None and type(address) is not str:
-        raise SessionFormatError(f"{where}: server_address is not text")
+    if fields.get("server_address") is not None:
+        check_address(fields["server_address"], where)
     try:
         return SessionData(**fields)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:

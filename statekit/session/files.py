@@ -18,9 +18,11 @@ import errno
 import os
 import secrets
 import sqlite3
+import stat
+import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Final, Literal
 
@@ -37,6 +39,7 @@ __all__ = [
     "export_file_async",
     "import_file",
     "import_file_async",
+    "read_regular_file",
 ]
 
 FileFormat = Literal["pyrogram", "kurigram", "telethon"]
@@ -60,12 +63,14 @@ def import_file(path: str | os.PathLike[str]) -> SessionSnapshot:
     """Read a Pyrogram-family or Telethon session file (schema detected) without changing it.
 
     Returns the session data, every cached peer and every update state the file holds.
+    Nothing beside the file is created or changed (a WAL-mode file is read from a private copy).
     Raises ``SessionFormatError`` saying what was expected and found when the path is missing,
-    a directory, not an SQLite database, a database of another schema or of a newer version,
-    or holds no usable session.
+    holds a NUL byte, is not a regular file (a directory, FIFO, device, symlink loop), is not an
+    SQLite database, a database of another schema or of a newer version, holds no usable
+    session, or holds a field out of range (naming it).
     """
     p = Path(path)
-    with closing(_open_readonly(p)) as conn:
+    with _open_readonly(p) as conn:
         where = f"session file {p}"
         try:
             family, version, tables = _detect(conn, where)
@@ -81,7 +86,7 @@ def detect_file_format(path: str | os.PathLike[str]) -> tuple[str, int]:
     ``"kurigram"`` (4-7) or ``"telethon"`` (7-8). Raises ``SessionFormatError`` like
     :func:`import_file`."""
     p = Path(path)
-    with closing(_open_readonly(p)) as conn:
+    with _open_readonly(p) as conn:
         try:
             family, version, _ = _detect(conn, f"session file {p}")
         except (sqlite3.Error, UnicodeDecodeError) as exc:
@@ -96,28 +101,117 @@ async def import_file_async(path: str | os.PathLike[str]) -> SessionSnapshot:
     return await asyncio.to_thread(import_file, path)
 
 
-def _open_readonly(p: Path) -> sqlite3.Connection:
+def _describe_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _open_regular(p: Path, original: object) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file ``p`` and its status; ``SessionFormatError``
+    at once for anything else (nothing but a regular file is opened, and never blocking)."""
     try:
-        if p.is_dir():
-            raise SessionFormatError(f"{p} is a directory; expected {_EXPECTED}")
-        with p.open("rb") as fh:
-            header = fh.read(100)
-            size = fh.seek(0, os.SEEK_END)
+        mode = os.stat(p).st_mode
+        if not stat.S_ISREG(mode):
+            raise SessionFormatError(f"{p} is {_describe_kind(mode)}; expected {_EXPECTED}")
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise SessionFormatError(f"session file {p} does not exist") from None
+    except ValueError as exc:
+        if isinstance(exc, SessionFormatError):
+            raise
+        raise SessionFormatError(  # an embedded NUL byte
+            f"session file path of {len(str(original))} characters holds a NUL byte"
+        ) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SessionFormatError(f"session file {p} is a symbolic link loop") from None
         raise SessionFormatError(
             f"session file {p} cannot be opened ({exc.strerror or type(exc).__name__})"
         ) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # replaced between stat and open
+        os.close(fd)
+        raise SessionFormatError(f"{p} is {_describe_kind(info.st_mode)}; expected {_EXPECTED}")
+    return fd, info
+
+
+def _chunks(fd: int, p: Path, limit: int) -> Iterator[bytes]:
+    left = limit
+    try:
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+    except OSError as exc:
+        raise SessionFormatError(
+            f"session file {p} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int) -> tuple[bytes, int]:
+    """The first ``limit`` bytes of the regular file at ``path`` and its size, read without
+    ever blocking. A FIFO, directory, device, socket, symlink loop, missing path or a path with
+    a NUL byte raises ``SessionFormatError`` at once (nothing but a regular file is opened)."""
+    p = Path(path)
+    fd, info = _open_regular(p, path)
+    try:
+        return b"".join(_chunks(fd, p, limit)), info.st_size
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _open_readonly(p: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to session file ``p`` that creates, changes and deletes nothing
+    beside it: the file is opened immutable, or, when a write-ahead log lies beside it (whose
+    content an immutable reader would miss), both are copied into a private temporary directory
+    first. Raises ``SessionFormatError`` for anything that is not a readable SQLite file."""
+    header, size = read_regular_file(p, 100)
     if not header.startswith(_SQLITE_HEADER) or len(header) < 100:
         found = "an empty file" if size == 0 else f"a {size}-byte file without the SQLite header"
         raise SessionFormatError(
             f"{p} is not an SQLite database; expected {_EXPECTED}, found {found}"
         )
+    wal = p.with_name(p.name + "-wal")
     try:
-        return sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise SessionFormatError(f"session file {p} cannot be opened ({exc})") from None
+        wal_info = os.lstat(wal)
+    except OSError:
+        wal_info = None
+    with ExitStack() as stack:
+        if wal_info is not None and stat.S_ISREG(wal_info.st_mode) and wal_info.st_size > 0:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="statekit-")))
+            _copy_regular(p, tmp / "session")
+            _copy_regular(wal, tmp / "session-wal")
+            uri = f"{(tmp / 'session').as_uri()}"
+        else:
+            uri = f"{p.resolve().as_uri()}?mode=ro&immutable=1"
+        try:
+            conn = sqlite3.connect(uri, uri=True)
+        except sqlite3.Error as exc:
+            raise SessionFormatError(f"session file {p} cannot be opened ({exc})") from None
+        with closing(conn):
+            yield conn
+
+
+def _copy_regular(src: Path, dst: Path) -> None:
+    """Copy the regular file ``src`` to a new private file ``dst`` (never opening anything else)."""
+    fd, _ = _open_regular(src, src)
+    try:
+        out_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(out_fd, "wb") as out:
+            for chunk in _chunks(fd, src, 1 << 62):
+                out.write(chunk)
+    finally:
+        os.close(fd)
 
 
 def _detect(conn: sqlite3.Connection, where: str) -> tuple[str, int, dict[str, set[str]]]:

@@ -1,0 +1,147 @@
+"""Session files that are not what they seem (issue 14 items 5-7): anything but a regular file is
+refused at once, a bad path or an out-of-range field is a ``SessionFormatError`` naming it, and
+reading a file changes nothing beside it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from statekit.errors import SessionFormatError
+from statekit.session import (
+    Peer,
+    SessionData,
+    SessionSnapshot,
+    UpdateState,
+    detect_file_format,
+    export_file,
+    export_string,
+    import_file,
+)
+
+KEY = bytes((i * 13 + 1) % 256 for i in range(256))
+SNAP = SessionSnapshot(
+    SessionData(2, KEY, api_id=5, user_id=7, date=1_700_000_000),
+    [Peer(11, 12, "user", ("ann",), "123", 1_700_000_000)],
+    [UpdateState(0, 1, 2, 3, 4)],
+)
+READERS = [import_file, detect_file_format]
+
+
+def _call_in_thread(func: object, path: object) -> BaseException | None:
+    """Run ``func(path)`` in a daemon thread; fail the test if it does not return within 10 s
+    (a reader blocked on a FIFO never would)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            func(path)  # type: ignore[operator]
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert outcome, f"{getattr(func, '__name__', func)} blocked on {path!r}"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_fifo_is_refused_without_opening_it(tmp_path: Path, reader: object) -> None:
+    fifo = tmp_path / "bot.session"
+    os.mkfifo(fifo)
+    exc = _call_in_thread(reader, fifo)
+    assert isinstance(exc, SessionFormatError)
+    assert "named pipe (FIFO)" in str(exc)
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_not_a_regular_file_is_refused(tmp_path: Path, reader: object) -> None:
+    loop = tmp_path / "loop.session"
+    loop.symlink_to(tmp_path / "loop.session")
+    cases = {tmp_path: "a directory", Path("/dev/null"): "a device", loop: "symbolic link loop"}
+    for path, said in cases.items():
+        exc = _call_in_thread(reader, path)
+        assert isinstance(exc, SessionFormatError), path
+        assert said in str(exc)
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_path_with_a_nul_byte_is_a_session_format_error(reader: object) -> None:
+    exc = _call_in_thread(reader, "bot\x00.session")
+    assert isinstance(exc, SessionFormatError)
+    assert "NUL byte" in str(exc)
+
+
+def _kurigram_file(tmp_path: Path) -> Path:
+    return export_file(SNAP, tmp_path / "bot.session", "kurigram")
+
+
+@pytest.mark.parametrize(
+    ("sql", "field"),
+    [
+        ("UPDATE sessions SET date = 1e300", "date"),
+        ("UPDATE sessions SET date = 9223372036854775807.0 * 4", "date"),
+        ("UPDATE sessions SET port = 70000", "port"),
+        ("UPDATE sessions SET server_address = 'e:3134:392e::'", "server address"),
+        ("UPDATE peers SET access_hash = -1e300", "access_hash"),
+        ("UPDATE update_state SET pts = 99999999999999999999", "pts"),
+        ("UPDATE update_state SET date = 1e300", "date"),
+    ],
+)
+def test_an_out_of_range_field_is_refused_naming_it(tmp_path: Path, sql: str, field: str) -> None:
+    path = _kurigram_file(tmp_path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(sql)
+    conn.close()
+    with pytest.raises(SessionFormatError, match=field):
+        import_file(path)
+
+
+def test_a_float_date_in_range_gives_a_record_every_later_step_accepts(tmp_path: Path) -> None:
+    path = _kurigram_file(tmp_path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sessions SET date = 1700000000.75")
+    conn.close()
+    snap = import_file(path)
+    assert snap.data.date == 1_700_000_000
+    for fmt in ("statekit", "telethon", "gramjs"):
+        export_string(snap, fmt)
+
+
+def _listing(directory: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.iterdir()}
+
+
+def test_reading_a_wal_mode_file_changes_nothing_beside_it(tmp_path: Path) -> None:
+    path = _kurigram_file(tmp_path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    before = _listing(tmp_path)
+    assert before.keys() == {"bot.session"}
+    assert import_file(path) == import_file(path)
+    assert detect_file_format(path) == ("kurigram", 7)
+    assert _listing(tmp_path) == before
+
+
+def test_a_wal_file_beside_the_session_is_read_and_left_as_it_is(tmp_path: Path) -> None:
+    path = _kurigram_file(tmp_path)
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("UPDATE sessions SET user_id = 4242")
+    writer.commit()  # the change lives only in bot.session-wal while the writer is open
+    try:
+        before = _listing(tmp_path)
+        assert "bot.session-wal" in before
+        assert import_file(path).data.user_id == 4242
+        assert _listing(tmp_path) == before
+    finally:
+        writer.close()
