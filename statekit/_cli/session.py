@@ -1,8 +1,8 @@
 """``statekit session inspect`` and ``statekit session convert``: MTProto session strings and files.
 
 A source is a session file (Pyrogram 2.0, kurigram / irenogram, Telethon; schema detected), a
-session string (Pyrogram family, Telethon, statekit; format detected) or ``-`` to read a string
-from standard input (keeps it out of the shell history and the process list).
+session string (Pyrogram family, Telethon, GramJS, statekit; format detected) or ``-`` to read a
+string from standard input (keeps it out of the shell history and the process list).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import datetime
 import errno
 import hashlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = ["FORMATS", "add_parser"]
 FORMATS = (
     "pyrogram-string",
     "telethon-string",
+    "gramjs-string",
     "statekit-string",
     "pyrogram-file",
     "kurigram-file",
@@ -35,7 +37,7 @@ _MAX_STRING_FILE = 64 * 1024  # a non-SQLite file this small may hold a session 
 
 _SOURCE_HELP = (
     "a session file (.session of Pyrogram 2.0, kurigram/irenogram or Telethon), a session "
-    "string (Pyrogram family, Telethon or statekit), or - to read a string from stdin"
+    "string (Pyrogram family, Telethon, GramJS or statekit), or - to read a string from stdin"
 )
 
 if TYPE_CHECKING:
@@ -140,71 +142,80 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 # reading a source
 
 
-def _string_format(text: str) -> str:
-    """Which string format ``import_string`` accepted (it checks statekit, Telethon, Pyrogram)."""
-    s = text.strip()
-    if s.startswith("sk") and ":" in s[:9]:
-        return "statekit"
-    body = s.rstrip("=")
-    # Telethon: '1' + 351 or 367 characters (IPv4 / IPv6); Pyrogram family: 362, 351 or 356
-    return "telethon" if body[:1] == "1" and len(body) in (352, 368) else "pyrogram"
-
-
-def _is_file(text: str) -> bool:
+def _exists(text: str) -> bool:
     try:
         return os.path.lexists(text)
     except (OSError, ValueError):  # a long string is not a file name (ENAMETOOLONG), NUL bytes
         return False
 
 
-def _looks_like_path(text: str) -> bool:
-    return (
-        "/" in text
-        or os.sep in text
-        or text.endswith((".session", ".txt"))
-        or text.startswith(("~", "."))
-        or len(text) < 100
+_BASE64ISH = re.compile(r"[A-Za-z0-9+/_=-]{32,}")
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted when it cannot be a session string (a path), else only its length and a
+    short hash: a value that is neither a file nor a valid string may still be a secret."""
+    harmless = not any(c.isspace() or not c.isprintable() for c in text) and (
+        (("." in text or text.startswith("~")) and not text.startswith("sk")) or len(text) < 24
+    )
+    if harmless:
+        return repr(text)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"the argument ({len(text)} characters, sha256 {digest}..., not shown)"
+
+
+def _not_a_session(source: str, exc: Exception) -> CLIError:
+    shown = _shown(source)
+    if _BASE64ISH.fullmatch(source.strip()):
+        return CLIError(f"{shown} looks like a base64 session string but is not one: {exc}")
+    return CLIError(
+        f"no session file at {shown}, and it is not a session string either ({exc}); "
+        "pass - to read a string from standard input"
     )
 
 
 def load(source: str) -> Source:
     """Read ``source`` (a file, a string, or ``-`` for stdin).
 
-    Raises ``CLIError`` for a missing file and ``SessionFormatError`` for an unreadable session.
+    Raises ``CLIError`` for a value that is neither a file nor a session string (a value that
+    may be a secret is described by its length and a short hash, never shown) and
+    ``SessionFormatError`` for an unreadable session file (a FIFO, directory or device is
+    refused without opening it).
     """
     from statekit.errors import SessionFormatError
-    from statekit.session.files import detect_file_format, import_file
-    from statekit.session.strings import import_string
+    from statekit.session.strings import parse_string
 
     if source == "-":
-        text = sys.stdin.read()
-        return Source(import_string(text), "string", _string_format(text), None, "standard input")
-    if _is_file(source):
-        path = Path(source)
-        if path.is_dir():
-            raise CLIError(f"{source!r} is a directory, not a session file")
-        with open(path, "rb") as f:
-            head = f.read(len(_SQLITE_HEADER))
-            size = os.fstat(f.fileno()).st_size
-        if head != _SQLITE_HEADER and size <= _MAX_STRING_FILE:
-            # not a database: a file holding a session string?
-            text = path.read_bytes().decode("ascii", errors="replace")
-            try:
-                snapshot = import_string(text)
-            except SessionFormatError as exc:
-                raise SessionFormatError(
-                    f"{source} is neither a session file (it is not an SQLite database) nor a "
-                    f"file holding a session string: {exc}"
-                ) from None
-            return Source(snapshot, "string", _string_format(text), None, str(path))
-        fmt, schema = detect_file_format(path)
-        return Source(import_file(path), "file", fmt, schema, str(path))
-    if _looks_like_path(source):
-        raise CLIError(
-            f"no session file at {source!r}, and it is not a session string either "
-            "(pass - to read a string from standard input)"
-        )
-    return Source(import_string(source), "string", _string_format(source), None, "argument")
+        format_, snapshot = parse_string(sys.stdin.read())
+        return Source(snapshot, "string", format_, None, "standard input")
+    if _exists(source):
+        return _load_path(Path(source))
+    try:
+        format_, snapshot = parse_string(source)
+    except SessionFormatError as exc:
+        raise _not_a_session(source, exc) from None
+    return Source(snapshot, "string", format_, None, "argument")
+
+
+def _load_path(path: Path) -> Source:
+    from statekit.errors import SessionFormatError
+    from statekit.session.files import detect_file_format, import_file, read_regular_file
+    from statekit.session.strings import parse_string
+
+    head, size = read_regular_file(path, _MAX_STRING_FILE + 1)
+    if not head.startswith(_SQLITE_HEADER) and size <= _MAX_STRING_FILE:
+        # not a database: a file holding a session string?
+        text = head.decode("ascii", errors="replace")
+        try:
+            format_, snapshot = parse_string(text)
+        except SessionFormatError as exc:
+            raise SessionFormatError(
+                f"{path} is neither a session file (it is not an SQLite database) nor a "
+                f"file holding a session string: {exc}"
+            ) from None
+        return Source(snapshot, "string", format_, None, str(path))
+    file_format, schema = detect_file_format(path)
+    return Source(import_file(path), "file", file_format, schema, str(path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -250,3 +250,55 @@ def test_unknown_target_format(cli: Run, kurigram_file: Path) -> None:
     proc = cli("session", "convert", str(kurigram_file), "--to", "json")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "invalid choice" in proc.stderr
+
+
+# --- hostile or mistaken sources (issue 14 items 1 and 5, issue 19 item 7) ---------------------
+
+
+def _assert_not_echoed(text: str, output: str) -> None:
+    for start in range(0, max(len(text) - 16, 1), 8):
+        assert text[start : start + 16] not in output
+    assert KEY.hex()[:16] not in output
+
+
+def test_standard_alphabet_pyrogram_string_is_read_and_never_shown(cli: Run) -> None:
+    text = export_string(snapshot(), "pyrogram").translate(str.maketrans("-_", "+/"))
+    assert "/" in text or "+" in text
+    proc = cli("session", "inspect", text)
+    assert proc.returncode == 0, proc.stderr
+    assert "pyrogram string" in proc.stdout
+    _assert_not_echoed(text, proc.stdout + proc.stderr)
+
+
+def test_value_neither_file_nor_string_is_described_not_echoed(cli: Run) -> None:
+    good = export_string(snapshot(), "pyrogram").translate(str.maketrans("-_", "+/"))
+    for text in (good[:-5], good[:200] + "-" + good[201:], "sk1:" + good[4:], good + " x"):
+        for command in (("inspect",), ("convert", "--to", "telethon-string")):
+            proc = cli("session", command[0], text, *command[1:])
+            line = assert_one_line_error(proc, f"{len(text)} characters", "sha256")
+            _assert_not_echoed(text, proc.stdout + proc.stderr)
+            assert "not shown" in line
+
+
+def test_a_missing_path_is_named(cli: Run) -> None:
+    proc = cli("session", "inspect", "nothing/here.session")
+    assert_one_line_error(proc, "'nothing/here.session'")
+
+
+def test_a_fifo_is_refused_at_once(cli: Run, tmp_path: Path) -> None:
+    fifo = tmp_path / "bot.session"
+    os.mkfifo(fifo)
+    for command in (("inspect",), ("convert", "--to", "telethon-string")):
+        proc = cli("session", command[0], str(fifo), *command[1:], timeout=60)
+        assert_one_line_error(proc, "named pipe (FIFO)")
+
+
+def test_convert_to_gramjs_string_and_back(cli: Run, kurigram_file: Path) -> None:
+    proc = cli("session", "convert", str(kurigram_file), "--to", "gramjs-string")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.strip()
+    assert text.startswith("1") and len(text) == 369
+    back = import_string(text).data
+    assert (back.server_address, back.port, back.auth_key) == ("149.154.167.51", 443, KEY)
+    doc = load_json(cli("session", "inspect", "-", "--json", input=text))
+    assert doc["format"] == "gramjs"
