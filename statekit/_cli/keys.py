@@ -1,4 +1,9 @@
-"""``statekit keys URL [PATTERN]`` and ``statekit get URL KEY``: look inside a store."""
+"""``statekit keys URL [PATTERN]`` and ``statekit get URL KEY``: look inside a store.
+
+``get`` hides the secret fields of session records (``statekit.session.mask_secrets``) and
+``keys`` the phone numbers in session index keys (``mask_key``) unless ``--show-secrets``; ``keys``
+never prints values.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import sys
 from typing import Any
 
 from statekit._cli._common import CLIError, add_json, jsonable, opened, print_json, run_async
+from statekit.session.masking import mask_key, mask_secrets
 from statekit.storage.url import mask_url
 
 __all__ = ["add_parsers"]
@@ -25,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "keys",
         help="list the keys of a store",
         description="List the live keys of one namespace of a store that match a glob, sorted. "
-        + _URLS,
+        "Phone numbers in MTProto session index keys are hidden unless --show-secrets. " + _URLS,
         epilog="examples:\n"
         "  statekit keys sqlite:///statekit-demo.db 'fsm:*'\n"
         "  statekit keys 'redis://127.0.0.1:6379/0?namespace=mybot' --json --limit 100",
@@ -41,6 +47,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     keys.add_argument("--limit", type=int, default=None, metavar="N", help="print at most N keys")
     keys.add_argument("--ttl", action="store_true", help="also show each key's remaining seconds")
+    keys.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print the phone numbers in session index keys instead of hiding them",
+    )
     add_json(keys)
     keys.set_defaults(func=run_keys)
 
@@ -56,6 +67,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     get.add_argument("url", metavar="URL", help="storage URL")
     get.add_argument("key", metavar="KEY", help="the key (exact, not a pattern)")
+    get.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print secret fields of session records (auth keys; peers' access hashes and "
+        "phone numbers) instead of hiding them",
+    )
     add_json(get)
     get.set_defaults(func=run_get)
 
@@ -78,6 +95,8 @@ def run_keys(args: argparse.Namespace) -> int:
             return out
 
     rows = run_async(main())
+    if not args.show_secrets:
+        rows = [(mask_key(k), t) for k, t in rows]
     if args.json:
         if args.ttl:
             print_json([{"key": k, "ttl": t} for k, t in rows])
@@ -105,11 +124,21 @@ def run_get(args: argparse.Namespace) -> int:
             return value, ttl
 
     value, ttl = run_async(main())
+    hidden = False
+    if not args.show_secrets:
+        masked = mask_secrets(args.key, value)
+        hidden = masked != value
+        value = masked
     if args.json:
-        print_json({"key": args.key, "ttl": ttl, "value": jsonable(value)})
+        doc = {"key": args.key, "ttl": ttl, "value": jsonable(value)}
+        if hidden:
+            doc["secrets_hidden"] = True
+        print_json(doc)
         return 0
     shown = pprint.pformat(value, width=100, sort_dicts=False)
     sys.stdout.write(f"key:   {args.key}\n")
     sys.stdout.write(f"ttl:   {'no expiry' if ttl is None else f'{ttl:.3f} s'}\n")
     sys.stdout.write("value: " + shown.replace("\n", "\n       ") + "\n")
+    if hidden:
+        sys.stdout.write("note:  secret fields hidden (--show-secrets prints them)\n")
     return 0

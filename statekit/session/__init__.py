@@ -11,6 +11,7 @@ from statekit.session.files import (
     import_file_async,
 )
 from statekit.session.lease import LeaseHolder, SessionLease
+from statekit.session.masking import SECRET_FIELDS, SECRET_PEER_FIELDS, mask_key, mask_secrets
 from statekit.session.records import AUTH_KEY_SIZE, Peer, SessionData, SessionSnapshot, UpdateState
 from statekit.session.store import SessionStore, list_sessions
 from statekit.session.strings import STRING_FORMATS, export_string, import_string
@@ -20,6 +21,8 @@ __all__ = [
     "FILE_FORMATS",
     "LeaseHolder",
     "Peer",
+    "SECRET_FIELDS",
+    "SECRET_PEER_FIELDS",
     "STRING_FORMATS",
     "SessionCipher",
     "SessionData",
@@ -35,4 +38,6 @@ __all__ = [
     "import_file_async",
     "import_string",
     "list_sessions",
+    "mask_key",
+    "mask_secrets",
 ]

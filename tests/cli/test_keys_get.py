@@ -83,3 +83,86 @@ def test_json_output_is_one_document(cli: Run, sqlite_url: str, command: str) ->
     proc = cli(*args)
     json.loads(proc.stdout)  # exactly one JSON document on stdout
     assert proc.stderr == ""
+
+
+# --- secrets of session records (issue 14 item 3) ----------------------------------------------
+
+SESSION_KEY = bytes((i * 29 + 7) % 256 for i in range(256))
+PHONE = "15550007788"
+ACCESS_HASH = 8_123_456_789_012_345_678
+
+
+def _secret_forms() -> list[str]:
+    """The auth key as a CLI could print it: hex, base64 (both alphabets), Python bytes repr."""
+    import base64
+
+    b64 = base64.b64encode(SESSION_KEY).decode()
+    return [
+        SESSION_KEY.hex()[:24],
+        b64[:24],
+        b64.translate(str.maketrans("+/", "-_"))[:24],
+        repr(SESSION_KEY)[2:26],
+    ]
+
+
+def _store_session(url: str) -> None:
+    import asyncio
+
+    from statekit import open_storage
+    from statekit.session import Peer, SessionData, SessionStore
+
+    async def main() -> None:
+        async with open_storage(url) as storage:
+            store = SessionStore(storage, "bot")
+            await store.save(SessionData(2, SESSION_KEY, api_id=5, user_id=7))
+            await store.update_peers([Peer(42, ACCESS_HASH, "user", ("ann",), PHONE, 1)])
+            # the record stored by hand too: masked wherever an auth_key field appears
+            await storage.set_state("backup", {"session": {"auth_key": SESSION_KEY, "dc_id": 2}})
+
+    asyncio.run(main())
+
+
+def _assert_no_secret(output: str) -> None:
+    for form in _secret_forms():
+        assert form not in output
+    assert PHONE not in output and str(ACCESS_HASH) not in output
+
+
+def test_get_hides_session_secrets_unless_asked(cli: Run, sqlite_url: str) -> None:
+    _store_session(sqlite_url)
+    for key in ("session:{bot}:data", "session:{bot}:peer:42", "session:{bot}:un:ann", "backup"):
+        for extra in ([], ["--json"]):
+            proc = cli("get", sqlite_url, key, *extra)
+            assert proc.returncode == 0, proc.stderr
+            _assert_no_secret(proc.stdout + proc.stderr)
+            assert "<secret:" in proc.stdout
+    doc = load_json(cli("get", sqlite_url, "session:{bot}:data", "--json"))
+    assert doc["secrets_hidden"] is True
+    assert doc["value"]["fields"]["auth_key"] == "<secret: 256 bytes hidden>"
+    assert doc["value"]["fields"]["dc_id"] == 2
+    peer = load_json(cli("get", sqlite_url, "session:{bot}:peer:42", "--json"))["value"]
+    assert peer[0] == 42 and peer[2] == "user" and peer[3] == ["ann"] and peer[4].endswith("88")
+    shown = load_json(cli("get", sqlite_url, "session:{bot}:data", "--json", "--show-secrets"))
+    import base64
+
+    assert shown["value"]["fields"]["auth_key"] == {"$bytes": base64.b64encode(SESSION_KEY).decode()}
+    assert "secrets_hidden" not in shown
+
+
+def test_keys_migrate_and_bench_print_no_session_secret(
+    cli: Run, sqlite_url: str, tmp_path: Path
+) -> None:
+    _store_session(sqlite_url)
+    outputs = [
+        cli("keys", sqlite_url, "--json"),
+        cli("keys", sqlite_url, "--ttl"),
+        cli("migrate", sqlite_url, f"sqlite:///{tmp_path / 'copy.db'}", "--json"),
+        cli("bench", sqlite_url, "--seconds", "0.01", "--concurrency", "1", "--json"),
+    ]
+    for proc in outputs:
+        assert proc.returncode == 0, proc.stderr
+        _assert_no_secret(proc.stdout + proc.stderr)
+    assert "session:{bot}:data" in outputs[0].stdout
+    assert "session:{bot}:ph:*********88" in outputs[0].stdout
+    shown = load_json(cli("keys", sqlite_url, "--json", "--show-secrets"))
+    assert f"session:{{bot}}:ph:{PHONE}" in shown
