@@ -48,6 +48,10 @@ VALID = {
         "telethon",
     ),
     "statekit": export_string(SNAPSHOT, "statekit"),
+    "gramjs": export_string(
+        SessionSnapshot(SessionData(dc_id=2, auth_key=KEY, server_address="10.0.0.1", port=443)),
+        "gramjs",
+    ),
 }
 
 # STATEKIT_FUZZ_EXAMPLES=5000 for a longer run
