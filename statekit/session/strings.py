@@ -22,7 +22,8 @@ nonsense address) is refused too. Messages never show the string itself.
 
 Bounds on a statekit string (a hostile one fails fast with ``SessionFormatError``): at most
 ``MAX_STATEKIT_PAYLOAD`` bytes once decompressed, ``MAX_PEERS`` peers, ``MAX_UPDATE_STATES``
-update states, ``MAX_USERNAMES`` usernames per peer; the payload is read one peer at a time.
+update states, ``MAX_USERNAMES`` usernames per peer and ``MAX_USERNAMES_TOTAL`` in all; the
+payload is read one peer at a time, each checked as it is read.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_STATEKIT_PAYLOAD",
     "MAX_UPDATE_STATES",
     "MAX_USERNAMES",
+    "MAX_USERNAMES_TOTAL",
     "STRING_FORMATS",
     "StringFormat",
     "export_string",
@@ -64,12 +66,14 @@ __all__ = [
 StringFormat = Literal["pyrogram", "telethon", "gramjs", "statekit"]
 STRING_FORMATS: Final[tuple[str, ...]] = ("pyrogram", "telethon", "gramjs", "statekit")
 
-MAX_PEERS: Final = 1 << 21
-"""Peers a statekit string may hold (twice the largest real case, a million)."""
-MAX_UPDATE_STATES: Final = MAX_PEERS
-"""Update states a statekit string may hold (one per channel at most)."""
-MAX_USERNAMES: Final = 64
+MAX_PEERS: Final = 1 << 20
+"""Peers a statekit string may hold (1,048,576: the largest real case is a million)."""
+MAX_UPDATE_STATES: Final = 1 << 16
+"""Update states a statekit string may hold (one per channel; a client is in at most 1,000)."""
+MAX_USERNAMES: Final = 256
 """Usernames one peer may have in a statekit string."""
+MAX_USERNAMES_TOTAL: Final = 1 << 22
+"""Usernames all peers of a statekit string may have together (four per peer of a million)."""
 MAX_STATEKIT_PAYLOAD: Final = 128 * 1024 * 1024
 """Bytes a statekit string may expand to (a million peers with usernames take about 40 MB)."""
 
@@ -374,7 +378,7 @@ class _StatekitReader:
             max_buffer_size=_MAX_OBJECT,
             max_str_len=_MAX_OBJECT,
             max_bin_len=4096,
-            max_array_len=max(MAX_USERNAMES, 8),
+            max_array_len=MAX_USERNAMES,
             max_map_len=64,
             max_ext_len=0,
         )
@@ -438,7 +442,16 @@ class _StatekitReader:
                 count = self._header(self._unpacker.read_array_header, "peers must be a list")
                 if count > MAX_PEERS:
                     raise SessionFormatError(f"{where}: {count} peers, more than {MAX_PEERS}")
-                peers = [_peer_from_row(self._next("a peer"), where) for _ in range(count)]
+                peers = []
+                names = 0
+                for _ in range(count):
+                    peer = _peer_from_row(self._next("a peer"), where)
+                    names += len(peer.usernames)
+                    if names > MAX_USERNAMES_TOTAL:
+                        raise SessionFormatError(
+                            f"{where}: more than {MAX_USERNAMES_TOTAL} usernames in all"
+                        )
+                    peers.append(peer)
             elif key == "update_states":
                 count = self._header(
                     self._unpacker.read_array_header, "update_states must be a list"
@@ -502,8 +515,8 @@ def _peer_from_row(row: object, where: str) -> Peer:
     peer_id, access_hash, kind, usernames, phone, updated = row
     if type(peer_id) is not int or type(access_hash) is not int:
         raise SessionFormatError(f"{where}: a peer's id or access hash is not an integer")
-    if type(kind) is not str or not 0 < len(kind) <= 32:
-        raise SessionFormatError(f"{where}: peer {peer_id}: type is not a short string")
+    if type(kind) is not str or not kind:
+        raise SessionFormatError(f"{where}: peer {peer_id}: type is not a non-empty string")
     if type(usernames) is not list or not all(type(u) is str for u in usernames):
         raise SessionFormatError(f"{where}: peer {peer_id}: usernames is not a list of strings")
     if len(usernames) > MAX_USERNAMES:
@@ -614,11 +627,13 @@ def _export_statekit(snap: SessionSnapshot) -> str:
             f"cannot write a statekit session string of more than {MAX_PEERS} peers or "
             f"{MAX_UPDATE_STATES} update states"
         )
+    names = 0
     for peer in snap.peers:
-        if len(peer.usernames) > MAX_USERNAMES:
+        names += len(peer.usernames)
+        if len(peer.usernames) > MAX_USERNAMES or names > MAX_USERNAMES_TOTAL:
             raise ValueError(
-                f"cannot write a statekit session string: peer {peer.id} has more than "
-                f"{MAX_USERNAMES} usernames"
+                f"cannot write a statekit session string: more than {MAX_USERNAMES} usernames "
+                f"for peer {peer.id}, or more than {MAX_USERNAMES_TOTAL} in all"
             )
     payload = {
         "session": snap.data.to_dict(),
