@@ -82,6 +82,8 @@ def check_field(name: str, value: Any) -> Any:
         raise TypeError(f"{name} must be a 64-bit int, not {type(value).__name__} {value!r}")
     if name == "dc_id" and not 0 < value < 1000:
         raise ValueError(f"dc_id must be a data centre number (1-999), got {value}")
+    if name == "port" and not 0 <= value < 65536:
+        raise ValueError(f"port must be 0-65535, got {value}")
     return value
 
 

@@ -9,15 +9,19 @@ from typing import Any
 __all__ = ["AUTH_KEY_SIZE", "Peer", "SessionData", "SessionSnapshot", "UpdateState"]
 
 AUTH_KEY_SIZE = 256
+_INT64 = 1 << 63
 
 
 @dataclass(slots=True)
 class SessionData:
     """The authorization of one client: data centre, auth key and who it belongs to.
 
-    ``auth_key`` must be exactly 256 bytes (``ValueError`` otherwise); ``repr`` never shows it.
-    ``test_mode`` and ``is_bot`` are False when a source lacks them; ``api_id``, ``user_id`` and
-    ``date`` are None when unknown.
+    ``auth_key`` must be exactly 256 bytes; ``repr`` never shows it. ``test_mode`` and ``is_bot``
+    are False when a source lacks them (0 and 1 are taken for False and True); ``api_id``,
+    ``user_id`` and ``date`` are None when unknown, else 64-bit ints; ``port`` is None or 0-65535;
+    ``server_address`` None or a str. A value outside that raises ``ValueError`` (wrong range) or
+    ``TypeError`` (wrong type) naming the field, so every record is one that every format and
+    storage accepts.
     """
 
     dc_id: int
@@ -40,6 +44,25 @@ class SessionData:
                 + (f"{size} bytes" if size is not None else type(self.auth_key).__name__)
             )
         self.auth_key = bytes(self.auth_key)
+        for name in ("api_id", "date", "user_id", "port"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if type(value) is not int:
+                raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+            low, high = (0, 65536) if name == "port" else (-_INT64, _INT64)
+            if not low <= value < high:
+                raise ValueError(f"{name} {value} is out of range ({low} to {high - 1})")
+        if self.server_address is not None and type(self.server_address) is not str:
+            raise TypeError(
+                f"server_address must be a str or None, not {type(self.server_address).__name__}"
+            )
+        for name in ("test_mode", "is_bot"):
+            value = getattr(self, name)
+            if type(value) is not bool:
+                if type(value) is not int or value not in (0, 1):
+                    raise TypeError(f"{name} must be a bool, not {value!r:.20}")
+                setattr(self, name, bool(value))
 
     def __repr__(self) -> str:
         shown = ", ".join(

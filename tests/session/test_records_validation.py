@@ -1,0 +1,39 @@
+"""``SessionData`` accepts only records every format and storage can hold (issue 14 item 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from statekit.session import SessionData, SessionSnapshot, export_string, import_string
+
+KEY = bytes((i * 3 + 1) % 256 for i in range(256))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "said"),
+    [
+        ("date", 10**300, ValueError, "date"),
+        ("date", 1e300, TypeError, "date"),
+        ("user_id", 2**63, ValueError, "user_id"),
+        ("api_id", "5", TypeError, "api_id"),
+        ("port", 70000, ValueError, "port"),
+        ("port", -1, ValueError, "port"),
+        ("server_address", b"1.2.3.4", TypeError, "server_address"),
+        ("is_bot", 2, TypeError, "is_bot"),
+        ("test_mode", "yes", TypeError, "test_mode"),
+    ],
+)
+def test_a_field_out_of_range_or_of_the_wrong_type_is_refused_naming_it(
+    field: str, value: Any, error: type[Exception], said: str
+) -> None:
+    with pytest.raises(error, match=said) as info:
+        SessionData(dc_id=2, auth_key=KEY, **{field: value})
+    assert KEY.hex()[:16] not in str(info.value)
+
+
+def test_flags_given_as_0_or_1_become_bools_and_the_record_round_trips() -> None:
+    data = SessionData(dc_id=2, auth_key=KEY, is_bot=1, test_mode=0, date=2**63 - 1, port=65535)  # type: ignore[arg-type]
+    assert data.is_bot is True and data.test_mode is False
+    assert import_string(export_string(SessionSnapshot(data), "statekit")).data == data
