@@ -33,7 +33,7 @@ FORMATS = (
 )
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
-_MAX_STRING_FILE = 64 * 1024  # a non-SQLite file this small may hold a session string
+_MAX_STRING = 128 * 1024 * 1024  # characters: no session string is longer (a million peers: 16 M)
 
 _SOURCE_HELP = (
     "a session file (.session of Pyrogram 2.0, kurigram/irenogram or Telethon), a session "
@@ -186,7 +186,13 @@ def load(source: str) -> Source:
     from statekit.session.strings import parse_string
 
     if source == "-":
-        format_, snapshot = parse_string(sys.stdin.read())
+        text = sys.stdin.read(_MAX_STRING + 1)
+        if len(text) > _MAX_STRING:
+            raise CLIError(
+                f"standard input holds more than {_MAX_STRING} characters; no session string "
+                "is that long"
+            )
+        format_, snapshot = parse_string(text)
         return Source(snapshot, "string", format_, None, "standard input")
     if _exists(source):
         return _load_path(Path(source))
@@ -202,10 +208,10 @@ def _load_path(path: Path) -> Source:
     from statekit.session.files import detect_file_format, import_file, read_regular_file
     from statekit.session.strings import parse_string
 
-    head, size = read_regular_file(path, _MAX_STRING_FILE + 1)
-    if not head.startswith(_SQLITE_HEADER) and size <= _MAX_STRING_FILE:
+    head, size = read_regular_file(path, len(_SQLITE_HEADER))
+    if not head.startswith(_SQLITE_HEADER) and size <= _MAX_STRING:
         # not a database: a file holding a session string?
-        text = head.decode("ascii", errors="replace")
+        text = read_regular_file(path, _MAX_STRING)[0].decode("ascii", errors="replace")
         try:
             format_, snapshot = parse_string(text)
         except SessionFormatError as exc:

@@ -172,26 +172,31 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> tuple[bytes, 
 @contextmanager
 def _open_readonly(p: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection to session file ``p`` that creates, changes and deletes nothing
-    beside it: the file is opened immutable, or, when a write-ahead log lies beside it (whose
-    content an immutable reader would miss), both are copied into a private temporary directory
-    first. Raises ``SessionFormatError`` for anything that is not a readable SQLite file."""
+    beside it: the file is opened immutable, or, when a write-ahead log or a hot rollback
+    journal lies beside it (which an immutable reader would ignore), the file and that log are
+    copied into a private temporary directory and the copy is read. Raises
+    ``SessionFormatError`` for anything that is not a readable SQLite file."""
     header, size = read_regular_file(p, 100)
     if not header.startswith(_SQLITE_HEADER) or len(header) < 100:
         found = "an empty file" if size == 0 else f"a {size}-byte file without the SQLite header"
         raise SessionFormatError(
             f"{p} is not an SQLite database; expected {_EXPECTED}, found {found}"
         )
-    wal = p.with_name(p.name + "-wal")
-    try:
-        wal_info = os.lstat(wal)
-    except OSError:
-        wal_info = None
+    beside = []  # a write-ahead log or a hot rollback journal, whose content counts
+    for suffix in ("-wal", "-journal"):
+        try:
+            info = os.lstat(p.with_name(p.name + suffix))
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+            beside.append(suffix)
     with ExitStack() as stack:
-        if wal_info is not None and stat.S_ISREG(wal_info.st_mode) and wal_info.st_size > 0:
+        if beside:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="statekit-")))
             _copy_regular(p, tmp / "session")
-            _copy_regular(wal, tmp / "session-wal")
-            uri = f"{(tmp / 'session').as_uri()}"
+            for suffix in beside:
+                _copy_regular(p.with_name(p.name + suffix), tmp / f"session{suffix}")
+            uri = (tmp / "session").as_uri()
         else:
             uri = f"{p.resolve().as_uri()}?mode=ro&immutable=1"
         try:

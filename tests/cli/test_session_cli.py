@@ -302,3 +302,25 @@ def test_convert_to_gramjs_string_and_back(cli: Run, kurigram_file: Path) -> Non
     assert (back.server_address, back.port, back.auth_key) == ("149.154.167.51", 443, KEY)
     doc = load_json(cli("session", "inspect", "-", "--json", input=text))
     assert doc["format"] == "gramjs"
+
+
+def test_a_large_statekit_string_file_written_by_convert_reads_back(
+    cli: Run, tmp_path: Path
+) -> None:
+    import random
+
+    rng = random.Random(5)
+    base = snapshot()
+    peers = [
+        Peer(i + 1, rng.getrandbits(63), "user", (f"u{rng.getrandbits(40):x}",), None, 1)
+        for i in range(10_000)
+    ]
+    source = export_file(
+        SessionSnapshot(base.data, peers, base.update_states), tmp_path / "big.session", "kurigram"
+    )
+    out = tmp_path / "backup.txt"
+    proc = cli("session", "convert", str(source), "--to", "statekit-string", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 64 * 1024
+    doc = load_json(cli("session", "inspect", str(out), "--json"))
+    assert doc["format"] == "statekit" and doc["peer_count"] == 10_000

@@ -145,3 +145,18 @@ def test_a_wal_file_beside_the_session_is_read_and_left_as_it_is(tmp_path: Path)
         assert _listing(tmp_path) == before
     finally:
         writer.close()
+
+
+def test_a_rollback_journal_beside_the_session_is_left_as_it_is(tmp_path: Path) -> None:
+    path = _kurigram_file(tmp_path)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE sessions SET user_id = 4242")  # uncommitted: its journal lies beside
+    try:
+        before = _listing(tmp_path)
+        assert "bot.session-journal" in before
+        assert import_file(path).data.user_id == 7  # only what was committed
+        assert _listing(tmp_path) == before
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
