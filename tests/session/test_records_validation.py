@@ -37,3 +37,19 @@ def test_flags_given_as_0_or_1_become_bools_and_the_record_round_trips() -> None
     data = SessionData(dc_id=2, auth_key=KEY, is_bot=1, test_mode=0, date=2**63 - 1, port=65535)  # type: ignore[arg-type]
     assert data.is_bot is True and data.test_mode is False
     assert import_string(export_string(SessionSnapshot(data), "statekit")).data == data
+
+
+def test_a_key_passed_in_the_wrong_place_is_not_shown() -> None:
+    from statekit.session._record import check_field
+
+    calls = [
+        lambda: SessionData(dc_id=KEY, auth_key=KEY),  # type: ignore[arg-type]
+        lambda: SessionData(dc_id=2, auth_key=KEY, is_bot=KEY),  # type: ignore[arg-type]
+        lambda: check_field("date", KEY),
+        lambda: check_field("user_id", KEY.hex()),
+    ]
+    for call in calls:
+        with pytest.raises((TypeError, ValueError)) as info:
+            call()
+        assert "bytes" in str(info.value) or "str" in str(info.value)
+        assert KEY.hex()[:16] not in str(info.value) and repr(KEY)[2:20] not in str(info.value)
