@@ -162,7 +162,8 @@ class _Migration:
         if s.conflicts and not self.args.overwrite and not s.dry_run:
             raise CLIError(
                 f"destination {s.destination} already holds different values for "
-                f"{s.conflicts:,} of the {s.keys:,} keys (first: {mask_key(first or '')!r}); nothing was written. "
+                f"{s.conflicts:,} of the {s.keys:,} keys (first: {mask_key(first or '')!r}); "
+                "nothing was written. "
                 "Pass --overwrite to replace them"
             )
 
@@ -202,7 +203,8 @@ class _Migration:
                     s.unchanged += 1
                 elif not self.args.overwrite:
                     raise CLIError(
-                        f"destination {s.destination} got a different value for {mask_key(key)!r} while "
+                        f"destination {s.destination} got a different value for "
+                        f"{mask_key(key)!r} while "
                         f"migrating; {s.copied:,} keys were copied before it and this batch was "
                         "not written. Pass --overwrite to replace it, or run again"
                     )

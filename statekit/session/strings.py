@@ -411,8 +411,7 @@ class _StatekitReader:
             raise SessionFormatError(f"{self.where}: truncated (the payload ends early)") from None
         except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
             raise SessionFormatError(
-                f"{self.where}: {what} is not readable msgpack within bounds "
-                f"({type(exc).__name__})"
+                f"{self.where}: {what} is not readable msgpack within bounds ({type(exc).__name__})"
             ) from None
 
     def _header(self, read: Callable[[], int], what: str) -> int:
@@ -428,9 +427,7 @@ class _StatekitReader:
     def read_snapshot(self) -> SessionSnapshot:
         """The snapshot the payload holds; ``SessionFormatError`` for anything else."""
         where = self.where
-        entries = self._header(
-            self._unpacker.read_map_header, "payload is not a map"
-        )
+        entries = self._header(self._unpacker.read_map_header, "payload is not a map")
         session: object = None
         peers: list[Peer] = []
         states: list[UpdateState] = []
@@ -460,7 +457,9 @@ class _StatekitReader:
                     raise SessionFormatError(
                         f"{where}: {count} update states, more than {MAX_UPDATE_STATES}"
                     )
-                states = [_state_from_row(self._next("an update state"), where) for _ in range(count)]
+                states = [
+                    _state_from_row(self._next("an update state"), where) for _ in range(count)
+                ]
             else:
                 raise SessionFormatError(f"{where}: the payload holds an unknown entry")
         data = _session_from_map(session, where)

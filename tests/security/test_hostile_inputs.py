@@ -80,7 +80,9 @@ SNAPSHOT = SessionSnapshot(
     [Peer(1, 2, "user", ("ann",), "15550001", 3), Peer(-1001000000001, -5, "channel")],
     [UpdateState(0, 1, 2, 3, 4)],
 )
-VALID_STRINGS = {fmt: export_string(SNAPSHOT, fmt) for fmt in ("pyrogram", "telethon", "gramjs", "statekit")}
+VALID_STRINGS = {
+    fmt: export_string(SNAPSHOT, fmt) for fmt in ("pyrogram", "telethon", "gramjs", "statekit")
+}
 
 
 def _forms(secret: bytes) -> list[str]:
@@ -458,7 +460,10 @@ def _run_cli(*args: str) -> tuple[int, str, str]:
 def test_the_command_line_never_shows_a_string_or_its_key(text: str) -> None:
     if not text.strip() or "\x00" in text or text.startswith("-"):
         return  # not something a shell passes as one argument
-    for args in (("session", "inspect", text), ("session", "convert", text, "--to", "telethon-string")):
+    for args in (
+        ("session", "inspect", text),
+        ("session", "convert", text, "--to", "telethon-string"),
+    ):
         with bounded():
             code, out, err = _run_cli(*args)
         if args[1] == "convert" and code == 0:
@@ -509,7 +514,9 @@ def test_sealed_records_never_show_either_cipher_key(
             await writer.save(SNAPSHOT.data)
             if sealed:
                 await storage.set_state("session:{s}:data", {"v": 1, "sealed": sealed})
-            reader = SessionStore(storage, "s", cipher=CIPHER_KEY if right_key else OTHER_CIPHER_KEY)
+            reader = SessionStore(
+                storage, "s", cipher=CIPHER_KEY if right_key else OTHER_CIPHER_KEY
+            )
             return await reader.load()
 
     result = outcome(lambda: asyncio.run(read()), caplog)
@@ -525,7 +532,12 @@ def test_mask_secrets_hides_every_secret_and_changes_nothing_else() -> None:
     assert record["fields"]["auth_key"] == AUTH_KEY  # the value itself is untouched
     row = [42, 8_123_456_789, "user", ["ann"], "15550001", 7]
     assert mask_secrets("session:{bot}:ph:15550001", row) == [
-        42, "<secret: hidden>", "user", ["ann"], "******01", 7,
+        42,
+        "<secret: hidden>",
+        "user",
+        ["ann"],
+        "******01",
+        7,
     ]
     assert mask_secrets("plain", {"a": [1, b"x"]}) == {"a": [1, b"x"]}
     sealed = {"v": 1, "sealed": b"ciphertext"}

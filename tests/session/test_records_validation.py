@@ -34,7 +34,8 @@ def test_a_field_out_of_range_or_of_the_wrong_type_is_refused_naming_it(
 
 
 def test_flags_given_as_0_or_1_become_bools_and_the_record_round_trips() -> None:
-    data = SessionData(dc_id=2, auth_key=KEY, is_bot=1, test_mode=0, date=2**63 - 1, port=65535)  # type: ignore[arg-type]
+    flags: dict[str, Any] = {"is_bot": 1, "test_mode": 0}
+    data = SessionData(dc_id=2, auth_key=KEY, date=2**63 - 1, port=65535, **flags)
     assert data.is_bot is True and data.test_mode is False
     assert import_string(export_string(SessionSnapshot(data), "statekit")).data == data
 
