@@ -128,21 +128,21 @@ def _assert_no_secret(output: str) -> None:
     assert PHONE not in output and str(ACCESS_HASH) not in output
 
 
-def test_get_hides_session_secrets_unless_asked(cli: Run, sqlite_url: str) -> None:
-    _store_session(sqlite_url)
+def test_get_hides_session_secrets_unless_asked(cli: Run, store_url: str) -> None:
+    _store_session(store_url)
     for key in ("session:{bot}:data", "session:{bot}:peer:42", "session:{bot}:un:ann", "backup"):
         for extra in ([], ["--json"]):
-            proc = cli("get", sqlite_url, key, *extra)
+            proc = cli("get", store_url, key, *extra)
             assert proc.returncode == 0, proc.stderr
             _assert_no_secret(proc.stdout + proc.stderr)
             assert "<secret:" in proc.stdout
-    doc = load_json(cli("get", sqlite_url, "session:{bot}:data", "--json"))
+    doc = load_json(cli("get", store_url, "session:{bot}:data", "--json"))
     assert doc["secrets_hidden"] is True
     assert doc["value"]["fields"]["auth_key"] == "<secret: 256 bytes hidden>"
     assert doc["value"]["fields"]["dc_id"] == 2
-    peer = load_json(cli("get", sqlite_url, "session:{bot}:peer:42", "--json"))["value"]
+    peer = load_json(cli("get", store_url, "session:{bot}:peer:42", "--json"))["value"]
     assert peer[0] == 42 and peer[2] == "user" and peer[3] == ["ann"] and peer[4].endswith("88")
-    shown = load_json(cli("get", sqlite_url, "session:{bot}:data", "--json", "--show-secrets"))
+    shown = load_json(cli("get", store_url, "session:{bot}:data", "--json", "--show-secrets"))
     import base64
 
     assert shown["value"]["fields"]["auth_key"] == {"$bytes": base64.b64encode(SESSION_KEY).decode()}
