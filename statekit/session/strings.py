@@ -87,6 +87,7 @@ _VERSION_1 = "1"  # Telethon's and GramJS's string version
 _STATEKIT_PREFIX = "sk"
 _STATEKIT_VERSION = 1
 _MAX_OBJECT = 1024 * 1024  # bytes of one msgpack object of a statekit payload (a row, the session)
+_READ_SIZE = 64 * 1024  # decompressed bytes the reader asks for at a time
 
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]*")
 _STANDARD = re.compile(r"[A-Za-z0-9+/]*")
@@ -371,8 +372,10 @@ class _StatekitReader:
         self._inflater = zlib.decompressobj()
         self._pending = compressed
         self.total = 0
+        self._object_start: int | None = None  # where the object being read began
         self._unpacker = msgpack.Unpacker(
             self,
+            read_size=_READ_SIZE,
             raw=False,
             strict_map_key=True,
             max_buffer_size=_MAX_OBJECT,
@@ -385,17 +388,24 @@ class _StatekitReader:
 
     def read(self, size: int = -1) -> bytes:  # the Unpacker's file: decompressed bytes
         """Up to ``size`` more decompressed bytes (b"" at the end of the stream)."""
-        if self._inflater.eof or not self._pending:
-            return b""
-        size = _MAX_OBJECT if size < 0 else min(size, _MAX_OBJECT)
+        size = _MAX_OBJECT if size < 0 else min(max(size, 1), _MAX_OBJECT)
         chunk = b""
-        while not chunk and self._pending and not self._inflater.eof:
+        while not self._inflater.eof:
+            # output may still be pending inside zlib once all input is taken: ask until an
+            # empty answer with no input left (a truncated stream)
             try:
                 chunk = self._inflater.decompress(self._pending, size)
             except zlib.error as exc:
                 raise SessionFormatError(f"{self.where}: damaged or truncated ({exc})") from None
             self._pending = self._inflater.unconsumed_tail
+            if chunk or not self._pending:
+                break
         self.total += len(chunk)
+        start = self._object_start
+        if start is not None and self.total - start > _MAX_OBJECT + _READ_SIZE:
+            raise SessionFormatError(
+                f"{self.where}: one object of the payload exceeds {_MAX_OBJECT} bytes"
+            )
         if self.total > MAX_STATEKIT_PAYLOAD:
             raise SessionFormatError(
                 f"{self.where}: payload exceeds {MAX_STATEKIT_PAYLOAD} bytes once decompressed"
@@ -403,6 +413,7 @@ class _StatekitReader:
         return chunk
 
     def _next(self, what: str) -> Any:
+        self._object_start = self._unpacker.tell()
         try:
             return self._unpacker.unpack()
         except SessionFormatError:
@@ -463,6 +474,7 @@ class _StatekitReader:
             else:
                 raise SessionFormatError(f"{where}: the payload holds an unknown entry")
         data = _session_from_map(session, where)
+        self._object_start = None
         while self.read(_MAX_OBJECT):  # the rest of the stream: nothing may follow the payload
             pass
         if not self._inflater.eof:

@@ -224,6 +224,14 @@ def _compressed_stream(head: bytes, filler: bytes, count: int) -> str:
     return "sk1:" + base64.urlsafe_b64encode(b"".join(parts)).decode().rstrip("=")
 
 
+def _object_tree() -> bytes:
+    """A payload whose one peer row holds 16.8 million empty lists (17 MB, 16 kB compressed)."""
+    inner = b"\xdc\x01\x00" + b"\x90" * 256
+    middle = b"\xdc\x01\x00" + inner * 256
+    tree = b"\xdc\x01\x00" + middle * 256
+    return b"\x81\xa5peers\x91\x96\x01\x02\xa1u\x90" + tree + b"\xc0"
+
+
 N_128MIB = 128 * 1024 * 1024 - 16
 BOMBS: dict[str, Callable[[], str]] = {
     # the audit's case: a 128 MiB array of empty maps (msgpack built ~134 million dicts)
@@ -244,6 +252,7 @@ BOMBS: dict[str, Callable[[], str]] = {
     "a peer with too many usernames": lambda: _statekit(
         msgpack.packb({"peers": [[1, 2, "user", ["a"] * 100_000, None, None]]})
     ),
+    "one peer holding millions of objects": lambda: _statekit(_object_tree()),
     "deep nesting": lambda: _statekit(b"\x81\xa7session" + b"\x91" * 100_000 + b"\xc0"),
     "huge binary": lambda: _statekit(
         b"\x81\xa7session\x81\xa8auth_key\xc6" + struct.pack(">I", 1 << 30)
