@@ -7,11 +7,16 @@ import dataclasses
 import ipaddress
 import math
 import re
+from typing import Final
 
 from statekit.errors import SessionFormatError
 from statekit.session.records import AUTH_KEY_SIZE, SessionData, SessionSnapshot
 
 __all__ = [
+    "MAX_PEERS",
+    "MAX_UPDATE_STATES",
+    "MAX_USERNAMES",
+    "MAX_USERNAMES_TOTAL",
     "PROD_ADDRESSES",
     "TEST_ADDRESSES",
     "apply_overrides",
@@ -31,6 +36,15 @@ __all__ = [
     "require",
     "to_snapshot",
 ]
+
+MAX_PEERS: Final = 1 << 20
+"""Peers a session string or file may hold (1,048,576: the largest real case is a million)."""
+MAX_UPDATE_STATES: Final = 1 << 16
+"""Update states a session may hold (one per channel; a client is in at most 1,000)."""
+MAX_USERNAMES: Final = 256
+"""Usernames one peer may have."""
+MAX_USERNAMES_TOTAL: Final = 1 << 22
+"""Usernames all peers of a session may have together (four per peer of a million)."""
 
 # Telegram's data-centre addresses as the Pyrogram family fills them in when a session string or
 # an old file carries only the data-centre number (port 443 in production, 80 on test servers).

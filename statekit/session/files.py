@@ -74,6 +74,7 @@ def import_file(path: str | os.PathLike[str]) -> SessionSnapshot:
         where = f"session file {p}"
         try:
             family, version, tables = _detect(conn, where)
+            _check_sizes(conn, tables, where)
             if family == "telethon":
                 return _read_telethon(conn, tables, version, where)
             return _read_pyrogram(conn, tables, version, where)
@@ -259,6 +260,26 @@ def _detect(conn: sqlite3.Connection, where: str) -> tuple[str, int, dict[str, s
             )
         raise SessionFormatError(f"{where} has {problem}; statekit reads {label} versions {reads}")
     return family, version, tables
+
+
+_ROW_LIMITS = {
+    "peers": fmt.MAX_PEERS,
+    "entities": fmt.MAX_PEERS,
+    "usernames": fmt.MAX_USERNAMES_TOTAL,
+    "update_state": fmt.MAX_UPDATE_STATES,
+}
+
+
+def _check_sizes(conn: sqlite3.Connection, tables: dict[str, set[str]], where: str) -> None:
+    """Refuse a file holding more rows than the largest real session (before reading them)."""
+    for table, limit in _ROW_LIMITS.items():
+        if table in tables:
+            (count,) = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+            if count > limit:
+                raise SessionFormatError(
+                    f"{where}: {count} rows in table {table!r}, more than a session holds "
+                    f"({limit})"
+                )
 
 
 def _need(

@@ -42,6 +42,12 @@ import msgpack
 
 from statekit.errors import SessionFormatError
 from statekit.session import _formats as fmt
+from statekit.session._formats import (
+    MAX_PEERS,
+    MAX_UPDATE_STATES,
+    MAX_USERNAMES,
+    MAX_USERNAMES_TOTAL,
+)
 from statekit.session.records import (
     AUTH_KEY_SIZE,
     Peer,
@@ -66,14 +72,6 @@ __all__ = [
 StringFormat = Literal["pyrogram", "telethon", "gramjs", "statekit"]
 STRING_FORMATS: Final[tuple[str, ...]] = ("pyrogram", "telethon", "gramjs", "statekit")
 
-MAX_PEERS: Final = 1 << 20
-"""Peers a statekit string may hold (1,048,576: the largest real case is a million)."""
-MAX_UPDATE_STATES: Final = 1 << 16
-"""Update states a statekit string may hold (one per channel; a client is in at most 1,000)."""
-MAX_USERNAMES: Final = 256
-"""Usernames one peer may have in a statekit string."""
-MAX_USERNAMES_TOTAL: Final = 1 << 22
-"""Usernames all peers of a statekit string may have together (four per peer of a million)."""
 MAX_STATEKIT_PAYLOAD: Final = 128 * 1024 * 1024
 """Bytes a statekit string may expand to (a million peers with usernames take about 40 MB)."""
 

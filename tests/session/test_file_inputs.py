@@ -160,3 +160,19 @@ def test_a_rollback_journal_beside_the_session_is_left_as_it_is(tmp_path: Path) 
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_a_file_with_more_rows_than_any_session_is_refused_before_reading_them(
+    tmp_path: Path,
+) -> None:
+    from statekit.session.strings import MAX_UPDATE_STATES
+
+    path = _kurigram_file(tmp_path)
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO update_state VALUES (?, 1, 1, 1, 1)",
+            ((-(10**12) - i,) for i in range(1, MAX_UPDATE_STATES + 1)),
+        )
+    conn.close()
+    with pytest.raises(SessionFormatError, match="65537 rows in table 'update_state'"):
+        import_file(path)
