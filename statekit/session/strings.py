@@ -84,8 +84,8 @@ _GRAMJS_HEAD = struct.Struct(">BH")
 _VERSION_1 = "1"  # Telethon's and GramJS's string version
 _STATEKIT_PREFIX = "sk"
 _STATEKIT_VERSION = 1
-_MAX_OBJECT = 1024 * 1024  # bytes of one msgpack object of a statekit payload (a row, the session)
-_READ_SIZE = 64 * 1024  # decompressed bytes the reader asks for at a time
+_MAX_OBJECT = 64 * 1024  # bytes of one msgpack object of a statekit payload (a row, the session)
+_READ_SIZE = 16 * 1024  # decompressed bytes the reader asks for at a time
 
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]*")
 _STANDARD = re.compile(r"[A-Za-z0-9+/]*")
