@@ -169,7 +169,14 @@ class PyrogramStorage(Storage):
             await self._flush()
             await self.store._update_peer_rows(full)
         if short:
-            self._pending.update(short)
+            pending = self._pending
+            for peer_id, row in short.items():
+                staged = pending.get(peer_id)
+                if staged is not None and staged[3]:
+                    # usernames staged by update_usernames and not written yet: a row without
+                    # usernames keeps them, as it keeps stored ones (kurigram's semantics)
+                    row = (row[0], row[1], row[2], staged[3], row[4], row[5])
+                pending[peer_id] = row
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
