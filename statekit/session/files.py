@@ -246,7 +246,9 @@ def _read_pyrogram(
     )
 
     peer_cols = ["id", "access_hash", "type", "phone_number", "last_update_on"]
-    if version <= 3:
+    # a Pyrogram 2.0 file (schema 3) upgraded by kurigram keeps its usernames in peers.username
+    # (the upgrade adds an empty usernames table): read both, the usernames table first
+    if version <= 3 or "username" in tables.get("peers", set()):
         peer_cols.append("username")
     _need(tables, "peers", peer_cols, where, what)
     usernames: dict[int, list[str]] = {}
@@ -263,7 +265,9 @@ def _read_pyrogram(
         kind = _text(row[2], f"{name} type")
         if not kind:
             raise SessionFormatError(f"{name} has no type")
-        names = usernames.get(peer_id, []) if version >= 4 else [_text(row[5], f"{name} username")]
+        names: list[str | None] = list(usernames.get(peer_id, ()))
+        if not names and len(row) > 5:
+            names = [_text(row[5], f"{name} username")]
         peers.append(
             Peer(
                 id=peer_id,
