@@ -15,7 +15,7 @@ when Telethon calls ``save()`` (after logging in, after switching data centre, a
 with the entities and update states it has met) and on ``close()``, exactly the points at which
 Telethon's own SQLite session commits. ``save()``, ``close()`` and ``delete()`` return awaitables,
 which Telethon awaits (its "async sessions" path; the warning it emits for that path is silenced
-for this class only). ``cache_file`` data and entity display names stay in memory.
+for this class only). ``cache_file`` data stays in memory; entity display names are stored with the peers.
 
 The signed-in user: Telethon records it as entity 0 with the user's id in the hash column. Here
 that record sets the session's ``user_id`` (it is not stored as a peer), and
@@ -166,7 +166,9 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 if self._user_id is None and peer.access_hash:
                     self._user_id = peer.access_hash
                 continue
-            self._index(peer.id, (peer.access_hash, peer.type, peer.usernames, peer.phone_number, None))
+            self._index(
+                peer.id, (peer.access_hash, peer.type, peer.usernames, peer.phone_number, peer.name)
+            )
         self._update_states = {
             _entity_id(s.id): types.updates.State(
                 pts=s.pts or 0,
@@ -193,7 +195,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 await self.store.update(**fields)
             if peers:
                 await self.store.update_peers(
-                    Peer(pid, e[0], e[1], e[2], e[3]) for pid, e in peers.items()
+                    Peer(pid, e[0], e[1], e[2], e[3], name=e[4]) for pid, e in peers.items()
                 )
             if states:
                 await self.store.set_update_state(
@@ -382,8 +384,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             if old == entry:
                 continue
             self._index(marked_id, entry)
-            if old is None or old[:4] != entry[:4]:
-                self._dirty_peers[marked_id] = entry
+            self._dirty_peers[marked_id] = entry
 
     def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
         peer_id = self._by_phone.get(phone)

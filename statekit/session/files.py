@@ -301,7 +301,10 @@ def _read_telethon(
     address = _text(row[1], f"{where}: server_address")
     user_id: int | None = None
     peers = []
-    for ent in conn.execute("SELECT id, hash, username, phone, date FROM entities ORDER BY id"):
+    name_col = "name" if "name" in tables["entities"] else "NULL"
+    for ent in conn.execute(
+        f"SELECT id, hash, username, phone, date, {name_col} FROM entities ORDER BY id"
+    ):
         peer_id = fmt.read_required_int(ent[0], f"{where}: entity id")
         name = f"{where}: entity {peer_id}"
         access_hash = fmt.read_int(ent[1], f"{name} hash") or 0
@@ -317,6 +320,7 @@ def _read_telethon(
                 usernames=(username,) if username else (),
                 phone_number=_phone(ent[3], f"{name} phone"),
                 last_update_on=fmt.read_int(ent[4], f"{name} date", lossy_float=True),
+                name=_text(ent[5], f"{name} name") or None,
             )
         )
     data = fmt.make_session_data(
@@ -562,7 +566,7 @@ def _write_telethon(conn: sqlite3.Connection, snap: SessionSnapshot) -> None:
             p.access_hash,
             p.username.lower() if p.username else None,
             _telethon_phone(p.phone_number),
-            None,
+            p.name,
             p.last_update_on,
         )
         for p in _unique_peers(snap.peers)
