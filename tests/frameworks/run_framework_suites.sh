@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The frameworks' own test suites on statekit: aiogram's tests/test_fsm/ and aiogram-dialog's
 # tests/, with their storage swapped for statekit's AiogramStorage over memory, SQLite and Redis
-# (STATEKIT_FW_BACKENDS to choose). The sdists are fetched from PyPI with pip into a temporary
+# (STATEKIT_FW_BACKENDS to choose; "url" runs on any statekit URL given in STATEKIT_FW_URL,
+# e.g. PostgreSQL). The sdists are fetched from PyPI with pip into a temporary
 # directory (never committed): aiogram at the version installed here (what pip resolved for the
 # `aiogram` extra), aiogram-dialog pinned below. Our conftests replace / add to theirs
 # (conftest_aiogram.py, conftest_dialog.py); the only tests allowed to fail are listed by name,

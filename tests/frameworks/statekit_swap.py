@@ -1,6 +1,7 @@
 """Shared by the conftests that run aiogram's and aiogram-dialog's own test suites on statekit
 (see run_framework_suites.sh): ``SwappedStorage`` is an ``AiogramStorage`` over a fresh statekit
-storage of the backend named by ``STATEKIT_FW_BACKEND`` (``memory``, ``sqlite`` or ``redis``), and
+storage of the backend named by ``STATEKIT_FW_BACKEND`` (``memory``, ``sqlite``, ``redis``, or
+``url``: any statekit URL in ``STATEKIT_FW_URL``, e.g. a PostgreSQL one), and
 ``TOLERATED`` marks the framework tests allowed to fail, each with its reason.
 
 Not collected by statekit's own test run (no ``test_`` prefix, no ``conftest.py`` name).
@@ -16,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from statekit import BaseStorage, MemoryStorage, RedisStorage, SQLiteStorage
+from statekit import BaseStorage, MemoryStorage, RedisStorage, SQLiteStorage, open_storage
 from statekit.adapters.aiogram import AiogramStorage
 from statekit.testing import RedisServer
 
 BACKEND = os.environ.get("STATEKIT_FW_BACKEND", "memory")
-if BACKEND not in ("memory", "sqlite", "redis"):
-    raise SystemExit(f"STATEKIT_FW_BACKEND must be memory, sqlite or redis, not {BACKEND!r}")
+if BACKEND not in ("memory", "sqlite", "redis", "url"):
+    raise SystemExit(f"STATEKIT_FW_BACKEND must be memory, sqlite, redis or url, not {BACKEND!r}")
 
 _made: list[BaseStorage] = []
 made_total = 0  # storages made in this run: 0 at the end means the swap did not take
@@ -38,6 +39,8 @@ def new_statekit_storage() -> BaseStorage:
         storage = MemoryStorage(namespace=namespace)
     elif BACKEND == "sqlite":
         storage = SQLiteStorage(_tmp / f"{namespace}.db", namespace=namespace)
+    elif BACKEND == "url":
+        storage = open_storage(os.environ["STATEKIT_FW_URL"], namespace=namespace)
     else:
         global _redis
         if _redis is None:
@@ -61,7 +64,7 @@ async def stop_made() -> None:
     """Stop (and on Redis, clear) every storage made since the last call."""
     made, _made[:] = list(_made), []
     for storage in made:
-        if BACKEND == "redis" and storage.started:
+        if BACKEND in ("redis", "url") and storage.started:
             await storage.clear_namespace()
         await storage.stop()
 
