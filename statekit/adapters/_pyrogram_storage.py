@@ -154,7 +154,7 @@ class PyrogramStorage(Storage):
                     and -_INT64 <= peer_id < _INT64
                     and -_INT64 <= access_hash < _INT64
                 ):  # the common shape, checked inline; make_row checks the rest
-                    short[peer_id] = (peer_id, access_hash, kind, (), None, None)
+                    short[peer_id] = (peer_id, access_hash, kind, (), None, None, None)
                 else:
                     short[peer_id] = make_row(peer_id, access_hash or 0, kind, (), phone, None)
             elif size == 5:
@@ -169,7 +169,14 @@ class PyrogramStorage(Storage):
             await self._flush()
             await self.store._update_peer_rows(full)
         if short:
-            self._pending.update(short)
+            pending = self._pending
+            for peer_id, row in short.items():
+                staged = pending.get(peer_id)
+                if staged is not None and staged[3]:
+                    # usernames staged by update_usernames and not written yet: a row without
+                    # usernames keeps them, as it keeps stored ones (kurigram's semantics)
+                    row = (row[0], row[1], row[2], staged[3], row[4], row[5], row[6])
+                pending[peer_id] = row
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -204,7 +211,7 @@ class PyrogramStorage(Storage):
             peer_id, given = username_pair(pair)
             row = merged.get(peer_id) or pending.get(peer_id)
             if row is not None and given:
-                merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5])
+                merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5], row[6])
             else:
                 rest.append((peer_id, given))
         pending.update(merged)

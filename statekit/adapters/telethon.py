@@ -15,7 +15,11 @@ when Telethon calls ``save()`` (after logging in, after switching data centre, a
 with the entities and update states it has met) and on ``close()``, exactly the points at which
 Telethon's own SQLite session commits. ``save()``, ``close()`` and ``delete()`` return awaitables,
 which Telethon awaits (its "async sessions" path; the warning it emits for that path is silenced
-for this class only). ``cache_file`` data and entity display names stay in memory.
+for this class only). ``cache_file`` data stays in memory; entity display names are stored with the peers.
+
+The signed-in user: Telethon records it as entity 0 with the user's id in the hash column. Here
+that record sets the session's ``user_id`` (it is not stored as a peer), and
+``get_input_entity(0)`` answers ``InputPeerUser(0, user_id)`` as Telethon's own sessions do.
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self.name = name
         self.lease_wait = lease_wait
         self._opened = False
+        self._user_id: int | None = None
         self._peers: dict[int, _Entry] = {}
         self._by_username: dict[str, int] = {}
         self._by_phone: dict[str, int] = {}
@@ -151,12 +156,19 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._port = fields["port"]
         self._auth_key = AuthKey(fields["auth_key"]) if fields["auth_key"] else None
         self._takeout_id = fields["takeout_id"]
+        self._user_id = fields["user_id"]
         self._peers.clear()
         self._by_username.clear()
         self._by_phone.clear()
         self._by_name.clear()
         async for peer in self.store.iter_peers():
-            self._index(peer.id, (peer.access_hash, peer.type, peer.usernames, peer.phone_number, None))
+            if peer.id == 0:  # an entity-0 marker stored as a peer (statekit before 2026-12)
+                if self._user_id is None and peer.access_hash:
+                    self._user_id = peer.access_hash
+                continue
+            self._index(
+                peer.id, (peer.access_hash, peer.type, peer.usernames, peer.phone_number, peer.name)
+            )
         self._update_states = {
             _entity_id(s.id): types.updates.State(
                 pts=s.pts or 0,
@@ -183,7 +195,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 await self.store.update(**fields)
             if peers:
                 await self.store.update_peers(
-                    Peer(pid, e[0], e[1], e[2], e[3]) for pid, e in peers.items()
+                    Peer(pid, e[0], e[1], e[2], e[3], name=e[4]) for pid, e in peers.items()
                 )
             if states:
                 await self.store.set_update_state(
@@ -240,6 +252,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._by_name.clear()
         self._update_states = {}
         self._auth_key = None
+        self._user_id = None
 
     def delete(self) -> Any:
         """Return an awaitable that deletes the session and everything it owns from the store."""
@@ -289,6 +302,12 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
     def takeout_id(self, value: int | None) -> None:
         self._takeout_id = value
         self._dirty_fields["takeout_id"] = value
+
+    @property
+    def user_id(self) -> int | None:
+        """The signed-in user's id (Telethon's entity-0 record), or ``None`` if not known yet."""
+        self._require_open()
+        return self._user_id
 
     # ------------------------------------------------------------------ update states
 
@@ -349,6 +368,11 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             if not row:
                 continue
             marked_id, access_hash, username, phone, name = row
+            if marked_id == 0:  # Telethon's record of the signed-in user: its id is the hash
+                if access_hash and access_hash != self._user_id:
+                    self._user_id = access_hash
+                    self._dirty_fields["user_id"] = access_hash
+                continue
             entry: _Entry = (
                 access_hash,
                 _kind(entity, marked_id),
@@ -360,8 +384,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             if old == entry:
                 continue
             self._index(marked_id, entry)
-            if old is None or old[:4] != entry[:4]:
-                self._dirty_peers[marked_id] = entry
+            self._dirty_peers[marked_id] = entry
 
     def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
         peer_id = self._by_phone.get(phone)
@@ -385,6 +408,8 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 utils.get_peer_id(types.PeerChannel(id)),
             )
         for peer_id in candidates:
+            if peer_id == 0:
+                return None if self._user_id is None else (0, self._user_id)
             entry = self._peers.get(peer_id)
             if entry is not None:
                 return (peer_id, entry[0])

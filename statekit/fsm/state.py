@@ -3,7 +3,9 @@
 A state declared as ``name = State()`` in ``class Form(StatesGroup)`` is named ``"Form:name"``; in a
 group nested in another (``class Outer(StatesGroup): class Inner(StatesGroup): ...``) it is
 ``"Outer.Inner:name"``. These are the names aiogram gives its own states, so both can share one
-store.
+store. aiogram's attribute names work too: ``Form.name.state`` (the full name, ``None`` for an
+unnamed ``State()``), ``Form.name.group``, ``state(event, raw_state)`` as a filter,
+``Form.__all_states_names__``, ``Form.__childs__``, ``Form.__all_childs__``, ``Form.get_root()``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,18 @@ class State:
                 "this State() has no name: declare it in a StatesGroup body or give State('name')"
             )
         return f"{self._group.__full_group_name__}:{self._attr}"
+
+    @property
+    def state(self) -> str | None:
+        """aiogram's name for ``name``: the full name, or ``None`` for an unnamed ``State()``."""
+        return self.name if self.named else None
+
+    def __call__(self, event: object = None, raw_state: str | None = None) -> bool:
+        """As an aiogram filter: True if ``raw_state`` is this state (always, for ``ANY_STATE``)."""
+        if not self.named:
+            return raw_state is None
+        name = self.name
+        return name == "*" or raw_state == name
 
     @property
     def named(self) -> bool:
@@ -123,8 +137,34 @@ class StatesGroupMeta(type):
 
     @property
     def __state_names__(cls) -> tuple[str, ...]:
-        """The full names of ``__all_states__``."""
+        """The full names of ``__all_states__`` (nested groups included; aiogram's own
+        ``__state_names__`` lists only the states declared directly)."""
         return tuple(state.name for state in cls.__all_states__)
+
+    @property
+    def __all_states_names__(cls) -> tuple[str, ...]:
+        """aiogram's name: the full names of ``__all_states__``."""
+        return cls.__state_names__
+
+    @property
+    def __childs__(cls) -> tuple[StatesGroupMeta, ...]:
+        """aiogram's name for ``__children__``: the groups nested directly in this one."""
+        return cls.__children__
+
+    @property
+    def __all_childs__(cls) -> tuple[StatesGroupMeta, ...]:
+        """Every group nested in this one, at any depth (the direct ones first, as in aiogram)."""
+        found = list(cls.__children__)
+        for child in cls.__children__:
+            found.extend(child.__all_childs__)
+        return tuple(found)
+
+    def get_root(cls) -> StatesGroupMeta:
+        """The outermost group this one is nested in (itself when not nested)."""
+        node: StatesGroupMeta = cls
+        while node.__parent__ is not None:
+            node = node.__parent__
+        return node
 
     def __contains__(cls, item: object) -> bool:
         if isinstance(item, str):

@@ -26,12 +26,13 @@ __all__ = [
     "pack_row",
     "peer_row",
     "row_peer",
+    "stored_row",
     "unpack_row",
     "username_pair",
 ]
 
-PeerRow = tuple[int, int, str, tuple[str, ...], "str | None", "int | None"]
-"""(id, access_hash, type, usernames, phone_number, last_update_on)."""
+PeerRow = tuple[int, int, str, tuple[str, ...], "str | None", "int | None", "str | None"]
+"""(id, access_hash, type, usernames, phone_number, last_update_on, name)."""
 
 _INT64 = 2**63
 _PHONE_JUNK = str.maketrans("", "", "+()- \t")
@@ -94,8 +95,10 @@ def make_row(
     usernames: Any,
     phone: Any,
     stamp: Any,
+    name: Any = None,
 ) -> PeerRow:
-    """A checked peer row: usernames without ``@``, phone digits only (None if empty).
+    """A checked peer row: usernames without ``@``, phone digits only (None if empty), display
+    name None if empty.
 
     Raises ``TypeError`` naming the peer and the field that is wrong.
     """
@@ -117,7 +120,11 @@ def make_row(
         phone = phone.translate(_PHONE_JUNK) or None
     if stamp is not None and type(stamp) is not int:
         raise TypeError(f"peer {peer_id}: last_update_on must be an int, not {stamp!r}")
-    return (peer_id, access_hash, kind, usernames, phone, stamp)
+    if name is not None:
+        if type(name) is not str:
+            raise TypeError(f"peer {peer_id}: name must be a str, not {type(name).__name__}")
+        name = name or None
+    return (peer_id, access_hash, kind, usernames, phone, stamp, name)
 
 
 def peer_row(peer: Peer, now: int) -> PeerRow:
@@ -127,13 +134,13 @@ def peer_row(peer: Peer, now: int) -> PeerRow:
     stamp = peer.last_update_on
     return make_row(
         peer.id, peer.access_hash, peer.type, peer.usernames, peer.phone_number,
-        now if stamp is None else stamp,
+        now if stamp is None else stamp, peer.name,
     )
 
 
 def row_peer(row: PeerRow) -> Peer:
     """A fresh ``Peer`` of ``row``."""
-    return Peer(row[0], row[1], row[2], row[3], row[4], row[5])
+    return Peer(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
 _pack = msgpack.Packer().pack  # reused: no per-row setup (rows hold only int, str, None)
@@ -141,8 +148,14 @@ _pack = msgpack.Packer().pack  # reused: no per-row setup (rows hold only int, s
 
 def pack_row(row: PeerRow) -> bytes:
     """The stored form of ``row`` under the default codec: a msgpack array (the codec's own
-    encoding of the row as a list, which has no maps to order)."""
-    return _pack(row)  # type: ignore[no-any-return]
+    encoding of the row as a list, which has no maps to order). A row without a display name is
+    stored as the 6 items statekit wrote before names were kept."""
+    return _pack(row if row[6] is not None else row[:6])  # type: ignore[no-any-return]
+
+
+def stored_row(row: PeerRow) -> list[Any]:
+    """``row`` as the list it is stored as (6 items when it has no display name)."""
+    return list(row if row[6] is not None else row[:6])
 
 
 def unpack_row(key: str, value: Any) -> PeerRow | None:
@@ -156,10 +169,16 @@ def unpack_row(key: str, value: Any) -> PeerRow | None:
             value = msgpack.unpackb(value)
         if type(value) is not list:
             raise TypeError(type(value).__name__)
-        pid, access_hash, kind, usernames, phone, stamp = value
+        if len(value) == 6:
+            pid, access_hash, kind, usernames, phone, stamp = value
+            name = None
+        else:
+            pid, access_hash, kind, usernames, phone, stamp, name = value
+            if name is not None and type(name) is not str:
+                raise TypeError("name")
         if not (type(pid) is int and type(access_hash) is int and type(kind) is str):
             raise TypeError("id, access_hash, type")
-        return (pid, access_hash, kind, tuple(usernames), phone, stamp)
+        return (pid, access_hash, kind, tuple(usernames), phone, stamp, name)
     except (TypeError, ValueError, msgpack.UnpackException) as exc:
         raise CorruptValueError(f"key {key!r} does not hold a peer record ({exc})") from None
 

@@ -366,7 +366,9 @@ def _read_pyrogram(
     )
 
     peer_cols = ["id", "access_hash", "type", "phone_number", "last_update_on"]
-    if version <= 3:
+    # a Pyrogram 2.0 file (schema 3) upgraded by kurigram keeps its usernames in peers.username
+    # (the upgrade adds an empty usernames table): read both, the usernames table first
+    if version <= 3 or "username" in tables.get("peers", set()):
         peer_cols.append("username")
     _need(tables, "peers", peer_cols, where, what)
     usernames: dict[int, list[str]] = {}
@@ -383,7 +385,9 @@ def _read_pyrogram(
         kind = _text(row[2], f"{name} type")
         if not kind:
             raise SessionFormatError(f"{name} has no type")
-        names = usernames.get(peer_id, []) if version >= 4 else [_text(row[5], f"{name} username")]
+        names: list[str | None] = list(usernames.get(peer_id, ()))
+        if not names and len(row) > 5:
+            names = [_text(row[5], f"{name} username")]
         peers.append(
             Peer(
                 id=peer_id,
@@ -417,7 +421,10 @@ def _read_telethon(
     address = _text(row[1], f"{where}: server_address")
     user_id: int | None = None
     peers = []
-    for ent in conn.execute("SELECT id, hash, username, phone, date FROM entities ORDER BY id"):
+    name_col = "name" if "name" in tables["entities"] else "NULL"
+    for ent in conn.execute(
+        f"SELECT id, hash, username, phone, date, {name_col} FROM entities ORDER BY id"
+    ):
         peer_id = fmt.read_required_int(ent[0], f"{where}: entity id")
         name = f"{where}: entity {peer_id}"
         access_hash = fmt.read_int(ent[1], f"{name} hash") or 0
@@ -433,6 +440,7 @@ def _read_telethon(
                 usernames=(username,) if username else (),
                 phone_number=_phone(ent[3], f"{name} phone"),
                 last_update_on=fmt.read_int(ent[4], f"{name} date", lossy_float=True),
+                name=_text(ent[5], f"{name} name") or None,
             )
         )
     data = fmt.make_session_data(
@@ -678,7 +686,7 @@ def _write_telethon(conn: sqlite3.Connection, snap: SessionSnapshot) -> None:
             p.access_hash,
             p.username.lower() if p.username else None,
             _telethon_phone(p.phone_number),
-            None,
+            p.name,
             p.last_update_on,
         )
         for p in _unique_peers(snap.peers)

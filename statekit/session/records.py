@@ -95,7 +95,8 @@ class SessionData:
 class Peer:
     """One cached peer: id in Bot-API form (users > 0, chats < 0, channels -100…), access hash,
     type (``"user"``, ``"bot"``, ``"group"``, ``"channel"``, ``"supergroup"``), usernames (without @),
-    phone number and the Unix time of the last update."""
+    phone number, the Unix time of the last update and the display name (Telethon keeps one per
+    entity; None when unknown)."""
 
     id: int
     access_hash: int = 0
@@ -103,6 +104,7 @@ class Peer:
     usernames: tuple[str, ...] = ()
     phone_number: str | None = None
     last_update_on: int | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.usernames, str):
@@ -123,6 +125,7 @@ class Peer:
             "usernames": list(self.usernames),
             "phone_number": self.phone_number,
             "last_update_on": self.last_update_on,
+            "name": self.name,
         }
 
     @classmethod
@@ -135,6 +138,7 @@ class Peer:
             usernames=tuple(data.get("usernames") or ()),
             phone_number=data.get("phone_number"),
             last_update_on=data.get("last_update_on"),
+            name=data.get("name"),
         )
 
 

@@ -31,6 +31,7 @@ from statekit.session._peers import (
     pack_row,
     peer_row,
     row_peer,
+    stored_row,
     unpack_row,
     username_pair,
 )
@@ -370,7 +371,7 @@ class SessionStore:
             await self.storage.delete_many(tombstones)
 
     def _encode_row(self, row: PeerRow) -> bytes:
-        stored = encode_stored(self.storage.codec, self._prefix, list(row))
+        stored = encode_stored(self.storage.codec, self._prefix, stored_row(row))
         if type(stored) is not bytes:  # pragma: no cover - a list never encodes as an int
             raise TypeError("a peer row must encode to bytes")
         return stored
@@ -379,7 +380,8 @@ class SessionStore:
         """Store ``peers``: each replaces the stored peer of its id.
 
         A peer's usernames that it no longer has stop resolving. ``keep_usernames=True`` keeps the
-        stored usernames of a peer given without any (for clients that send them separately).
+        stored usernames of a peer given without any (for clients that send them separately),
+        and its stored display name if given without one.
         ``last_update_on`` defaults to now; a peer equal to the stored one is not written again
         unless its stored ``last_update_on`` is over 5 minutes old. One write per 1,000 peers,
         each peer with its index entries. Raises ``TypeError`` naming a bad peer before anything
@@ -394,7 +396,7 @@ class SessionStore:
         now = _now()
         by_id: dict[int, PeerRow] = {}
         for row in rows:
-            by_id[row[0]] = row if row[5] is not None else (row[0], row[1], row[2], row[3], row[4], now)
+            by_id[row[0]] = row if row[5] is not None else (*row[:5], now, row[6])
         if not by_id:
             return
         self._check_writable()
@@ -403,8 +405,10 @@ class SessionStore:
             for peer_id, previous in old.items():
                 row = by_id[peer_id]
                 if keep_usernames and not row[3] and previous[3]:
-                    row = by_id[peer_id] = (row[0], row[1], row[2], previous[3], row[4], row[5])
-                if row[:5] == previous[:5] and (
+                    row = by_id[peer_id] = (row[0], row[1], row[2], previous[3], row[4], row[5], row[6])
+                if keep_usernames and row[6] is None and previous[6] is not None:
+                    row = by_id[peer_id] = (*row[:6], previous[6])  # a client that keeps no names
+                if row[:5] == previous[:5] and row[6] == previous[6] and (
                     row[5] == previous[5]
                     or (row[5] == now and now - (previous[5] or 0) < _REFRESH_AFTER)
                 ):
@@ -426,7 +430,7 @@ class SessionStore:
         async with self._peer_lock:
             old = await self._old_rows(wanted)
             rows: dict[int, PeerRow] = {
-                peer_id: (row[0], row[1], row[2], wanted[peer_id], row[4], now)
+                peer_id: (row[0], row[1], row[2], wanted[peer_id], row[4], now, row[6])
                 for peer_id, row in old.items()
             }
             if rows:
@@ -604,7 +608,7 @@ class SessionStore:
             if states:
                 mapping[self._states.key] = encode_states(states)
             for peer_id, row in rows.items():
-                packed = list(row)  # stored as a list, as _commit_rows writes it
+                packed = stored_row(row)  # stored as a list, as _commit_rows writes it
                 mapping[self._peer_key(peer_id)] = packed
                 for name in row[3]:
                     mapping[self._username_key(name.lower())] = packed

@@ -519,9 +519,10 @@ def _session_from_map(session: object, where: str) -> SessionData:
 
 
 def _peer_from_row(row: object, where: str) -> Peer:
-    if type(row) is not list or len(row) != 6:
-        raise SessionFormatError(f"{where}: a peer entry is not a 6-item list")
-    peer_id, access_hash, kind, usernames, phone, updated = row
+    if type(row) is not list or len(row) not in (6, 7):
+        raise SessionFormatError(f"{where}: a peer entry is not a 6- or 7-item list")
+    peer_id, access_hash, kind, usernames, phone, updated = row[:6]
+    name = row[6] if len(row) == 7 else None  # the display name: a 7th item when there is one
     if type(peer_id) is not int or type(access_hash) is not int:
         raise SessionFormatError(f"{where}: a peer's id or access hash is not an integer")
     if type(kind) is not str or not kind:
@@ -538,7 +539,9 @@ def _peer_from_row(row: object, where: str) -> Peer:
         raise SessionFormatError(f"{where}: peer {peer_id}: last_update_on is not an integer")
     if not fmt.in_int64(peer_id, access_hash, updated):
         raise SessionFormatError(f"{where}: peer {peer_id}: a value exceeds 64 bits")
-    return Peer(peer_id, access_hash, sys.intern(kind), tuple(usernames), phone, updated)
+    if name is not None and type(name) is not str:
+        raise SessionFormatError(f"{where}: peer {peer_id}: name is not a string")
+    return Peer(peer_id, access_hash, sys.intern(kind), tuple(usernames), phone, updated, name)
 
 
 def _state_from_row(row: object, where: str) -> UpdateState:
@@ -648,6 +651,7 @@ def _export_statekit(snap: SessionSnapshot) -> str:
         "session": snap.data.to_dict(),
         "peers": [
             [p.id, p.access_hash, p.type, list(p.usernames), p.phone_number, p.last_update_on]
+            + ([p.name] if p.name is not None else [])
             for p in snap.peers
         ],
         "update_states": [[u.id, u.pts, u.qts, u.date, u.seq] for u in snap.update_states],

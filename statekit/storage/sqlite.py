@@ -15,6 +15,7 @@ import contextlib
 import functools
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -175,9 +176,13 @@ class SQLiteStorage(BaseStorage):
             if Path(self.path).is_dir():  # pragma: no cover - os.open fails first on Linux
                 raise StorageUnavailableError(f"SQLite database {self.path!r} is a directory")
         try:
-            conn = await aiosqlite.connect(
-                self.path, isolation_level=None, timeout=self._busy_timeout
-            )
+            pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self._busy_timeout)
+            # aiosqlite's worker thread is not a daemon: a storage never stopped would keep a
+            # finished program alive forever. Committed rows are on disk either way.
+            worker = getattr(pending, "_thread", None)
+            if isinstance(worker, threading.Thread):
+                worker.daemon = True
+            conn = await pending
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         try:

@@ -8,6 +8,7 @@ from types import ModuleType
 
 import pytest
 from aiogram import Dispatcher, Router
+from aiogram.exceptions import DataNotDictLikeError
 from aiogram.fsm.context import FSMContext as AiogramFSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey as AiogramKey
@@ -135,7 +136,7 @@ async def test_errors_name_the_conversation(storage: BaseStorage) -> None:
     key = AiogramKey(bot_id=1, chat_id=2, user_id=3)
     with pytest.raises(TypeError, match=r"fsm:\{1:2:3:::default\}"):
         await adapter.set_state(key, 42)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"fsm:\{1:2:3:::default\}"):
+    with pytest.raises(DataNotDictLikeError, match=r"fsm:\{1:2:3:::default\}"):
         await adapter.set_data(key, [1, 2])  # type: ignore[arg-type]
     await storage.set_state(StorageKey(1, 2, 3).storage_key, ["not", "a", "record"])
     with pytest.raises(CorruptValueError, match=r"fsm:\{1:2:3:::default\}"):

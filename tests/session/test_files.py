@@ -4,6 +4,7 @@ against fixtures written by pyrogram 1.4.16 / 2.0.106, irenogram and Telethon 1.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -111,8 +112,8 @@ def test_fixture_file_converts_to_every_format_and_back(
         assert {p.id: p.phone_number for p in back.peers} == {
             p.id: p.phone_number for p in source.peers
         }
-    if target == "kurigram":
-        assert back.peers == source.peers
+    if target == "kurigram":  # a kurigram file keeps no display names (Telethon's entities.name)
+        assert back.peers == [dataclasses.replace(p, name=None) for p in source.peers]
         assert back.update_states == source.update_states
     if target == "telethon":
         assert (got.server_address, got.port) == (want.server_address, want.port)
@@ -312,9 +313,9 @@ async def test_telethon_file_reads_in_statekit_with_every_field(tmp_path: Path) 
     stamps = {p.id: p.last_update_on for p in snapshot.peers}
     assert all(s is not None and abs(s - NOW) < 3600 for s in stamps.values())
     assert snapshot.peers == [
-        Peer(-1001234567890, -42, "channel", ("chan",), None, stamps[-1001234567890]),
-        Peer(-123, 0, "group", (), None, stamps[-123]),
-        Peer(100, 5555, "user", ("alice",), "15551234567", stamps[100]),
+        Peer(-1001234567890, -42, "channel", ("chan",), None, stamps[-1001234567890], "C"),
+        Peer(-123, 0, "group", (), None, stamps[-123], "G"),
+        Peer(100, 5555, "user", ("alice",), "15551234567", stamps[100], "A"),
     ]
     assert snapshot.update_states == [
         UpdateState(-1001234567890, 99, 0, 1_700_000_000, 0),
