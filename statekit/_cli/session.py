@@ -28,6 +28,9 @@ FORMATS = (
     "pyrogram-file",
     "kurigram-file",
     "telethon-file",
+    "ferogram-string",
+    "ferogram-file",
+    "ferogram-sqlite",
 )
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -146,6 +149,8 @@ def _string_format(text: str) -> str:
     if s.startswith("sk") and ":" in s[:9]:
         return "statekit"
     body = s.rstrip("=")
+    if body[:1] in ("A", "B", "C") and len(body) > 368:
+        return "ferogram"
     # Telethon: '1' + 351 or 367 characters (IPv4 / IPv6); Pyrogram family: 362, 351 or 356
     return "telethon" if body[:1] == "1" and len(body) in (352, 368) else "pyrogram"
 
@@ -158,6 +163,8 @@ def _is_file(text: str) -> bool:
 
 
 def _looks_like_path(text: str) -> bool:
+    if len(text) > 368 and text[:1] in ("A", "B", "C") and "/" in text and "." not in text:
+        return False  # a ferogram string in standard base64, not a path
     return (
         "/" in text
         or os.sep in text
@@ -186,7 +193,8 @@ def load(source: str) -> Source:
         with open(path, "rb") as f:
             head = f.read(len(_SQLITE_HEADER))
             size = os.fstat(f.fileno()).st_size
-        if head != _SQLITE_HEADER and size <= _MAX_STRING_FILE:
+        is_ferogram = head[:1] != b"" and 1 <= head[0] <= 8  # ferogram's binary file
+        if head != _SQLITE_HEADER and size <= _MAX_STRING_FILE and not is_ferogram:
             # not a database: a file holding a session string?
             text = path.read_bytes().decode("ascii", errors="replace")
             try:
@@ -330,6 +338,8 @@ def run_convert(args: argparse.Namespace) -> int:
     from statekit.session.strings import export_string
 
     name, _, kind = args.to.partition("-")
+    if args.to == "ferogram-sqlite":
+        name, kind = "ferogram-sqlite", "file"
     if kind == "file" and not args.output:
         raise CLIError(f"--to {args.to} writes a file: give its path with -o OUT", 2)
     src = load(args.source)

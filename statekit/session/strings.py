@@ -27,13 +27,14 @@ from typing import Any, Final, Literal
 import msgpack
 
 from statekit.errors import SessionFormatError
+from statekit.session import _ferogram as fero
 from statekit.session import _formats as fmt
 from statekit.session.records import Peer, SessionData, SessionSnapshot, UpdateState
 
 __all__ = ["STRING_FORMATS", "StringFormat", "export_string", "import_string"]
 
-StringFormat = Literal["pyrogram", "telethon", "statekit"]
-STRING_FORMATS: Final[tuple[str, ...]] = ("pyrogram", "telethon", "statekit")
+StringFormat = Literal["pyrogram", "telethon", "statekit", "ferogram"]
+STRING_FORMATS: Final[tuple[str, ...]] = ("pyrogram", "telethon", "statekit", "ferogram")
 
 _PYRO = struct.Struct(">BI?256sQ?")
 _PYRO_OLD32 = struct.Struct(">B?256sI?")
@@ -72,7 +73,8 @@ def _padded(n: int) -> int:
 
 _TRIED = (
     f"tried statekit ('sk1:' prefix), Pyrogram family ({_b64_len(_PYRO.size)} characters; older layouts {_b64_len(_PYRO_OLD32.size)} and {_b64_len(_PYRO_OLD64.size)}), "
-    f"Telethon ('1' followed by {_padded(_b64_len(_TELE_V4.size))} or {_padded(_b64_len(_TELE_V6.size))} characters)"
+    f"Telethon ('1' followed by {_padded(_b64_len(_TELE_V4.size))} or {_padded(_b64_len(_TELE_V6.size))} characters), "
+    "ferogram ('A'-'C' followed by 373 or more characters)"
 )
 
 
@@ -81,10 +83,10 @@ _TRIED = (
 
 
 def import_string(text: str | bytes) -> SessionSnapshot:
-    """Read a Pyrogram-family, Telethon or statekit session string (detected).
+    """Read a Pyrogram-family, Telethon, statekit or ferogram session string (detected).
 
     Surrounding whitespace is ignored; base64 padding is optional. Returns a snapshot (peers and
-    update states only from statekit strings). Raises ``SessionFormatError`` (saying which formats
+    update states only from statekit and ferogram strings). Raises ``SessionFormatError`` (saying which formats
     were tried and the length seen) for anything else; ``TypeError`` if ``text`` is not a string.
     """
     if isinstance(text, bytes | bytearray):
@@ -117,6 +119,8 @@ def import_string(text: str | bytes) -> SessionSnapshot:
         layout_struct = _TELE_LAYOUTS[len(body) - 1]
         raw = _decode_b64(body[1:], padding, "Telethon session string")
         return SessionSnapshot(_read_telethon(raw, layout_struct))
+    if fero.is_string_candidate(body):
+        return fero.import_string(s)
     if body[0] != _TELETHON_VERSION and len(body) - 1 in _TELE_LAYOUTS:
         raise SessionFormatError(
             f"session string of {len(s)} characters has a Telethon length but starts with "
@@ -320,13 +324,14 @@ def export_string(
     user_id: int | None = None,
     is_bot: bool | None = None,
 ) -> str:
-    """Write ``snapshot`` as a session string of ``format`` (``"pyrogram"``, ``"telethon"`` or
-    ``"statekit"``).
+    """Write ``snapshot`` as a session string of ``format`` (``"pyrogram"``, ``"telethon"``,
+    ``"statekit"`` or ``"ferogram"``: URL-safe unpadded base64, what ferogram's ``StringSession``
+    reads).
 
     ``api_id``, ``user_id`` and ``is_bot``, when given, replace the snapshot's values. A Pyrogram
     string needs ``api_id`` and ``user_id``; a Telethon string needs a server address and port
-    (the data centre's default is used when the snapshot has none). Only the statekit string
-    carries peers and update states. Raises ``ValueError`` when the target needs a field the
+    (the data centre's default is used when the snapshot has none; so does a ferogram string).
+    Only the statekit and ferogram strings carry peers and update states. Raises ``ValueError`` when the target needs a field the
     snapshot lacks (naming it) or for an unknown format.
     """
     snap = fmt.to_snapshot(snapshot)
@@ -337,6 +342,8 @@ def export_string(
         return _export_telethon(data)
     if format == "statekit":
         return _export_statekit(SessionSnapshot(data, snap.peers, snap.update_states))
+    if format == "ferogram":
+        return fero.export_string(SessionSnapshot(data, snap.peers, snap.update_states))
     raise ValueError(f"unknown session string format {format!r}; expected one of {STRING_FORMATS}")
 
 
