@@ -39,6 +39,7 @@ __all__ = [
     "FerogramSession",
     "build_blob",
     "export_string",
+    "ferogram_peer",
     "from_snapshot",
     "import_blob",
     "import_string",
@@ -400,7 +401,9 @@ def to_snapshot(session: FerogramSession, where: str = "ferogram session") -> Se
     return SessionSnapshot(data, peers, states)
 
 
-def _ferogram_peer(peer: Peer, base: dict[int, FerogramPeer]) -> FerogramPeer | None:
+def ferogram_peer(peer: Peer, base: dict[int, FerogramPeer] | None = None) -> FerogramPeer | None:
+    """``peer`` as ferogram keeps it (None for an id it cannot hold); a channel kind recorded
+    in ``base`` (bare id -> peer) is kept when it agrees with the neutral type."""
     if peer.id > 0:
         return FerogramPeer(peer.id, peer.access_hash, 0)
     if peer.id <= -_CHANNEL_ZERO:
@@ -410,7 +413,7 @@ def _ferogram_peer(peer: Peer, base: dict[int, FerogramPeer]) -> FerogramPeer | 
         if peer.type == "community":
             return FerogramPeer(bare, peer.access_hash, 0, None, True)
         kind: int | None = 1 if peer.type in ("supergroup", "forum") else None
-        known = base.get(bare)
+        known = base.get(bare) if base else None
         if known is not None and known.type == 1 and not known.community:
             # keep the kind ferogram recorded when it agrees with the neutral type
             if (known.channel_kind in (1, 2)) == (kind == 1):
@@ -446,7 +449,8 @@ def from_snapshot(
         for dc in base.dcs:
             same_family = (dc.flags & FLAG_IPV6) == flags
             if dc.dc_id == d.dc_id and same_family:
-                home = replace(dc, address=address, auth_key=d.auth_key)
+                if dc.auth_key == d.auth_key:  # salt and offset belong to that key
+                    home = replace(dc, address=address)
             else:
                 dcs.append(dc)
         min_peers = list(base.min_peers)
@@ -455,7 +459,7 @@ def from_snapshot(
     dcs.insert(0, home)
     peers: dict[int, FerogramPeer] = {}
     for peer in snap.peers:
-        converted = _ferogram_peer(peer, known)
+        converted = ferogram_peer(peer, known)
         if converted is not None:
             peers[converted.id] = converted
     out = FerogramSession(
