@@ -8,16 +8,12 @@ which resumes the saved auth key without a handshake."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import os
 import shutil
-import socket
 import sqlite3
 import stat
 import struct
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,46 +38,25 @@ from statekit.session import (
 )
 from statekit.session import _ferogram as fero
 
+from ferogram_tools import (  # isort: skip
+    FIXTURES,
+    MANIFEST,
+    Listener,
+    blob_view,
+    connect,
+    ferogram_view,
+    manifest_view,
+)
+
 ferogram = pytest.importorskip("ferogram")
 from ferogram._ferogram import (  # noqa: E402
-    DcConnection,
     FileSession,
     SqliteSession,
     StringSession,
 )
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ferogram"
-MANIFEST: dict[str, Any] = json.loads((FIXTURES / "manifest.json").read_text())
 BLOBS = [f"v{n}.bin" for n in range(1, 8)] + ["v8.session"]
 KEY = bytes((i * 7 + 3) % 256 for i in range(256))
-
-
-class Listener:
-    """A data centre stand-in on 127.0.0.1 that accepts connections and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(50)
-        self.port = self.sock.getsockname()[1]
-        self.addr = f"127.0.0.1:{self.port}"
-        self.held: list[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.closed = True
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -89,56 +64,6 @@ def dc() -> Iterator[Listener]:
     listener = Listener()
     yield listener
     listener.close()
-
-
-async def connect(session: Any, dc: Listener) -> Any:
-    """Open ferogram's connection on ``session``, offline (the listener is the data centre)."""
-    return await asyncio.wait_for(
-        DcConnection.connect(session, 1, "0" * 32, 0, dc_addr=dc.addr), 30
-    )
-
-
-async def ferogram_view(conn: Any) -> dict[str, Any]:
-    pts, qts, date, seq, channels = await conn.get_persisted_update_state()
-    peers, min_peers = await conn.get_persisted_peers()
-    token = await conn.get_future_auth_token()
-    return {
-        "dc_id": conn.dc_id,
-        "auth_key": bytes(await conn.auth_key_bytes()),
-        "update_state": (pts, qts, date, seq, sorted(tuple(c) for c in channels)),
-        "peers": sorted(tuple(p) for p in peers),
-        "min_peers": sorted(tuple(m) for m in min_peers),
-        "token": None if token is None else bytes(token),
-    }
-
-
-def blob_view(s: fero.FerogramSession) -> dict[str, Any]:
-    """The same view of a session statekit parsed."""
-    home = next(d for d in s.dcs if d.dc_id == s.home_dc_id and d.auth_key is not None)
-    return {
-        "dc_id": s.home_dc_id,
-        "auth_key": home.auth_key,
-        "update_state": (s.pts, s.qts, s.date, s.seq, sorted(s.channels)),
-        "peers": sorted(
-            (p.id, p.access_hash, p.type == 1, p.type == 2, p.channel_kind, p.community)
-            for p in s.peers
-        ),
-        "min_peers": sorted(s.min_peers),
-        "token": s.future_auth_token,
-    }
-
-
-def manifest_view(entry: dict[str, Any]) -> dict[str, Any]:
-    pts, qts, date, seq, channels = entry["update_state"]
-    token = entry["future_auth_token"]
-    return {
-        "dc_id": entry["dc_id"],
-        "auth_key": bytes.fromhex(entry["auth_key"]),
-        "update_state": (pts, qts, date, seq, sorted(tuple(c) for c in channels)),
-        "peers": sorted(tuple(p) for p in entry["peers"]),
-        "min_peers": sorted(tuple(m) for m in entry["min_peers"]),
-        "token": None if token is None else bytes.fromhex(token),
-    }
 
 
 def sample() -> SessionSnapshot:
