@@ -54,6 +54,29 @@ _MAX_PEERS = 0xFFFF  # a ferogram blob holds at most this many peers
 _RECORD_FIELDS = ("dc_id", "server_address", "port", "auth_key", "test_mode")
 
 
+def _merge(old: Peer | None, new: Peer) -> Peer | None:
+    """The peer to write for ``new`` (as ferogram reported it), or None if ``old`` (stored,
+    maybe by another client) already says the same to ferogram. What ferogram does not know is
+    kept: usernames, phone number, and a finer type (``bot``, ``forum``) that maps to the same."""
+    if old is None:
+        return new
+    was, now = fero.ferogram_peer(old), fero.ferogram_peer(new)
+    if was == now:
+        return None
+    same_kind = (
+        was is not None
+        and now is not None
+        and (was.type, was.channel_kind, was.community) == (now.type, now.channel_kind, now.community)
+    )
+    return Peer(
+        new.id,
+        new.access_hash,
+        old.type if same_kind else new.type,
+        old.usernames,
+        old.phone_number,
+    )
+
+
 class _LoopThread:
     """An event loop running forever in a daemon thread; ``call`` runs a coroutine on it and
     waits for the result from another thread."""
@@ -351,10 +374,9 @@ class FerogramSession:
             await self.store.update(**changed)
             self._fields.update(changed)
         peers = [
-            p
+            merged
             for p in snap.peers
-            if (old := self._peers.get(p.id)) is None
-            or fero.ferogram_peer(old) != fero.ferogram_peer(p)  # "bot" stays "bot", ...
+            if (merged := _merge(self._peers.get(p.id), p)) is not None
         ]
         if peers:
             await self.store.update_peers(peers, keep_usernames=True)

@@ -19,7 +19,7 @@ import pytest
 from statekit import BaseStorage, MemoryStorage
 from statekit.adapters.ferogram import FerogramSession
 from statekit.errors import SessionFormatError
-from statekit.session import SessionCipher, SessionSnapshot, SessionStore
+from statekit.session import Peer, SessionCipher, SessionSnapshot, SessionStore
 from statekit.session import _ferogram as fero
 
 ferogram = pytest.importorskip("ferogram")
@@ -259,3 +259,22 @@ def test_not_open_refuses_and_garbage_is_refused() -> None:
         assert session.load() is None
     assert session.name() == "statekit:closed"
     assert "closed" in repr(session)
+
+
+async def test_what_ferogram_does_not_know_about_a_peer_is_kept(
+    make_storage: Callable[..., BaseStorage], backend: str, dc: Listener
+) -> None:
+    snap = fero.import_blob(fixture_blob_at(dc))
+    bot = Peer(100001, 1, "bot", ("helper_bot",), "15550001", 1_700_000_000)
+    storage = make_storage()
+    async with storage:
+        await SessionStore(storage, "kept").restore(SessionSnapshot(snap.data, [bot], []))
+    async with FerogramSession(reopen(storage, make_storage, backend), "kept") as session:
+        session.save(fixture_blob_at(dc))  # ferogram knows user 100001 with hash 5550001
+    reader = reopen(storage, make_storage, backend)
+    async with reader:
+        peer = await SessionStore(reader, "kept").get_peer_by_username("helper_bot")
+    assert peer is not None
+    assert (peer.id, peer.access_hash, peer.type, peer.phone_number) == (
+        100001, 5550001, "bot", "15550001",
+    )
