@@ -391,6 +391,7 @@ def to_snapshot(session: FerogramSession, where: str = "ferogram session") -> Se
         test_mode=fmt.is_test_host(host),
     )
     peers = [peer for peer in map(_neutral_peer, session.peers) if peer is not None]
+    peers.sort(key=lambda p: p.id)  # as the other file readers give them
     states: list[UpdateState] = []
     if any((session.pts, session.qts, session.date, session.seq)):
         states.append(UpdateState(0, session.pts, session.qts, session.date, session.seq))
