@@ -50,8 +50,13 @@ __all__ = ["FerogramSession"]
 
 T = TypeVar("T")
 
+_PeerSig = tuple[int, int, int, "int | None", bool]
 _MAX_PEERS = 0xFFFF  # a ferogram blob holds at most this many peers
 _RECORD_FIELDS = ("dc_id", "server_address", "port", "auth_key", "test_mode")
+
+
+def _sig(p: fero.FerogramPeer) -> _PeerSig:
+    return (p.id, p.access_hash, p.type, p.channel_kind, p.community)
 
 
 def _merge(old: Peer | None, new: Peer) -> Peer | None:
@@ -175,7 +180,10 @@ class FerogramSession:
         self._states: dict[int, UpdateState] = {}
         self._extra: bytes | None = None  # ferogram's own record as stored, in plain
         # coalesced writes: the newest blob handed in, its generation, the last one written
-        self._latest: bytes | None = None
+        self._latest: fero.FerogramSession | None = None
+        # the peers of the last blob written (or read), as ferogram keeps them: a save whose
+        # peers are the same writes none
+        self._peer_sig: set[_PeerSig] = set()
         self._latest_gen = 0
         self._written_gen = 0
         self._write_lock: asyncio.Lock | None = None
@@ -312,7 +320,9 @@ class FerogramSession:
             peers.sort(key=lambda p: p.last_update_on or 0, reverse=True)
             peers = peers[:_MAX_PEERS]
         snap = SessionSnapshot(data, peers, states)
-        self._blob = fero.build_blob(fero.from_snapshot(snap, base=extra))
+        built = fero.from_snapshot(snap, base=extra)
+        self._blob = fero.build_blob(built)
+        self._peer_sig = {_sig(p) for p in built.peers}
 
     # ------------------------------------------------------------------ writing
 
@@ -320,7 +330,7 @@ class FerogramSession:
         """The neutral part of ``session`` (None if it has no key for its home data centre yet)
         and the plain blob of what only ferogram keeps."""
         try:
-            snap: SessionSnapshot | None = fero.to_snapshot(session)
+            snap: SessionSnapshot | None = fero.to_snapshot(session, with_peers=False)
         except SessionFormatError:
             snap = None
         if snap is None:
@@ -343,13 +353,12 @@ class FerogramSession:
             if gen <= self._written_gen:
                 return  # a newer blob, written meanwhile, already holds this one's state
             with self._state_lock:
-                blob, latest = self._latest, self._latest_gen
-            if blob is None:
+                session, latest = self._latest, self._latest_gen
+            if session is None:
                 return
-            session = fero.parse_blob(blob, "blob saved by ferogram")
             snap, extra_plain = self._split(session)
             if snap is not None:
-                await self._write_neutral(snap)
+                await self._write_neutral(snap, session.peers)
             if extra_plain != self._extra:
                 value = extra_plain
                 if self._cipher is not None:
@@ -360,7 +369,9 @@ class FerogramSession:
                 self._extra = extra_plain
             self._written_gen = max(self._written_gen, latest)
 
-    async def _write_neutral(self, snap: SessionSnapshot) -> None:
+    async def _write_neutral(
+        self, snap: SessionSnapshot, ferogram_peers: list[fero.FerogramPeer]
+    ) -> None:
         d = snap.data
         fields = {
             "dc_id": d.dc_id,
@@ -373,15 +384,19 @@ class FerogramSession:
         if changed:
             await self.store.update(**changed)
             self._fields.update(changed)
+        sig = {_sig(p) for p in ferogram_peers}
+        fresh = [p for p in ferogram_peers if _sig(p) not in self._peer_sig]  # usually none
         peers = [
             merged
-            for p in snap.peers
-            if (merged := _merge(self._peers.get(p.id), p)) is not None
+            for f in fresh
+            if (p := fero.neutral_peer(f)) is not None
+            and (merged := _merge(self._peers.get(p.id), p)) is not None
         ]
         if peers:
             await self.store.update_peers(peers, keep_usernames=True)
             for p in peers:
                 self._peers[p.id] = p
+        self._peer_sig = sig
         states = {s.id: s for s in snap.update_states}
         changed_states = [s for box, s in states.items() if self._states.get(box) != s]
         gone = [box for box in self._states if box not in states]
@@ -421,10 +436,10 @@ class FerogramSession:
         """
         runner = self._runner_open()
         blob = bytes(data)
-        fero.parse_blob(blob, "blob saved by ferogram")  # refuse garbage before queueing it
+        session = fero.parse_blob(blob, "blob saved by ferogram")  # garbage is refused here
         with self._state_lock:
             self._blob = blob
-            self._latest = blob
+            self._latest = session
             self._latest_gen += 1
             gen = self._latest_gen
         runner.call(self._write(gen), self.timeout, "saving the ferogram session")
@@ -445,4 +460,5 @@ class FerogramSession:
                 self._latest = None
                 self._written_gen = self._latest_gen
             self._fields, self._peers, self._states = {}, {}, {}
+            self._peer_sig = set()
             self._extra = None

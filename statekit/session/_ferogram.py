@@ -45,6 +45,7 @@ __all__ = [
     "import_string",
     "is_string_candidate",
     "join_address",
+    "neutral_peer",
     "parse_blob",
     "parse_string",
     "split_address",
@@ -217,28 +218,13 @@ def parse_blob(data: bytes, where: str = "ferogram session") -> FerogramSession:
         session.dcs.append(FerogramDc(dc_id, address, key, salt, offset, flags))
     if version >= 2:
         session.pts, session.qts, session.date, session.seq = r.unpack("iiii", "update state")
-        for _ in range(r.count("H", _CHANNEL_SIZE, "channels")):
-            cid, cpts = r.unpack("qi", "channel pts")
-            session.channels.append((cid, cpts))
-        peer_size = 17 + (1 if version >= 6 else 0) + (1 if version >= 8 else 0)
-        for i in range(r.count("H", peer_size, "peers")):
-            pid, access_hash, kind = r.unpack("qqB", f"peer {i}")
-            if kind > (2 if version >= 5 else 1):
-                raise SessionFormatError(f"{where}: peer {pid} has unknown type byte {kind}")
-            channel_kind: int | None = None
-            if version >= 6:
-                raw_kind = r.u8(f"peer {pid} channel kind")
-                if raw_kind not in (0, 1, 2, KIND_UNKNOWN):
-                    raise SessionFormatError(
-                        f"{where}: peer {pid} has unknown channel kind {raw_kind}"
-                    )
-                channel_kind = None if raw_kind == KIND_UNKNOWN else raw_kind
-            community = r.flag(f"peer {pid} community") if version >= 8 else False
-            session.peers.append(FerogramPeer(pid, access_hash, kind, channel_kind, community))
+        n = r.count("H", _CHANNEL_SIZE, "channels")
+        session.channels = list(struct.iter_unpack("<qi", r.take(n * _CHANNEL_SIZE, "channels")))
+        _read_peers(r, session, version)
         if version >= 4:
-            for _ in range(r.count("H", _MIN_PEER_SIZE, "min-peers")):
-                uid, peer_id, msg_id = r.unpack("qqi", "min-peer")
-                session.min_peers.append((uid, peer_id, msg_id))
+            n = r.count("H", _MIN_PEER_SIZE, "min-peers")
+            chunk = r.take(n * _MIN_PEER_SIZE, "min-peers")
+            session.min_peers = list(struct.iter_unpack("<qqi", chunk))
         if version >= 7 and r.flag("future auth token presence"):
             (length,) = r.unpack("H", "future auth token length")
             session.future_auth_token = r.take(length, "future auth token")
@@ -247,6 +233,35 @@ def parse_blob(data: bytes, where: str = "ferogram session") -> FerogramSession:
             f"{where}: {r.left()} unexpected bytes after the version-{version} session"
         )
     return session
+
+
+def _read_peers(r: _Reader, session: FerogramSession, version: int) -> None:
+    """The peers of a version-2+ blob: one fixed-size record each, read in one slice."""
+    layout = "<qqB" + ("B" if version >= 6 else "") + ("B" if version >= 8 else "")
+    size = struct.calcsize(layout)
+    n = r.count("H", size, "peers")
+    max_type = 2 if version >= 5 else 1
+    kinds = (0, 1, 2, KIND_UNKNOWN)
+    where = r.where
+    peers = session.peers
+    for item in struct.iter_unpack(layout, r.take(n * size, "peers")):
+        pid, access_hash, kind = item[0], item[1], item[2]
+        if kind > max_type:
+            raise SessionFormatError(f"{where}: peer {pid} has unknown type byte {kind}")
+        channel_kind: int | None = None
+        if version >= 6:
+            raw_kind = item[3]
+            if raw_kind not in kinds:
+                raise SessionFormatError(f"{where}: peer {pid} has unknown channel kind {raw_kind}")
+            channel_kind = None if raw_kind == KIND_UNKNOWN else raw_kind
+        community = False
+        if version >= 8:
+            if item[4] > 1:
+                raise SessionFormatError(
+                    f"{where}: peer {pid} community byte is {item[4]}, expected 0 or 1"
+                )
+            community = item[4] == 1
+        peers.append(FerogramPeer(pid, access_hash, kind, channel_kind, community))
 
 
 def _check(value: int, bounds: tuple[int, int], what: str) -> None:
@@ -358,7 +373,8 @@ def _home_entry(session: FerogramSession, where: str) -> FerogramDc:
     return home[0]
 
 
-def _neutral_peer(p: FerogramPeer) -> Peer | None:
+def neutral_peer(p: FerogramPeer) -> Peer | None:
+    """The neutral record of one ferogram peer (Bot-API id), or None for an id it cannot be."""
     if p.id <= 0:
         return None
     if p.type == 2:
@@ -371,13 +387,16 @@ def _neutral_peer(p: FerogramPeer) -> Peer | None:
     return Peer(p.id, p.access_hash, "user")
 
 
-def to_snapshot(session: FerogramSession, where: str = "ferogram session") -> SessionSnapshot:
+def to_snapshot(
+    session: FerogramSession, where: str = "ferogram session", *, with_peers: bool = True
+) -> SessionSnapshot:
     """The neutral record of a ferogram session: the home data centre's key and address, peers
     with Bot-API ids, update states (box 0 and one per channel, under its Bot-API id).
 
     ferogram does not store ``api_id``, ``user_id``, ``is_bot`` or a date: they are None /
     False. ``test_mode`` is True when the address is one of Telegram's test data centres.
     Raises ``SessionFormatError`` if there is no auth key for the home data centre.
+    ``with_peers=False`` leaves the peers out.
     """
     home = _home_entry(session, where)
     key = fmt.check_auth_key(home.auth_key, where)
@@ -390,7 +409,7 @@ def to_snapshot(session: FerogramSession, where: str = "ferogram session") -> Se
         port=port,
         test_mode=fmt.is_test_host(host),
     )
-    peers = [peer for peer in map(_neutral_peer, session.peers) if peer is not None]
+    peers = [p for p in map(neutral_peer, session.peers) if p is not None] if with_peers else []
     peers.sort(key=lambda p: p.id)  # as the other file readers give them
     states: list[UpdateState] = []
     if any((session.pts, session.qts, session.date, session.seq)):

@@ -78,13 +78,19 @@ async def test_save_load_delete_through_ferogram(
         conn = await connect(session, dc)
         assert await ferogram_view(conn) == manifest_view(MANIFEST["files"]["v8.session"])
         await conn.sync_persisted_update_state(5000, 1, 2, 3, [(1000000003, 77)])
+        peers, min_peers = await conn.get_persisted_peers()
+        await conn.sync_persisted_peers([*peers, (555, 666, False, False, None, False)], min_peers)
         await conn.save_session()
     # a later run, a new object: ferogram sees everything it saved, exactly
     again = FerogramSession(reopen(storage, make_storage, backend), "fg")
     async with again:
         view = await ferogram_view(await connect(again, dc))
         expected = manifest_view(MANIFEST["files"]["v8.session"])
-        assert view == {**expected, "update_state": (5000, 1, 2, 3, [(1000000003, 77)])}
+        assert view == {
+            **expected,
+            "update_state": (5000, 1, 2, 3, [(1000000003, 77)]),
+            "peers": sorted([*expected["peers"], (555, 666, False, False, None, False)]),
+        }
         # the same session, as every statekit tool reads it (another storage object: this
         # one belongs to the adapter's loop thread)
         reader = reopen(storage, make_storage, backend)
@@ -92,7 +98,7 @@ async def test_save_load_delete_through_ferogram(
         snap = await SessionStore(reader, "fg").snapshot()
         assert snap.data.auth_key == expected["auth_key"] and snap.data.dc_id == 2
         assert {s.id: s.pts for s in snap.update_states} == {0: 5000, -1001000000003: 77}
-        assert len(snap.peers) == 7
+        assert len(snap.peers) == 8 and snap.peers[-1].id == 100001
         again.delete()
         assert again.load() is None
         assert await SessionStore(reader, "fg").load() is None
