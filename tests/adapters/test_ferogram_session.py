@@ -158,6 +158,10 @@ async def test_a_real_client_runs_on_the_session(
         finally:
             start.cancel()
             await asyncio.gather(start, return_exceptions=True)
+            autosave = client._peer_cache_save_task
+            if autosave is not None:
+                autosave.cancel()
+                await asyncio.gather(autosave, return_exceptions=True)
     async with FerogramSession(reopen(storage, make_storage, backend), "client") as reread:
         assert fero.parse_blob(reread.load() or b"").future_auth_token == b"from the client"
 
