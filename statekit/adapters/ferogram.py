@@ -257,11 +257,14 @@ class FerogramSession:
     async def _open(self) -> None:
         self._write_lock = asyncio.Lock()
         await self.store.storage.start()
-        await self.store.open(wait=self.lease_wait)
         try:
-            await self._read()
+            await self.store.open(wait=self.lease_wait)
+            try:
+                await self._read()
+            except BaseException:
+                await self.store.close()
+                raise
         except BaseException:
-            await self.store.close()
             await self.store.storage.stop()
             raise
 
