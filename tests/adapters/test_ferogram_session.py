@@ -18,7 +18,7 @@ import pytest
 
 from statekit import BaseStorage, MemoryStorage
 from statekit.adapters.ferogram import FerogramSession
-from statekit.errors import SessionFormatError
+from statekit.errors import SessionFormatError, SessionLockedError
 from statekit.session import Peer, SessionCipher, SessionSnapshot, SessionStore
 from statekit.session import _ferogram as fero
 
@@ -288,3 +288,17 @@ async def test_what_ferogram_does_not_know_about_a_peer_is_kept(
     assert (peer.id, peer.access_hash, peer.type, peer.phone_number) == (
         100001, 5550001, "bot", "15550001",
     )
+
+
+async def test_a_second_object_in_this_process_is_refused_too(
+    make_storage: Callable[..., BaseStorage], backend: str
+) -> None:
+    if backend == "memory":
+        pytest.skip("a memory storage object cannot be reached by a second storage object")
+    async with FerogramSession(make_storage(), "twice") as first:
+        second = FerogramSession(make_storage(), "twice")
+        with pytest.raises(SessionLockedError, match="in use by pid"):
+            await second.aopen()
+        assert second._runner is None  # its loop thread is gone, its storage stopped
+        assert second.store.storage.started is False
+        assert first.load() is None
