@@ -437,3 +437,26 @@ def test_writing_refuses_values_that_do_not_fit(tmp_path: Path) -> None:
     no_address = SessionSnapshot(SessionData(dc_id=77, auth_key=KEY))
     with pytest.raises(ValueError, match="no server address"):
         export_string(no_address, "ferogram")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["pyrogram1_v2.session", "pyrogram2_v3.session", "irenogram_v7.session", "telethon_v7.session"],
+)
+async def test_other_libraries_files_convert_to_ferogram_and_load_there(
+    tmp_path: Path, name: str, dc: Listener
+) -> None:
+    source = tmp_path / name
+    shutil.copy(FIXTURES.parent / "sessions" / name, source)
+    snap = import_file(source)
+    path = export_file(at(snap, dc), tmp_path / "fero.session", "ferogram")
+    view = await ferogram_view(await connect(FileSession(str(path)), dc))
+    assert view["dc_id"] == snap.data.dc_id and view["auth_key"] == snap.data.auth_key
+    common = [s for s in snap.update_states if s.id == 0]
+    if common:
+        c = common[0]
+        assert view["update_state"][:4] == (c.pts or 0, c.qts or 0, c.date or 0, c.seq or 0)
+    channels = sorted((-(10**12) - s.id, s.pts or 0) for s in snap.update_states if s.id != 0)
+    assert view["update_state"][4] == channels
+    bare = {p.id if p.id > 0 else -p.id if p.id > -(10**12) else -(10**12) - p.id for p in snap.peers}
+    assert {p[0] for p in view["peers"]} == bare
