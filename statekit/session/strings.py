@@ -86,8 +86,9 @@ def import_string(text: str | bytes) -> SessionSnapshot:
     """Read a Pyrogram-family, Telethon, statekit or ferogram session string (detected).
 
     Surrounding whitespace is ignored; base64 padding is optional. Returns a snapshot (peers and
-    update states only from statekit and ferogram strings). Raises ``SessionFormatError`` (saying which formats
-    were tried and the length seen) for anything else; ``TypeError`` if ``text`` is not a string.
+    update states only from statekit and ferogram strings). Raises ``SessionFormatError``
+    (saying which formats were tried and the length seen) for anything else; ``TypeError`` if
+    ``text`` is not a string.
     """
     if isinstance(text, bytes | bytearray):
         try:
@@ -331,8 +332,8 @@ def export_string(
     ``api_id``, ``user_id`` and ``is_bot``, when given, replace the snapshot's values. A Pyrogram
     string needs ``api_id`` and ``user_id``; a Telethon string needs a server address and port
     (the data centre's default is used when the snapshot has none; so does a ferogram string).
-    Only the statekit and ferogram strings carry peers and update states. Raises ``ValueError`` when the target needs a field the
-    snapshot lacks (naming it) or for an unknown format.
+    Only the statekit and ferogram strings carry peers and update states. Raises ``ValueError``
+    when the target needs a field the snapshot lacks (naming it) or for an unknown format.
     """
     snap = fmt.to_snapshot(snapshot)
     data = fmt.apply_overrides(snap.data, api_id=api_id, user_id=user_id, is_bot=is_bot)
