@@ -71,7 +71,8 @@ def _merge(old: Peer | None, new: Peer) -> Peer | None:
     same_kind = (
         was is not None
         and now is not None
-        and (was.type, was.channel_kind, was.community) == (now.type, now.channel_kind, now.community)
+        and (was.type, was.channel_kind, was.community)
+        == (now.type, now.channel_kind, now.community)
     )
     return Peer(
         new.id,

@@ -64,7 +64,9 @@ _I64 = (-(1 << 63), (1 << 63) - 1)
 _DC_MIN = 4 + 1 + 8 + 4 + 1
 _CHANNEL_SIZE = 12
 _MIN_PEER_SIZE = 20
-_ADDRESS = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[0-9A-Za-z.\-]+)):(?P<port>[0-9]{1,5})")
+_ADDRESS = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[0-9A-Za-z.\-]+)):(?P<port>[0-9]{1,5})"
+)
 # the shortest string that can hold a session with an auth key: one data centre with a key
 _MIN_STRING_BYTES = 1 + 4 + 1 + _DC_MIN + AUTH_KEY_SIZE
 _B64_STD = re.compile(r"[A-Za-z0-9+/]*")
