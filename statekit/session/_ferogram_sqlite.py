@@ -275,7 +275,8 @@ def export_ferogram_file(
     or SQLite store (``"ferogram-sqlite"``) at exactly ``path``; return the path.
 
     Raises ``ValueError`` when the snapshot has no address for its data centre or a value does
-    not fit, ``FileExistsError`` if ``path`` exists and ``overwrite`` is False. The file is
+    not fit, or when replacing a store whose write-ahead log holds changes (it is open);
+    ``FileExistsError`` if ``path`` exists and ``overwrite`` is False. The file is
     created with mode 0600 and appears complete or not at all.
     """
     from statekit.session.files import _publish  # files imports this module
@@ -285,6 +286,13 @@ def export_ferogram_file(
     target = Path(path)
     if not overwrite and (target.exists() or target.is_symlink()):
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    wal = target.with_name(target.name + "-wal")
+    if format == "ferogram-sqlite" and wal.exists() and wal.stat().st_size > 0:
+        # SQLite would replay that log onto the new file
+        raise ValueError(
+            f"cannot replace {target}: {wal.name} holds changes not yet in it (the store is "
+            "open, or was not closed cleanly); close the client first"
+        )
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

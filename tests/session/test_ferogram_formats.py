@@ -460,3 +460,19 @@ async def test_other_libraries_files_convert_to_ferogram_and_load_there(
     assert view["update_state"][4] == channels
     bare = {p.id if p.id > 0 else -p.id if p.id > -(10**12) else -(10**12) - p.id for p in snap.peers}
     assert {p[0] for p in view["peers"]} == bare
+
+
+def test_a_store_with_pending_wal_changes_is_not_replaced(tmp_path: Path) -> None:
+    path = export_file(sample(), tmp_path / "live.db", "ferogram-sqlite")
+    holder = sqlite3.connect(path)  # an open writer keeps its log
+    try:
+        holder.execute("PRAGMA wal_autocheckpoint = 0")
+        holder.execute("UPDATE update_state SET pts = 11")
+        holder.commit()
+        with pytest.raises(ValueError, match="live.db-wal holds changes"):
+            export_file(sample(), path, "ferogram-sqlite", overwrite=True)
+    finally:
+        holder.close()
+    assert import_file(path).update_states[-1].pts == 11
+    export_file(sample(), path, "ferogram-sqlite", overwrite=True)  # closed: replaced
+    assert import_file(path).update_states[-1].pts == 10
