@@ -30,6 +30,9 @@ FORMATS = (
     "pyrogram-file",
     "kurigram-file",
     "telethon-file",
+    "ferogram-string",
+    "ferogram-file",
+    "ferogram-sqlite",
 )
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -209,7 +212,8 @@ def _load_path(path: Path) -> Source:
     from statekit.session.strings import parse_string
 
     head, size = read_regular_file(path, len(_SQLITE_HEADER))
-    if not head.startswith(_SQLITE_HEADER) and size <= _MAX_STRING:
+    is_ferogram = bool(head) and 1 <= head[0] <= 8  # ferogram's binary file: a version byte
+    if not head.startswith(_SQLITE_HEADER) and size <= _MAX_STRING and not is_ferogram:
         # not a database: a file holding a session string?
         text = read_regular_file(path, _MAX_STRING)[0].decode("ascii", errors="replace")
         try:
@@ -347,6 +351,8 @@ def run_convert(args: argparse.Namespace) -> int:
     from statekit.session.strings import export_string
 
     name, _, kind = args.to.partition("-")
+    if args.to == "ferogram-sqlite":
+        name, kind = "ferogram-sqlite", "file"
     if kind == "file" and not args.output:
         raise CLIError(f"--to {args.to} writes a file: give its path with -o OUT", 2)
     src = load(args.source)

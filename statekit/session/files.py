@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Final, Literal
 
 from statekit.errors import SessionFormatError
+from statekit.session import _ferogram as fero
+from statekit.session import _ferogram_sqlite as fero_files
 from statekit.session import _formats as fmt
 from statekit.session._file_schemas import KURIGRAM_7, PYROGRAM_3, TELETHON_8
 from statekit.session.records import Peer, SessionData, SessionSnapshot, UpdateState
@@ -42,8 +44,14 @@ __all__ = [
     "read_regular_file",
 ]
 
-FileFormat = Literal["pyrogram", "kurigram", "telethon"]
-FILE_FORMATS: Final[tuple[str, ...]] = ("pyrogram", "kurigram", "telethon")
+FileFormat = Literal["pyrogram", "kurigram", "telethon", "ferogram", "ferogram-sqlite"]
+FILE_FORMATS: Final[tuple[str, ...]] = (
+    "pyrogram",
+    "kurigram",
+    "telethon",
+    "ferogram",
+    "ferogram-sqlite",
+)
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _PYROGRAM_VERSIONS = range(2, 8)  # 2-3 Pyrogram 2.0, 4-7 kurigram / irenogram
@@ -60,7 +68,8 @@ _PYROGRAM_2_TYPES = frozenset({"user", "bot", "group", "channel", "supergroup"})
 
 
 def import_file(path: str | os.PathLike[str]) -> SessionSnapshot:
-    """Read a Pyrogram-family or Telethon session file (schema detected) without changing it.
+    """Read a Pyrogram-family, Telethon or ferogram session file (schema detected) without
+    changing it (ferogram: its binary file, versions 1-8, or its SQLite store).
 
     Returns the session data, every cached peer and every update state the file holds.
     Nothing beside the file is created or changed (a WAL-mode file is read from a private copy).
@@ -70,9 +79,14 @@ def import_file(path: str | os.PathLike[str]) -> SessionSnapshot:
     session, or holds a field out of range (naming it).
     """
     p = Path(path)
+    blob = _ferogram_blob(p)
+    if blob is not None:
+        return fero.to_snapshot(blob, f"ferogram session file {p}")
     with _open_readonly(p) as conn:
         where = f"session file {p}"
         try:
+            if fero_files.is_store(conn):
+                return fero.to_snapshot(fero_files.read_store(conn, where), where)
             family, version, tables = _detect(conn, where)
             _check_sizes(conn, tables, where)
             if family == "telethon":
@@ -84,17 +98,40 @@ def import_file(path: str | os.PathLike[str]) -> SessionSnapshot:
 
 def detect_file_format(path: str | os.PathLike[str]) -> tuple[str, int]:
     """Return ``(format, schema_version)`` of a session file: format ``"pyrogram"`` (schema 2-3),
-    ``"kurigram"`` (4-7) or ``"telethon"`` (7-8). Raises ``SessionFormatError`` like
+    ``"kurigram"`` (4-7), ``"telethon"`` (7-8), ``"ferogram"`` (the binary file's version 1-8) or
+    ``"ferogram-sqlite"`` (0: the store has no version). Raises ``SessionFormatError`` like
     :func:`import_file`."""
     p = Path(path)
+    blob = _ferogram_blob(p)
+    if blob is not None:
+        return "ferogram", blob.version
     with _open_readonly(p) as conn:
         try:
+            if fero_files.is_store(conn):
+                return "ferogram-sqlite", 0
             family, version, _ = _detect(conn, f"session file {p}")
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise SessionFormatError(f"session file {p} cannot be read as SQLite ({exc})") from None
     if family == "pyrogram" and version > 3:
         family = "kurigram"
     return family, version
+
+
+def _ferogram_blob(p: Path) -> fero.FerogramSession | None:
+    """The ferogram binary session in ``p``, or None if ``p`` does not start like one (not a
+    regular file, an SQLite header, or a first byte that is no ferogram version 1-8)."""
+    try:
+        head, size = read_regular_file(p, len(_SQLITE_HEADER))
+    except SessionFormatError:
+        return None  # not a regular file: _open_readonly reports it
+    if not head or head == _SQLITE_HEADER or not 1 <= head[0] <= fero.CURRENT_VERSION:
+        return None
+    try:
+        return fero_files.read_blob_file(p, size)
+    except SessionFormatError as exc:
+        raise SessionFormatError(
+            f"{p} is not an SQLite database, and not a ferogram session file either: {exc}"
+        ) from None
 
 
 async def import_file_async(path: str | os.PathLike[str]) -> SessionSnapshot:
@@ -472,7 +509,9 @@ def export_file(
     """Write ``snapshot`` as a session file of ``format`` at exactly ``path``; return the path.
 
     ``format``: ``"pyrogram"`` (Pyrogram 2.0, schema 3: one username per peer, no update states),
-    ``"kurigram"`` (kurigram / irenogram, schema 7) or ``"telethon"`` (schema 8). The libraries
+    ``"kurigram"`` (kurigram / irenogram, schema 7), ``"telethon"`` (schema 8), ``"ferogram"``
+    (ferogram's binary session file, version 8) or ``"ferogram-sqlite"`` (its SQLite store;
+    ferogram keeps no api_id / user_id, so neither is needed). The libraries
     look for ``NAME.session``: name the file accordingly. ``api_id``, ``user_id`` and ``is_bot``,
     when given, replace the snapshot's values; Pyrogram-family files need ``api_id`` and
     ``user_id``. Raises ``ValueError`` for an unknown format or a missing / unwritable field,
@@ -484,6 +523,8 @@ def export_file(
     snap = fmt.to_snapshot(snapshot)
     data = fmt.apply_overrides(snap.data, api_id=api_id, user_id=user_id, is_bot=is_bot)
     snap = SessionSnapshot(data, snap.peers, snap.update_states)
+    if format in ("ferogram", "ferogram-sqlite"):
+        return fero_files.export_ferogram_file(snap, path, format, overwrite=overwrite)
     _check_writable(snap, format)
     target = Path(path)
     if not overwrite and (target.exists() or target.is_symlink()):

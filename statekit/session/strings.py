@@ -41,6 +41,7 @@ from typing import Any, Final, Literal
 import msgpack
 
 from statekit.errors import SessionFormatError
+from statekit.session import _ferogram as fero
 from statekit.session import _formats as fmt
 from statekit.session._formats import (
     MAX_PEERS,
@@ -69,8 +70,8 @@ __all__ = [
     "parse_string",
 ]
 
-StringFormat = Literal["pyrogram", "telethon", "gramjs", "statekit"]
-STRING_FORMATS: Final[tuple[str, ...]] = ("pyrogram", "telethon", "gramjs", "statekit")
+StringFormat = Literal["pyrogram", "telethon", "gramjs", "statekit", "ferogram"]
+STRING_FORMATS: Final[tuple[str, ...]] = ("pyrogram", "telethon", "gramjs", "statekit", "ferogram")
 
 MAX_STATEKIT_PAYLOAD: Final = 128 * 1024 * 1024
 """Bytes a statekit string may expand to (a million peers with usernames take about 40 MB)."""
@@ -121,7 +122,7 @@ _TRIED = (
     f"tried statekit ('sk1:' prefix), Pyrogram family ({_b64_len(_PYRO.size)} characters; older "
     f"layouts {_b64_len(_PYRO_OLD32.size)} and {_b64_len(_PYRO_OLD64.size)}), Telethon ('1' "
     f"followed by {_padded(_b64_len(_TELE_V4.size))} or {_padded(_b64_len(_TELE_V6.size))} "
-    "characters), GramJS ('1' followed by base64 of data centre, address, port and auth key)"
+    "characters), GramJS ('1' followed by base64 of data centre, address, port and auth key), ferogram ('A'-'C' followed by 373 or more characters)"
 )
 
 
@@ -130,13 +131,13 @@ _TRIED = (
 
 
 def import_string(text: str | bytes) -> SessionSnapshot:
-    """Read a Pyrogram-family, Telethon, GramJS or statekit session string (format detected).
+    """Read a Pyrogram-family, Telethon, GramJS, statekit or ferogram session string (detected).
 
     Surrounding whitespace is ignored; base64 padding is optional. Returns a snapshot (peers and
-    update states only from statekit strings). Raises ``SessionFormatError`` (saying which
-    formats were tried and the length seen, never the string) for a string of no known format,
-    of two formats at once, or of a known format with a bad field; ``TypeError`` if ``text`` is
-    not a string.
+    update states only from statekit and ferogram strings). Raises ``SessionFormatError``
+    (saying which formats were tried and the length seen, never the string) for a string of no
+    known format, of two formats at once, or of a known format with a bad field; ``TypeError``
+    if ``text`` is not a string.
     """
     return parse_string(text)[1]
 
@@ -351,11 +352,18 @@ def _parse_statekit(s: str) -> SessionSnapshot:
     return _StatekitReader(compressed, where).read_snapshot()
 
 
+def _parse_ferogram(s: str) -> SessionSnapshot:
+    if not fero.is_string_candidate(s.rstrip("=")):
+        raise _NotThisFormat
+    return fero.import_string(s)
+
+
 _CANDIDATES: tuple[tuple[str, Callable[[str], SessionSnapshot]], ...] = (
     ("statekit", _parse_statekit),
     ("pyrogram", _parse_pyrogram),
     ("telethon", _parse_telethon),
     ("gramjs", _parse_gramjs),
+    ("ferogram", _parse_ferogram),
 )
 """Every string format as (name, parser). A parser returns the snapshot, raises
 ``_NotThisFormat`` when the string lacks the format's structure, or ``SessionFormatError`` when
@@ -567,13 +575,15 @@ def export_string(
     is_bot: bool | None = None,
 ) -> str:
     """Write ``snapshot`` as a session string of ``format`` (``"pyrogram"``, ``"telethon"``,
-    ``"gramjs"`` or ``"statekit"``).
+    ``"gramjs"``, ``"statekit"`` or ``"ferogram"``: URL-safe unpadded base64, what ferogram's
+    ``StringSession`` reads).
 
     ``api_id``, ``user_id`` and ``is_bot``, when given, replace the snapshot's values. A Pyrogram
-    string needs ``api_id`` and ``user_id``; Telethon and GramJS strings need a server address
-    and port (the data centre's default is used when the snapshot has none). Only the statekit
-    string carries peers and update states. Raises ``ValueError`` when the target needs a field
-    the snapshot lacks or cannot hold a value (naming it), or for an unknown format.
+    string needs ``api_id`` and ``user_id``; Telethon, GramJS and ferogram strings need a server
+    address and port (the data centre's default is used when the snapshot has none). Only the
+    statekit and ferogram strings carry peers and update states. Raises ``ValueError`` when the
+    target needs a field the snapshot lacks or cannot hold a value (naming it), or for an
+    unknown format.
     """
     snap = fmt.to_snapshot(snapshot)
     data = fmt.apply_overrides(snap.data, api_id=api_id, user_id=user_id, is_bot=is_bot)
@@ -585,6 +595,8 @@ def export_string(
         return _export_gramjs(data)
     if format == "statekit":
         return _export_statekit(SessionSnapshot(data, snap.peers, snap.update_states))
+    if format == "ferogram":
+        return fero.export_string(SessionSnapshot(data, snap.peers, snap.update_states))
     raise ValueError(f"unknown session string format {format!r}; expected one of {STRING_FORMATS}")
 
 
