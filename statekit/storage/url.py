@@ -24,6 +24,8 @@ SCHEMES = (
     "rediss://",
     "redis+cluster://",
     "redis+sentinel://",
+    "postgresql://",
+    "postgres://",
 )
 _COMMON_PARAMS = ("namespace", "default_ttl")
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@", re.I)
@@ -115,6 +117,11 @@ def open_storage(url: str, **options: Any) -> BaseStorage:
         from statekit.storage import _distributed
 
         return _distributed.open_distributed(url, scheme, params)
+    if scheme in ("postgresql", "postgres"):
+        # until the scheme registry (entry points ``statekit.storages``) resolves these
+        from statekit.storage.postgres import PostgresStorage
+
+        return PostgresStorage.from_url(url, **options)
     raise _bad_url(url, f"unknown scheme {scheme!r}")
 
 
