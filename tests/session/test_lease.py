@@ -135,10 +135,12 @@ def test_holder_records_that_are_not_ours_are_ignored() -> None:
 # ---------------------------------------------------------------------- real processes
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'sessions.db'}?namespace=lease"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_url')}?namespace=lease-{tmp_path.name}"
     server: RedisServer = request.getfixturevalue("redis_server")
     return f"{server.url}?namespace=lease-{tmp_path.name}"
 
