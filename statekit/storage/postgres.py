@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Final
@@ -29,18 +28,27 @@ import asyncpg
 
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageUnavailableError
+from statekit.storage._coalesce import Coalescer, Pending
 from statekit.storage._glob import compile_glob, literal_prefix
+from statekit.storage._postgres_sql import (
+    SCHEMA_VERSION,
+    Statements,
+    check_table,
+    like_filter,
+    meta_sql,
+    migrations,
+    prefix_bounds,
+    quote,
+    schema_sql,
+)
 from statekit.storage.base import BaseStorage, Stored
 
 __all__ = ["SCHEMA_VERSION", "PostgresStorage", "schema_sql"]
 
 log = logging.getLogger("statekit.storage.postgres")
 
-_NOW = "COALESCE($1::bigint, (extract(epoch FROM statement_timestamp()) * 1000)::bigint)"
-_LIVE = f"(t.expires_at IS NULL OR t.expires_at > {_NOW})"
-_EXPIRED = f"(t.expires_at IS NOT NULL AND t.expires_at <= {_NOW})"
 _SCAN_PAGE = 1000
-_TABLE_NAME = re.compile(r"^(?:[a-z_][a-z0-9_]{0,47}\.)?[a-z_][a-z0-9_]{0,47}$")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # query parameters of a URL that PostgresStorage takes itself / that asyncpg reads from the DSN
 _OWN_PARAMS: Final = ("namespace", "default_ttl", "table", "min_size", "max_size",
@@ -54,6 +62,7 @@ _UNAVAILABLE: Final = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection left in a broken protocol state by a drop
     asyncpg.PostgresConnectionError,
     asyncpg.InvalidAuthorizationSpecificationError,  # wrong password, unknown role, pg_hba
     asyncpg.InvalidCatalogNameError,  # no such database
@@ -61,114 +70,6 @@ _UNAVAILABLE: Final = (
     asyncpg.InsufficientResourcesError,  # too many connections, disk full
 )
 _RETRY_STATEMENT: Final = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-
-
-def _quote(table: str) -> str:
-    return ".".join(f'"{part}"' for part in table.split("."))
-
-
-def _migrations(table: str) -> tuple[tuple[str, ...], ...]:
-    """The schema steps; step ``n`` takes a version-``n`` schema to version ``n + 1``."""
-    kv = _quote(table)
-    index = _quote(table.split(".")[-1] + "_expires")
-    return (
-        (
-            f"""CREATE TABLE IF NOT EXISTS {kv} (
-    namespace  bytea  NOT NULL,
-    key        bytea  NOT NULL,
-    value      bytea,
-    counter    bigint,
-    expires_at bigint,
-    PRIMARY KEY (namespace, key),
-    CHECK ((value IS NULL) <> (counter IS NULL))
-)""",
-            f"CREATE INDEX IF NOT EXISTS {index} ON {kv} (expires_at) WHERE expires_at IS NOT NULL",
-        ),
-    )
-
-
-SCHEMA_VERSION: Final = len(_migrations("statekit_kv"))
-
-
-def _meta_sql(table: str) -> tuple[str, str]:
-    meta = _quote(table + "_meta")
-    create = f"CREATE TABLE IF NOT EXISTS {meta} (name text PRIMARY KEY, value text NOT NULL)"
-    upsert = (
-        f"INSERT INTO {meta} (name, value) VALUES ('schema_version', $1) "
-        "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
-    )
-    return create, upsert
-
-
-def schema_sql(table: str = "statekit_kv", role: str = "statekit_app") -> str:
-    """The SQL that creates statekit's schema (current version) for ``table``, plus the grants a
-    role without CREATE rights needs, for a DBA to run by hand. Raises ``ValueError`` for a table
-    name that is not a plain (optionally schema-qualified) lower-case identifier."""
-    _check_table(table)
-    lines = [step + ";" for steps in _migrations(table) for step in steps]
-    create, _ = _meta_sql(table)
-    meta = _quote(table + "_meta")
-    lines += [
-        create + ";",
-        f"INSERT INTO {meta} (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}') "
-        "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {_quote(table)} TO {role};",
-        f"GRANT SELECT ON {meta} TO {role};",
-    ]
-    return "\n".join(lines)
-
-
-def _check_table(table: object) -> str:
-    if type(table) is not str or not _TABLE_NAME.match(table):
-        raise ValueError(
-            f"table must be a lower-case SQL identifier of at most 48 characters, optionally "
-            f"schema-qualified (e.g. 'statekit_kv' or 'bots.statekit_kv'), got {table!r}"
-        )
-    return table
-
-
-def _prefix_bounds(prefix: bytes) -> tuple[bytes, bytes | None]:
-    """(lowest, first-beyond) byte strings of every key starting with ``prefix``."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return prefix, None
-    return prefix, stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-def _like_filter(pattern: str) -> bytes | None:
-    """A LIKE pattern (on UTF-8 bytes, ``\\`` escapes) every key matching the Redis glob
-    ``pattern`` matches; ``None`` when it would match everything. The glob itself is applied
-    afterwards, exactly; this only lets the server skip rows."""
-    pat = pattern.encode()
-    out = bytearray()
-    i, n = 0, len(pat)
-    while i < n:
-        c = pat[i]
-        if c == 0x2A:  # *
-            if not out.endswith(b"%") or out.endswith(b"\\%"):
-                out += b"%"
-            i += 1
-        elif c == 0x3F:  # ?  one byte
-            out += b"_"
-            i += 1
-        elif c == 0x5C:  # backslash: the next byte literally (a trailing one is itself)
-            lit = pat[i + 1] if i + 1 < n else c
-            out += (b"\\" + bytes([lit])) if lit in b"%_\\" else bytes([lit])
-            i += 2
-        elif c == 0x5B:  # a class matches one byte; its details are left to the exact glob
-            i += 1
-            if i < n and pat[i] == 0x5E:
-                i += 1
-            while i < n and pat[i] != 0x5D:
-                i += 2 if pat[i] == 0x5C and i + 1 < n else 1
-            i += 1
-            out += b"_"
-        else:
-            out += (b"\\" + bytes([c])) if c in b"%_" else bytes([c])
-            i += 1
-    if out == b"%":
-        return None
-    return bytes(out)
 
 
 def _split(stored: Stored) -> tuple[bytes | None, int | None]:
@@ -218,7 +119,7 @@ class PostgresStorage(BaseStorage):
             max_key_bytes=max_key_bytes,
             max_value_bytes=max_value_bytes,
         )
-        self.table: Final = _check_table(table)
+        self.table: Final = check_table(table)
         if type(min_size) is not int or type(max_size) is not int or not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError(
                 f"pool sizes must be ints with 0 <= min_size <= max_size and max_size >= 1, "
@@ -253,7 +154,8 @@ class PostgresStorage(BaseStorage):
         self._ns = namespace.encode()
         self._pool: asyncpg.Pool | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._sql = _Statements(_quote(table))
+        self._sql = Statements(quote(table))
+        self._coalescer: Coalescer | None = None
 
     # ------------------------------------------------------------------ construction from a URL
 
@@ -381,13 +283,25 @@ class PostgresStorage(BaseStorage):
                     await pool.close()
             raise
         self._pool = pool
+        self._coalescer = Coalescer(
+            pool.get_max_size(),
+            {
+                "get": self._get_batch,
+                "set": self._set_batch,
+                "increment": self._increment_batch,
+                "insert_if_absent": self._insert_if_absent_batch,
+                "update_if": self._update_if_batch,
+                "delete": self._delete_batch,
+            },
+            distinct=frozenset({"insert_if_absent", "update_if"}),
+        )
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="statekit-postgres-sweeper")
 
     async def _migrate(self, pool: asyncpg.Pool) -> None:
         """Create or migrate the schema to ``SCHEMA_VERSION`` (concurrent starters serialise on an
         advisory lock); a schema at the current version is only read, so a role without CREATE
         rights works once a DBA has run ``schema_sql()``."""
-        meta = _quote(self.table + "_meta")
+        meta = quote(self.table + "_meta")
         try:
             async with pool.acquire() as conn:
                 version = await self._schema_version(conn, meta)
@@ -396,8 +310,8 @@ class PostgresStorage(BaseStorage):
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "statekit:" + self.table)
                     version = await self._schema_version(conn, meta)
-                    create, upsert = _meta_sql(self.table)
-                    for steps in _migrations(self.table)[version:]:
+                    create, upsert = meta_sql(self.table)
+                    for steps in migrations(self.table)[version:]:
                         for step in steps:
                             await conn.execute(step)
                     await conn.execute(create)
@@ -432,6 +346,8 @@ class PostgresStorage(BaseStorage):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        if self._coalescer is not None:
+            await self._coalescer.drain()
         pool, self._pool = self._pool, None
         if pool is not None and self._given_pool is None:
             try:
@@ -469,17 +385,35 @@ class PostgresStorage(BaseStorage):
     # ------------------------------------------------------------------ primitives
 
     async def _get(self, key: str) -> Stored | None:
-        row = await self._run("fetchrow", self._sql.get, self._now(), self._ns, key.encode(), read=True)
+        k = key.encode()
+        return await self._batched("get", (k,), lambda: self._get_one(k))  # type: ignore[no-any-return]
+
+    async def _get_one(self, k: bytes) -> Stored | None:
+        row = await self._run("fetchrow", self._sql.get, self._now(), self._ns, k, read=True)
         return None if row is None else _row_stored(row[0], row[1])
 
     async def _set(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
         value, counter = _split(stored)
-        sql = self._sql.set_keep if keep_ttl else self._sql.set
-        await self._run("execute", sql, self._now(), self._ns, key.encode(), value, counter, ttl_ms)
+        k = key.encode()
+        if keep_ttl:
+            await self._run("execute", self._sql.set_keep, self._now(), self._ns, k, value, counter, ttl_ms)
+            return
+        await self._batched(
+            "set", (k, value, counter, ttl_ms),
+            lambda: self._run("execute", self._sql.set, self._now(), self._ns, k, value, counter, ttl_ms),
+        )
+
+    def _batched(self, kind: str, args: tuple[Any, ...], single: Callable[[], Any]) -> Any:
+        coalescer = self._coalescer
+        if coalescer is None:
+            raise StorageUnavailableError(f"{self!r} is not started")
+        return coalescer.run(kind, args, single)
 
     async def _delete(self, key: str) -> bool:
-        live = await self._run("fetchval", self._sql.delete, self._now(), self._ns, key.encode())
-        return bool(live)
+        k = key.encode()
+        return bool(await self._batched(
+            "delete", (k,), lambda: self._run("fetchval", self._sql.delete, self._now(), self._ns, k)
+        ))
 
     async def _compare_and_set(
         self,
@@ -495,25 +429,133 @@ class PostgresStorage(BaseStorage):
             if new is None:
                 return bool(await self._run("fetchval", sql.absent, now, self._ns, k, read=True))
             value, counter = _split(new)
-            return bool(await self._run("fetchval", sql.insert_if_absent, now, self._ns, k, value, counter, ttl_ms))
+            return bool(await self._batched(
+                "insert_if_absent", (k, value, counter, ttl_ms),
+                lambda: self._run("fetchval", sql.insert_if_absent, now, self._ns, k, value, counter, ttl_ms),
+            ))
         old_value, old_counter = _split(expected)
         if new is None:
             return bool(await self._run("fetchval", sql.delete_if, now, self._ns, k, old_value, old_counter))
         value, counter = _split(new)
         if keep_ttl:
-            args: tuple[Any, ...] = (sql.update_if_keep, now, self._ns, k, value, counter, old_value, old_counter)
-        else:
-            args = (sql.update_if, now, self._ns, k, value, counter, ttl_ms, old_value, old_counter)
-        return bool(await self._run("fetchval", *args))
+            return bool(await self._run(
+                "fetchval", sql.update_if_keep, now, self._ns, k, value, counter, old_value, old_counter
+            ))
+        return bool(await self._batched(
+            "update_if", (k, value, counter, ttl_ms, old_value, old_counter),
+            lambda: self._run(
+                "fetchval", sql.update_if, now, self._ns, k, value, counter, ttl_ms, old_value, old_counter
+            ),
+        ))
 
     async def _increment(self, key: str, amount: int, ttl_ms: int | None) -> int:
+        k = key.encode()
+        return await self._batched(  # type: ignore[no-any-return]
+            "increment", (k, amount, ttl_ms, key), lambda: self._increment_one(key, k, amount, ttl_ms)
+        )
+
+    async def _increment_one(self, key: str, k: bytes, amount: int, ttl_ms: int | None) -> int:
         try:
-            row = await self._run("fetchrow", self._sql.increment, self._now(), self._ns, key.encode(), amount, ttl_ms)
+            row = await self._run("fetchrow", self._sql.increment, self._now(), self._ns, k, amount, ttl_ms)
         except OverflowError:
             raise self.overflow_error(key, amount) from None
         if row[0] is None:
             raise self.wrong_type_error(key)
         return int(row[0])
+
+    # ------------------------------------------------------------------ batches (see _coalesce)
+
+    async def _get_batch(self, items: list[Pending[Any]]) -> None:
+        keys = list({item.args[0] for item in items})
+        rows = await self._run("fetch", self._sql.get_many, self._now(), self._ns, keys, read=True)
+        found = {bytes(r[0]): _row_stored(r[1], r[2]) for r in rows}
+        for item in items:
+            item.resolve(found.get(item.args[0]))
+
+    async def _set_batch(self, items: list[Pending[Any]]) -> None:
+        last = {item.args[0]: item.args for item in items}  # concurrent writes: the last one wins
+        rows = [last[k] for k in sorted(last)]
+        await self._run(
+            "execute", self._sql.set_batch, self._now(), self._ns,
+            *([row[n] for row in rows] for n in range(4)),
+        )
+        for item in items:
+            item.resolve(None)
+
+    async def _delete_batch(self, items: list[Pending[Any]]) -> None:
+        keys = sorted({item.args[0] for item in items})
+        rows = await self._run("fetch", self._sql.delete_batch, self._now(), self._ns, keys)
+        live = {bytes(r[0]) for r in rows if r[1]}
+        for item in items:  # of several deletes of one key, the first removed it
+            item.resolve(item.args[0] in live)
+            live.discard(item.args[0])
+
+    async def _insert_if_absent_batch(self, items: list[Pending[Any]]) -> None:
+        rows = sorted(item.args for item in items)
+        done = await self._run(
+            "fetch", self._sql.insert_if_absent_batch, self._now(), self._ns,
+            *([row[n] for row in rows] for n in range(4)),
+        )
+        written = {bytes(r[0]) for r in done}
+        for item in items:
+            item.resolve(item.args[0] in written)
+
+    async def _update_if_batch(self, items: list[Pending[Any]]) -> None:
+        rows = sorted(item.args for item in items)
+        done = await self._run(
+            "fetch", self._sql.update_if_batch, self._now(), self._ns,
+            *([row[n] for row in rows] for n in range(6)),
+        )
+        written = {bytes(r[0]) for r in done}
+        for item in items:
+            item.resolve(item.args[0] in written)
+
+    async def _increment_batch(self, items: list[Pending[Any]]) -> None:
+        """Sum the amounts per key, run one upsert for all keys, and give each caller the value
+        it would have seen had the calls run one by one in arrival order. A key whose amounts
+        differ in sign (an intermediate value could overflow) and every key of a batch that
+        overflows run one by one instead."""
+        groups: dict[bytes, list[Pending[Any]]] = {}
+        for item in items:
+            groups.setdefault(item.args[0], []).append(item)
+        alone: list[list[Pending[Any]]] = []
+        keys: list[bytes] = []
+        sums: list[int] = []
+        ttls: list[int | None] = []
+        for k in sorted(groups):
+            group = groups[k]
+            amounts = [item.args[1] for item in group]
+            total = sum(amounts)
+            if len({a > 0 for a in amounts if a}) > 1 or not _INT64_MIN <= total <= _INT64_MAX:
+                alone.append(group)
+                continue
+            keys.append(k)
+            sums.append(total)
+            ttls.append(group[0].args[2])  # the first call is the one that may create the key
+        if keys:
+            try:
+                rows = await self._run(
+                    "fetch", self._sql.increment_batch, self._now(), self._ns, keys, sums, ttls
+                )
+            except OverflowError:
+                alone += [groups[k] for k in keys]
+            else:
+                for row in rows:
+                    group = groups[bytes(row[0])]
+                    value = row[1]
+                    for item in reversed(group):
+                        if value is None:
+                            item.fail(self.wrong_type_error(item.args[3]))
+                        else:
+                            item.resolve(value)
+                            value -= item.args[1]
+        for group in alone:
+            for item in group:
+                k, amount, ttl_ms, key = item.args
+                try:
+                    item.resolve(await self._increment_one(key, k, amount, ttl_ms))
+                except (StatekitError, OverflowError) as exc:
+                    item.fail(exc)
 
     async def _get_ttl(self, key: str) -> float | None:
         left = await self._run("fetchrow", self._sql.ttl, self._now(), self._ns, key.encode(), read=True)
@@ -556,8 +598,8 @@ class PostgresStorage(BaseStorage):
 
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         matches = compile_glob(pattern)
-        low, high = _prefix_bounds(literal_prefix(pattern).encode())
-        like = _like_filter(pattern)
+        low, high = prefix_bounds(literal_prefix(pattern).encode())
+        like = like_filter(pattern)
         after: bytes | None = None
         while True:
             rows: Sequence[Any] = await self._run(
@@ -573,88 +615,6 @@ class PostgresStorage(BaseStorage):
 
     async def _clear(self) -> int:
         return int(await self._run("fetchval", self._sql.clear, self._now(), self._ns))
-
-
-class _Statements:
-    """Every statement of the storage for one table. Parameters: ``$1`` now in Unix ms (NULL:
-    the server's clock), ``$2`` namespace, ``$3`` key, then per statement."""
-
-    def __init__(self, table: str) -> None:
-        t = f"{table} AS t"
-        where = "t.namespace = $2 AND t.key = $3"
-        expires = f"{_NOW} + $6::bigint"
-        self.get = f"SELECT t.value, t.counter FROM {t} WHERE {where} AND {_LIVE}"
-        upsert = (
-            f"INSERT INTO {t} (namespace, key, value, counter, expires_at) "
-            f"VALUES ($2, $3, $4, $5, {expires}) ON CONFLICT (namespace, key) DO UPDATE SET "
-            "value = EXCLUDED.value, counter = EXCLUDED.counter, "
-        )
-        self.set = upsert + "expires_at = EXCLUDED.expires_at"
-        self.set_keep = upsert + f"expires_at = CASE WHEN {_LIVE} THEN t.expires_at ELSE EXCLUDED.expires_at END"
-        self.delete = f"DELETE FROM {t} WHERE {where} RETURNING {_LIVE}"
-        self.absent = f"SELECT NOT EXISTS (SELECT 1 FROM {t} WHERE {where} AND {_LIVE})"
-        self.insert_if_absent = (
-            f"INSERT INTO {t} (namespace, key, value, counter, expires_at) "
-            f"VALUES ($2, $3, $4, $5, {expires}) ON CONFLICT (namespace, key) DO UPDATE SET "
-            "value = EXCLUDED.value, counter = EXCLUDED.counter, expires_at = EXCLUDED.expires_at "
-            f"WHERE {_EXPIRED} RETURNING true"
-        )
-        same = "t.value IS NOT DISTINCT FROM $7 AND t.counter IS NOT DISTINCT FROM $8"
-        self.delete_if = (
-            f"DELETE FROM {t} WHERE {where} AND {_LIVE} "
-            "AND t.value IS NOT DISTINCT FROM $4 AND t.counter IS NOT DISTINCT FROM $5 RETURNING true"
-        )
-        update = f"UPDATE {t} SET value = $4, counter = $5, "
-        self.update_if = (
-            update + f"expires_at = {expires} WHERE {where} AND {_LIVE} AND {same} RETURNING true"
-        )
-        self.update_if_keep = (
-            update + "expires_at = t.expires_at "
-            f"WHERE {where} AND {_LIVE} AND t.value IS NOT DISTINCT FROM $6 "
-            "AND t.counter IS NOT DISTINCT FROM $7 RETURNING true"
-        )
-        # a live non-integer row is left as it was and returns NULL: WrongTypeError
-        self.increment = (
-            f"INSERT INTO {t} (namespace, key, value, counter, expires_at) "
-            f"VALUES ($2, $3, NULL, $4, {_NOW} + $5::bigint) ON CONFLICT (namespace, key) DO UPDATE SET "
-            f"counter = CASE WHEN {_EXPIRED} THEN EXCLUDED.counter ELSE t.counter + EXCLUDED.counter END, "
-            f"value = CASE WHEN {_EXPIRED} THEN NULL ELSE t.value END, "
-            f"expires_at = CASE WHEN {_EXPIRED} THEN EXCLUDED.expires_at ELSE t.expires_at END "
-            "RETURNING t.counter"
-        )
-        self.ttl = f"SELECT t.expires_at - {_NOW} FROM {t} WHERE {where} AND {_LIVE}"
-        self.expire = (
-            f"UPDATE {t} SET expires_at = {_NOW} + $4::bigint WHERE {where} AND {_LIVE} RETURNING true"
-        )
-        self.get_many = (
-            f"SELECT t.key, t.value, t.counter FROM {t} "
-            f"WHERE t.namespace = $2 AND t.key = ANY($3::bytea[]) AND {_LIVE}"
-        )
-        self.set_many = (
-            f"INSERT INTO {t} (namespace, key, value, counter, expires_at) "
-            f"SELECT $2, u.k, u.v, u.c, {_NOW} + $6::bigint "
-            "FROM unnest($3::bytea[], $4::bytea[], $5::bigint[]) AS u(k, v, c) "
-            "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, "
-            "counter = EXCLUDED.counter, expires_at = EXCLUDED.expires_at"
-        )
-        self.delete_many = (
-            f"WITH gone AS (DELETE FROM {t} WHERE t.namespace = $2 AND t.key = ANY($3::bytea[]) "
-            f"RETURNING {_LIVE} AS live) SELECT count(*) FILTER (WHERE live) FROM gone"
-        )
-        self.scan = (
-            f"SELECT t.key FROM {t} WHERE t.namespace = $2 AND t.key >= $3 "
-            "AND ($4::bytea IS NULL OR t.key < $4) AND ($5::bytea IS NULL OR t.key > $5) "
-            f"AND ($6::bytea IS NULL OR t.key LIKE $6) AND {_LIVE} ORDER BY t.key LIMIT $7"
-        )
-        self.clear = (
-            f"WITH gone AS (DELETE FROM {t} WHERE t.namespace = $2 RETURNING {_LIVE} AS live) "
-            "SELECT count(*) FILTER (WHERE live) FROM gone"
-        )
-        self.sweep = (
-            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT s.ctid FROM {table} AS s "
-            f"WHERE s.expires_at <= {_NOW} LIMIT $2 FOR UPDATE SKIP LOCKED)) "
-            f"AND expires_at <= {_NOW}"
-        )
 
 
 def _where_of(dsn: str) -> str:

@@ -1,0 +1,163 @@
+"""PostgreSQL benchmark: ``PostgresStorage`` against raw asyncpg, and FSM / rate limits on
+PostgreSQL against SQLite and Redis, all in one run on servers this script starts itself.
+
+Run: ``python -m tests.benchmarks.postgres [--seconds 1] [--rounds 3] [--json out.json]``.
+
+Baseline: raw asyncpg running the very statements ``PostgresStorage`` runs (same SQL, values
+already encoded), one ``pool.fetch*`` call per operation, on a pool of the same size (10) against
+the same throwaway PostgreSQL cluster (``fsync=off``); measured interleaved round by round with
+statekit, best round of each reported. ``cas`` is a successful create (``expected=None``) followed
+by a delete of the same key, counted as one operation on both sides.
+Targets (issue 17): >= 1x raw with 1 task, >= 2x raw with 100 tasks.
+FSM: ``FSMContext.update_data`` on distinct conversations; rate limits: ``RateLimiter.hit``
+(fixed window, ``Rate(1000, 1)`` over 1,000 keys) on PostgreSQL, a SQLite file and a real
+redis-server, same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from middleware import Rate, RateLimiter
+from statekit import BaseStorage, RedisStorage, SQLiteStorage
+from statekit.codec import MsgpackCodec
+from statekit.fsm import FSMContext, StorageKey
+from statekit.storage.postgres import PostgresStorage
+from statekit.testing import RedisServer
+from statekit.testing.postgres_server import PostgresServer
+from tests.benchmarks._harness import Result, best_of, measure, print_table, write_json
+
+VALUE = {"state": "Form:name", "data": {"name": "Ada", "age": 36, "tags": ["a", "b"]}}
+BLOB = MsgpackCodec().encode(VALUE)
+TASKS = (1, 100)
+POOL = 10
+KEYS = [f"k{i}" for i in range(1024)]
+BKEYS = [k.encode() for k in KEYS]
+Op = Callable[[int], Awaitable[Any]]
+
+
+def statekit_ops(s: BaseStorage) -> dict[str, Op]:
+    async def cas(i: int) -> None:
+        key = f"c{i & 1023}"
+        await s.compare_and_set(key, VALUE, expected=None)
+        await s.delete_state(key)
+
+    return {
+        "get": lambda i: s.get_state(KEYS[i & 1023]),
+        "set": lambda i: s.set_state(KEYS[i & 1023], VALUE),
+        "cas": cas,
+        "increment": lambda i: s.increment(f"n{i & 1023}"),
+    }
+
+
+def raw_ops(pool: asyncpg.Pool, s: PostgresStorage) -> dict[str, Op]:
+    sql, ns = s._sql, s.namespace.encode()
+
+    async def get(i: int) -> Any:
+        row = await pool.fetchrow(sql.get, None, ns, BKEYS[i & 1023])
+        return None if row is None else MsgpackCodec().decode(row[0])
+
+    async def cas(i: int) -> None:
+        key = f"c{i & 1023}".encode()
+        await pool.fetchval(sql.insert_if_absent, None, ns, key, BLOB, None, None)
+        await pool.fetchval(sql.delete, None, ns, key)
+
+    return {
+        "get": get,
+        "set": lambda i: pool.execute(sql.set, None, ns, BKEYS[i & 1023], MsgpackCodec().encode(VALUE), None, None),
+        "cas": cas,
+        "increment": lambda i: pool.fetchrow(sql.increment, None, ns, f"n{i & 1023}".encode(), 1, None),
+    }
+
+
+def fsm_op(s: BaseStorage) -> Op:
+    turn = itertools.count()
+
+    async def update(i: int) -> Any:
+        conv = next(turn) % 1000
+        return await FSMContext(s, StorageKey(1, conv, conv)).update_data({"n": i})
+
+    return update
+
+
+def hit_op(s: BaseStorage) -> Op:
+    limiter = RateLimiter(s, Rate(1000, 1), strategy="fixed", prefix="bench")
+    keys = [f"user:{i}" for i in range(1000)]
+    turn = itertools.count()
+    return lambda i: limiter.hit(keys[next(turn) % 1000])
+
+
+async def main_async(seconds: float, rounds: int) -> list[Result]:
+    rows: list[Result] = []
+    tmp = Path(tempfile.mkdtemp(prefix="statekit-bench-pg-"))
+    with PostgresServer() as pg, RedisServer() as rs:
+        url = pg.create_database("bench")
+        storage = PostgresStorage(url, namespace="bench", max_size=POOL)
+        pool = await asyncpg.create_pool(url, min_size=POOL, max_size=POOL)
+        await storage.start()
+        await storage.set_many({k: VALUE for k in KEYS})
+        mine, raw = statekit_ops(storage), raw_ops(pool, storage)
+        for op in mine:
+            for tasks in TASKS:
+                sk, base = await best_of(
+                    rounds,
+                    lambda op=op, tasks=tasks: measure(mine[op], concurrency=tasks, seconds=seconds),
+                    lambda op=op, tasks=tasks: measure(raw[op], concurrency=tasks, seconds=seconds),
+                )
+                rows.append(Result("storage", "raw asyncpg", op, tasks, base))
+                target = 1.0 if tasks == 1 else 2.0
+                rows.append(Result("storage", "statekit PostgresStorage", op, tasks, sk, "raw asyncpg",
+                                   sk / base, f"target >= {target:g}"))
+        await pool.close()
+
+        others: dict[str, BaseStorage] = {
+            "PostgreSQL": PostgresStorage(url, namespace="bench-app", max_size=POOL),
+            "SQLite (file)": SQLiteStorage(tmp / "bench.db", namespace="bench-app"),
+            "Redis": RedisStorage(rs.url, namespace="bench-app"),
+        }
+        for s in others.values():
+            await s.start()
+        for group, make in (("FSM update_data", fsm_op), ("rate limit hit", hit_op)):
+            ops = {name: make(s) for name, s in others.items()}
+            for tasks in TASKS:
+                best = await best_of(
+                    rounds,
+                    *(lambda op=op, tasks=tasks: measure(op, concurrency=tasks, seconds=seconds)
+                      for op in ops.values()),
+                )
+                result = dict(zip(ops, best, strict=True))
+                for name, ops_s in result.items():
+                    if name == "PostgreSQL":
+                        rows.append(Result(group, name, group.split()[-1], tasks, ops_s))
+                    else:
+                        rows.append(Result(group, name, group.split()[-1], tasks, ops_s, "PostgreSQL",
+                                           ops_s / result["PostgreSQL"]))
+        for s in others.values():
+            await s.clear_namespace()
+            await s.stop()
+        await storage.clear_namespace()
+        await storage.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rows = asyncio.run(main_async(args.seconds, args.rounds))
+    print_table("PostgreSQL: statekit vs raw asyncpg; FSM and rate limits vs SQLite and Redis", rows)
+    write_json(args.json, "postgres", rows)
+
+
+if __name__ == "__main__":
+    main()
