@@ -72,6 +72,16 @@ _UNAVAILABLE: Final = (
 _RETRY_STATEMENT: Final = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
+# asyncpg >= 0.30 lets a pool skip its reset query (a round trip per release): statekit sets no
+# session state (no SET, LISTEN, cursors or session advisory locks), so there is nothing to reset;
+# an open transaction is still rolled back by asyncpg itself.
+_POOL_TAKES_RESET: Final = tuple(int(p) for p in asyncpg.__version__.split(".")[:2]) >= (0, 30)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset hook of statekit's own pools: nothing to undo (see ``_POOL_TAKES_RESET``)."""
+
+
 def _split(stored: Stored) -> tuple[bytes | None, int | None]:
     """(value, counter) columns of a stored form."""
     return (None, stored) if type(stored) is int else (stored, None)  # type: ignore[return-value]
@@ -262,12 +272,16 @@ class PostgresStorage(BaseStorage):
             pool = self._given_pool
         else:
             try:
+                options: dict[str, Any] = {}
+                if _POOL_TAKES_RESET:
+                    options["reset"] = _keep_session
                 pool = await asyncpg.create_pool(
                     self._dsn,
                     min_size=self._min_size,
                     max_size=self._max_size,
                     statement_cache_size=self._statement_cache_size,
                     timeout=self._connect_timeout,
+                    **options,
                 )
             except _UNAVAILABLE as exc:
                 raise self._unavailable(exc) from exc
