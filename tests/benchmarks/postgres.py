@@ -13,7 +13,10 @@ by a delete of the same key, counted as one operation on both sides.
 Targets (issue 17): >= 1x raw with 1 task, >= 2x raw with 100 tasks.
 FSM: ``FSMContext.update_data`` on distinct conversations; rate limits: ``RateLimiter.hit``
 (fixed window, ``Rate(1000, 1)`` over 1,000 keys) on PostgreSQL, a SQLite file and a real
-redis-server, same run.
+redis-server, same run. Sessions: a Pyrogram-family client's durable peer save
+(``update_peers`` + ``update_usernames`` + ``save()`` of N peers, as in
+``tests.benchmarks.session``) through ``PyrogramStorage`` on PostgreSQL vs kurigram's own
+``SQLiteStorage`` on a file (``--peers 10000,100000``, best of ``--session-rounds``).
 """
 
 from __future__ import annotations
@@ -101,7 +104,9 @@ def hit_op(s: BaseStorage) -> Op:
     return lambda i: limiter.hit(keys[next(turn) % 1000])
 
 
-async def main_async(seconds: float, rounds: int) -> list[Result]:
+async def main_async(
+    seconds: float, rounds: int, peer_counts: list[int], session_rounds: int, parts: set[str]
+) -> list[Result]:
     rows: list[Result] = []
     tmp = Path(tempfile.mkdtemp(prefix="statekit-bench-pg-"))
     with PostgresServer() as pg, RedisServer() as rs:
@@ -113,7 +118,7 @@ async def main_async(seconds: float, rounds: int) -> list[Result]:
         await storage.set_many({k: VALUE for k in KEYS})
         mine, raw, raw_lean = statekit_ops(storage), raw_ops(pool, storage), raw_ops(lean, storage)
         for op in mine:
-            for tasks in TASKS:
+            for tasks in TASKS if "ops" in parts else ():
                 sk, base, base_lean = await best_of(
                     rounds,
                     lambda op=op, tasks=tasks: measure(mine[op], concurrency=tasks, seconds=seconds),
@@ -136,7 +141,7 @@ async def main_async(seconds: float, rounds: int) -> list[Result]:
         }
         for s in others.values():
             await s.start()
-        for group, make in (("FSM update_data", fsm_op), ("rate limit hit", hit_op)):
+        for group, make in (("FSM update_data", fsm_op), ("rate limit hit", hit_op)) if "apps" in parts else ():
             ops = {name: make(s) for name, s in others.items()}
             for tasks in TASKS:
                 best = await best_of(
@@ -156,6 +161,34 @@ async def main_async(seconds: float, rounds: int) -> list[Result]:
             await s.stop()
         await storage.clear_namespace()
         await storage.stop()
+        if "sessions" in parts:
+            rows += await sessions(url, tmp, peer_counts, session_rounds)
+    return rows
+
+
+async def sessions(url: str, tmp: Path, peer_counts: list[int], rounds: int) -> list[Result]:
+    """Durable peer saves: statekit PyrogramStorage on PostgreSQL vs kurigram SQLiteStorage."""
+    from tests.benchmarks.session import run_kurigram, run_statekit
+
+    rows: list[Result] = []
+    storage = PostgresStorage(url, namespace="bench-sessions", max_size=POOL)
+    await storage.start()
+    for peers in peer_counts:
+        args = argparse.Namespace(peers=peers, by_id=1000, by_username=200)
+        kuri, mine = [], []
+        for n in range(rounds):
+            kuri.append(await run_kurigram(tmp, f"k{peers}-{n}", args))
+            mine.append(await run_statekit(storage, f"p{peers}-{n}", args))
+        op = f"update_peers+update_usernames+save() ×{peers:,}"
+        base = max(r["write"] for r in kuri)
+        best_pg = max(r["write"] for r in mine)
+        lag = min(r["lag"] for r in mine) * 1000
+        rows.append(Result("session save", "kurigram SQLiteStorage (file)", op, 1, base,
+                           note=f"max loop lag {min(r['lag'] for r in kuri) * 1000:.0f} ms"))
+        rows.append(Result("session save", "statekit PyrogramStorage on PostgreSQL", op, 1, best_pg,
+                           "kurigram", best_pg / base, f"max loop lag {lag:.0f} ms"))
+    await storage.clear_namespace()
+    await storage.stop()
     return rows
 
 
@@ -163,9 +196,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peers", default="10000,100000", help="session sizes, comma-separated")
+    parser.add_argument("--session-rounds", type=int, default=2)
+    parser.add_argument("--parts", default="ops,apps,sessions",
+                        help="what to measure: ops (vs raw asyncpg), apps (FSM, rate limits), sessions")
     parser.add_argument("--json")
     args = parser.parse_args()
-    rows = asyncio.run(main_async(args.seconds, args.rounds))
+    peers = [int(p) for p in args.peers.split(",") if p]
+    parts = set(args.parts.split(","))
+    rows = asyncio.run(main_async(args.seconds, args.rounds, peers, args.session_rounds, parts))
     print_table("PostgreSQL: statekit vs raw asyncpg; FSM and rate limits vs SQLite and Redis", rows)
     write_json(args.json, "postgres", rows)
 
