@@ -136,6 +136,23 @@ async def test_schema_is_versioned_and_second_start_changes_nothing(postgres_url
         await conn.close()
 
 
+async def test_a_table_without_version_record_is_migrated_forward_keeping_rows(postgres_url: str) -> None:
+    table = f"kv_{uuid.uuid4().hex[:8]}"
+    async with PostgresStorage(postgres_url, table=table, namespace="a") as storage:
+        await storage.set_state("kept", {"v": 1}, ttl=100)
+    conn = await _superuser(postgres_url)
+    try:
+        await conn.execute(f"DROP TABLE {table}_meta")  # as a version-0 schema looks
+        async with PostgresStorage(postgres_url, table=table, namespace="a") as storage:
+            assert await storage.get_state("kept") == {"v": 1}
+            ttl = await storage.get_ttl("kept")
+            assert ttl is not None and 90 < ttl <= 100
+        assert await conn.fetchval(f"SELECT value FROM {table}_meta") == str(SCHEMA_VERSION)
+    finally:
+        await conn.execute(f"DROP TABLE {table}, {table}_meta")
+        await conn.close()
+
+
 async def test_concurrent_first_starts_create_the_schema_once(postgres_url: str) -> None:
     table = f"kv_{uuid.uuid4().hex[:8]}"
     storages = [PostgresStorage(postgres_url, table=table, namespace=f"n{i}") for i in range(6)]
