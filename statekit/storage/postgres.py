@@ -176,7 +176,10 @@ class PostgresStorage(BaseStorage):
         a bad parameter value, or unknown parameters (named)."""
         from statekit.storage.url import mask_url
 
-        parts = urlsplit(url) if isinstance(url, str) else None
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+        except ValueError as exc:
+            raise ValueError(f"cannot open {mask_url(url)!r}: {exc}") from None
         if parts is None or parts.scheme.lower() not in ("postgresql", "postgres"):
             shown = mask_url(url) if isinstance(url, str) else repr(url)
             raise ValueError(f"not a postgresql:// or postgres:// URL: {shown!r}")
@@ -252,6 +255,8 @@ class PostgresStorage(BaseStorage):
                 return await pool.execute(sql, *args)
             except asyncpg.NumericValueOutOfRangeError as exc:
                 raise OverflowError(str(exc)) from exc
+            except asyncpg.ClientConfigurationError as exc:  # a bad DSN parameter value
+                raise ValueError(f"cannot connect to {self._where}: {exc}") from None
             except _RETRY_STATEMENT as exc:
                 if attempt >= 5:
                     raise self._failed(exc) from exc
@@ -283,11 +288,13 @@ class PostgresStorage(BaseStorage):
                     timeout=self._connect_timeout,
                     **options,
                 )
+            except asyncpg.ClientConfigurationError as exc:  # a bad DSN parameter value
+                raise ValueError(f"cannot open {self._where}: {exc}") from None
             except _UNAVAILABLE as exc:
                 raise self._unavailable(exc) from exc
             except asyncpg.PostgresError as exc:
                 raise self._failed(exc) from exc
-            except ValueError as exc:  # a malformed DSN parameter (asyncpg's message)
+            except ValueError as exc:  # a malformed DSN (asyncpg's message)
                 raise ValueError(f"cannot open {self._where}: {exc}") from None
         try:
             await self._migrate(pool)

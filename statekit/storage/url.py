@@ -2,7 +2,8 @@
 
 Schemes: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``,
 ``sqlite://:memory:``, ``redis://[user:password@]host:port/db``, ``rediss://…`` (TLS),
-``redis+cluster://host:port``, ``redis+sentinel://host:port/service_name``.
+``redis+cluster://host:port``, ``redis+sentinel://host:port/service_name``, ``postgresql://`` and
+``postgres://`` (``statekit.storage.postgres``, imported only when such a URL is opened).
 Query parameters ``namespace`` and ``default_ttl`` (seconds) apply to every scheme.
 """
 

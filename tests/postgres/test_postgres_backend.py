@@ -67,6 +67,16 @@ def test_bad_urls_name_the_problem_and_hide_the_password(url: str, needle: str) 
     assert needle in str(info.value) and "s3cret" not in str(info.value)
 
 
+async def test_bad_driver_parameter_values_are_value_errors() -> None:
+    storage = PostgresStorage.from_url("postgresql://u:s3cret@127.0.0.1:1/db?sslmode=bogus")
+    with pytest.raises(ValueError, match="sslmode") as info:
+        await storage.start()
+    assert "s3cret" not in str(info.value)
+    with pytest.raises(ValueError, match="cannot open") as info:
+        PostgresStorage.from_url("postgresql://u:s3cret@[::1/db")
+    assert "s3cret" not in str(info.value)
+
+
 async def test_unreachable_server_names_host_port_database() -> None:
     port = free_port()
     storage = PostgresStorage(f"postgresql://bot:s3cret@127.0.0.1:{port}/appdb", connect_timeout=5)
