@@ -22,7 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import asyncpg
 
@@ -202,13 +202,13 @@ class PostgresStorage(BaseStorage):
                 f"cannot open {mask_url(url)!r}: unknown parameters {sorted(set(unknown))}; "
                 f"accepted: {', '.join(_OWN_PARAMS + _DRIVER_PARAMS)}"
             )
-        query = "&".join(f"{k}={v}" for k, v in driver)
+        query = urlencode(driver)
         dsn = parts._replace(scheme="postgresql", query=query).geturl()
         params.update(options)
         return cls(dsn, **params)
 
     def _describe(self) -> str:
-        return self._where if self._given_pool is None else "postgresql (given pool)"
+        return self._where
 
     def __repr__(self) -> str:
         return (
@@ -325,6 +325,13 @@ class PostgresStorage(BaseStorage):
         meta = quote(self.table + "_meta")
         try:
             async with pool.acquire() as conn:
+                if self._given_pool is not None:  # name the server in errors, as for a DSN
+                    row = await conn.fetchrow(
+                        "SELECT host(inet_server_addr()), inet_server_port(), current_database(), "
+                        "current_user"
+                    )
+                    host = row[0] or "localhost (unix socket)"
+                    self._where = f"postgresql://{host}:{row[1] or 5432}/{row[2]} as {row[3]} (given pool)"
                 version = await self._schema_version(conn, meta)
                 if version == SCHEMA_VERSION:
                     return
