@@ -164,6 +164,23 @@ async def test_a_table_without_version_record_is_migrated_forward_keeping_rows(p
         await conn.close()
 
 
+async def test_a_schema_qualified_table(postgres_url: str) -> None:
+    schema = f"bots_{uuid.uuid4().hex[:6]}"
+    conn = await _superuser(postgres_url)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        async with PostgresStorage(postgres_url, table=f"{schema}.state", namespace="a") as storage:
+            await storage.set_state("k", [1], ttl=50)
+            assert await storage.increment("n", 3) == 3
+            assert sorted(await storage.list_keys()) == ["k", "n"]
+        tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)
+        assert sorted(r[0] for r in tables) == ["state", "state_meta"]
+        assert await conn.fetchval("SELECT to_regclass('public.state')") is None
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
+
+
 async def test_concurrent_first_starts_create_the_schema_once(postgres_url: str) -> None:
     table = f"kv_{uuid.uuid4().hex[:8]}"
     storages = [PostgresStorage(postgres_url, table=table, namespace=f"n{i}") for i in range(6)]
