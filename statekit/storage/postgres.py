@@ -229,9 +229,13 @@ class PostgresStorage(BaseStorage):
         from statekit.storage.url import mask_credentials
 
         state = getattr(exc, "sqlstate", None) or "?"
+        hint = ""
+        if isinstance(exc, asyncpg.InvalidSQLStatementNameError):
+            hint = (" (behind PgBouncer in transaction or statement mode, pass "
+                    "statement_cache_size=0)")
         return StatekitError(
             f"PostgreSQL at {self._where} refused a statement on table {self.table!r} "
-            f"(SQLSTATE {state}): {mask_credentials(str(exc))}"
+            f"(SQLSTATE {state}): {(mask_credentials(str(exc)).splitlines() or [''])[0]}{hint}"
         )
 
     async def _run(self, how: str, sql: str, *args: Any, read: bool = False) -> Any:
