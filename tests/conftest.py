@@ -5,7 +5,8 @@ that backend (stopped and cleared after the test); ``storage`` is one such stora
 advances time: a fake clock on memory/SQLite, a real sleep on Redis backends.
 ``redis-cluster`` is a three-primary Redis Cluster and ``redis-sentinel`` a Sentinel-managed
 primary with one replica (``redis_cluster`` / ``redis_sentinel``, one each per session), both
-opened through ``open_storage`` URLs.
+opened through ``open_storage`` URLs. ``postgres`` is a PostgreSQL cluster of this session's own
+(``postgres_server``) with one database per session (``postgres_url``), on a fake clock.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from statekit.testing import (
     RedisServer,
     RedisServerUnavailable,
 )
+from statekit.testing.postgres_server import PostgresServer, PostgresServerUnavailable
 
 BACKENDS = [
     "memory",
@@ -36,15 +38,45 @@ BACKENDS = [
     "redis",
     "redis-cluster",
     "redis-sentinel",
+    "postgres",
 ]
 REDIS_BACKENDS = ("fakeredis", "redis", "redis-cluster", "redis-sentinel")
 REQUIRE_REDIS = os.environ.get("STATEKIT_REQUIRE_REDIS") == "1"
+REQUIRE_POSTGRES = os.environ.get("STATEKIT_REQUIRE_POSTGRES") == "1"
+FAKE_CLOCK_BACKENDS = ("memory", "sqlite-file", "sqlite-memory", "postgres")
 
 
 def _no_redis(reason: str) -> None:
     if REQUIRE_REDIS:
         pytest.fail(f"STATEKIT_REQUIRE_REDIS=1 but {reason}")
     pytest.skip(reason)
+
+
+def _no_postgres(reason: str) -> None:
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"STATEKIT_REQUIRE_POSTGRES=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of this test session's own (initdb in a temporary directory, a free
+    loopback port), removed at the end."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except PostgresServerUnavailable as exc:
+        _no_postgres(f"PostgreSQL tests need initdb and pg_ctl: {exc}")
+        raise
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """URL of a database created for this test session on ``postgres_server``."""
+    name = f"statekit_{uuid.uuid4().hex[:10]}"
+    return postgres_server.create_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +155,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def fake_clock(backend: str) -> FakeClock | None:
-    return FakeClock() if backend in ("memory", "sqlite-file", "sqlite-memory") else None
+    return FakeClock() if backend in FAKE_CLOCK_BACKENDS else None
 
 
 @pytest.fixture
@@ -174,6 +206,13 @@ async def make_storage(
         elif backend == "redis-sentinel":
             sentinel: RedisSentinelSetup = request.getfixturevalue("redis_sentinel")
             storage = open_storage(sentinel.url, **options)
+        elif backend == "postgres":
+            from statekit.storage.postgres import PostgresStorage
+
+            if fake_clock is not None:
+                options.setdefault("clock", fake_clock)
+            url: str = request.getfixturevalue("postgres_url")
+            storage = PostgresStorage.from_url(url, **options)
         else:  # pragma: no cover
             raise AssertionError(backend)
         made.append(storage)
@@ -182,7 +221,7 @@ async def make_storage(
     yield make
     for storage in made:
         try:
-            if backend in REDIS_BACKENDS and storage.started:
+            if (backend in REDIS_BACKENDS or backend == "postgres") and storage.started:
                 await storage.clear_namespace()
         finally:
             await storage.stop()
@@ -190,8 +229,8 @@ async def make_storage(
 
 @pytest.fixture
 def backend_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL another process can open to reach what ``make_storage`` reaches (same SQLite file or
-    Redis); pass ``namespace=storage.namespace``. Skips on in-process backends (memory, fakeredis,
+    """A URL another process can open to reach what ``make_storage`` reaches (same SQLite file,
+    Redis or PostgreSQL database); pass ``namespace=storage.namespace``. Skips on in-process backends (memory, fakeredis,
     sqlite-memory)."""
     if backend == "sqlite-file":
         return f"sqlite:///{tmp_path / 'state.db'}"
@@ -201,6 +240,8 @@ def backend_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) ->
         return str(request.getfixturevalue("redis_cluster").url)
     if backend == "redis-sentinel":
         return str(request.getfixturevalue("redis_sentinel").url)
+    if backend == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
     pytest.skip(f"{backend} cannot be shared with another process")
 
 

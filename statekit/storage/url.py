@@ -2,7 +2,8 @@
 
 Schemes: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``,
 ``sqlite://:memory:``, ``redis://[user:password@]host:port/db``, ``rediss://…`` (TLS),
-``redis+cluster://host:port``, ``redis+sentinel://host:port/service_name``.
+``redis+cluster://host:port``, ``redis+sentinel://host:port/service_name``, ``postgresql://`` and
+``postgres://`` (``statekit.storage.postgres``, imported only when such a URL is opened).
 Query parameters ``namespace`` and ``default_ttl`` (seconds) apply to every scheme.
 """
 
@@ -24,6 +25,8 @@ SCHEMES = (
     "rediss://",
     "redis+cluster://",
     "redis+sentinel://",
+    "postgresql://",
+    "postgres://",
 )
 _COMMON_PARAMS = ("namespace", "default_ttl")
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@", re.I)
@@ -115,6 +118,11 @@ def open_storage(url: str, **options: Any) -> BaseStorage:
         from statekit.storage import _distributed
 
         return _distributed.open_distributed(url, scheme, params)
+    if scheme in ("postgresql", "postgres"):
+        # until the scheme registry (entry points ``statekit.storages``) resolves these
+        from statekit.storage.postgres import PostgresStorage
+
+        return PostgresStorage.from_url(url, **options)
     raise _bad_url(url, f"unknown scheme {scheme!r}")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 from statekit.storage.base import BaseStorage
 from statekit.storage.memory import MemoryStorage
 from statekit.storage.redis import RedisStorage
 from statekit.storage.sqlite import _TABLE, SQLiteStorage
 
-__all__ = ["plant_raw"]
+__all__ = ["plant_raw", "plant_raw_postgres"]
 
 
 async def plant_raw(storage: BaseStorage, key: str, raw: bytes) -> None:
@@ -28,5 +30,23 @@ async def plant_raw(storage: BaseStorage, key: str, raw: bytes) -> None:
         await storage._submit(op, True)
     elif isinstance(storage, RedisStorage):
         await storage.client.set(storage._prefix + key, raw)
+    elif _is_postgres(storage):
+        await plant_raw_postgres(storage, key, raw)
     else:
         raise TypeError(f"plant_raw does not know how to reach into {type(storage).__name__}")
+
+
+def _is_postgres(storage: BaseStorage) -> bool:
+    module = sys.modules.get("statekit.storage.postgres")  # never imports asyncpg itself
+    return module is not None and isinstance(storage, module.PostgresStorage)
+
+
+async def plant_raw_postgres(storage: BaseStorage, key: str, raw: bytes) -> None:
+    """``plant_raw`` for a ``PostgresStorage``: ``raw`` as the key's value bytes, no expiry."""
+    from statekit.storage.postgres import PostgresStorage
+
+    if not isinstance(storage, PostgresStorage):
+        raise TypeError(f"plant_raw_postgres takes a PostgresStorage, not {type(storage).__name__}")
+    await storage.start()
+    await storage._run("execute", storage._sql.set, None, storage.namespace.encode(), key.encode(),
+                       raw, None, None)

@@ -54,11 +54,22 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     clear(url)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture
+def pg_url(postgres_url: str) -> Iterator[str]:
+    """The session's PostgreSQL database with a namespace of this test's own (cleared after)."""
+    url = f"{postgres_url}?namespace=cli{uuid.uuid4().hex[:8]}"
+    yield url
+    clear(url)
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A SQLite file, or the real Redis with a namespace of this test's own."""
+    """A SQLite file, or the real Redis or PostgreSQL with a namespace of this test's own."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    if request.param == "postgres":
+        yield request.getfixturevalue("pg_url")
         return
     server: RedisServer = request.getfixturevalue("redis_server")
     url = f"{server.url}?namespace=cli{uuid.uuid4().hex[:8]}"

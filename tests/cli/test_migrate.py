@@ -71,6 +71,26 @@ def test_sqlite_to_redis_to_sqlite_keeps_values_and_ttls(
     _assert_same_store(redis_url, back)
 
 
+def test_postgres_to_and_from_every_other_backend_keeps_values_and_ttls(
+    cli: Run, tmp_path: Path, redis_url: str, pg_url: str
+) -> None:
+    src = f"sqlite:///{tmp_path / 'src.db'}"
+    pg_again = pg_url.replace("namespace=cli", "namespace=again")
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    _source(src)
+    total = len(VALUES) + 41
+    try:
+        for a, b in ((src, pg_url), (pg_url, redis_url), (redis_url, pg_again), (pg_again, back)):
+            doc = load_json(cli("migrate", a, b, "--json", "--batch-size", "9"))
+            assert doc["copied"] == total and doc["with_ttl"] == 41, (a, b, doc)
+            _assert_same_store(a, b)
+        _assert_same_store(src, back)
+        again = load_json(cli("migrate", src, pg_url, "--json"))  # a re-run changes nothing
+        assert again["unchanged"] == total and again["copied"] == 0
+    finally:
+        clear(pg_again)
+
+
 def test_memory_destination_and_namespaces(cli: Run, tmp_path: Path) -> None:
     src = f"sqlite:///{tmp_path / 'one.db'}?namespace=old"
     dst = f"sqlite:///{tmp_path / 'one.db'}?namespace=new"

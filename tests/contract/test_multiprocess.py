@@ -1,4 +1,5 @@
-"""Atomicity across processes sharing one SQLite file or one Redis (SPEC section 1)."""
+"""Atomicity across processes sharing one SQLite file, one Redis or one PostgreSQL database (SPEC
+section 1)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,12 @@ def _run_workers(job: str, url: str, key: str, count: int, go: Path) -> list[str
     return outputs
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}?namespace=mp"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_url')}?namespace=mp-{tmp_path.name}"
     server: RedisServer = request.getfixturevalue("redis_server")
     return f"{server.url}?namespace=mp-{tmp_path.name}"
 

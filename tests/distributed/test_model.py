@@ -295,6 +295,11 @@ def _factory(backend: str, request: pytest.FixtureRequest, tmp: Path) -> Callabl
             return open_storage(request.getfixturevalue("redis_cluster").url, namespace=namespace)
         if backend == "redis-sentinel":
             return open_storage(request.getfixturevalue("redis_sentinel").url, namespace=namespace)
+        if backend == "postgres":
+            from statekit.storage.postgres import PostgresStorage
+
+            url = request.getfixturevalue("postgres_url")
+            return PostgresStorage.from_url(url, namespace=namespace, clock=clock)
         raise AssertionError(backend)
 
     return make
@@ -302,7 +307,7 @@ def _factory(backend: str, request: pytest.FixtureRequest, tmp: Path) -> Callabl
 
 @pytest.mark.slow
 def test_backend_matches_the_reference_model(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    real_time = backend not in ("memory", "sqlite-file", "sqlite-memory")
+    real_time = backend not in ("memory", "sqlite-file", "sqlite-memory", "postgres")
     make = _factory(backend, request, tmp_path)
     make(None)  # resolve the server fixtures now, outside hypothesis
 

@@ -156,8 +156,10 @@ async def test_real_processes_share_one_conversation(
         url = f"sqlite:///{tmp_path / 'state.db'}"
     elif backend == "redis":
         url = request.getfixturevalue("redis_server").url
+    elif backend == "postgres":
+        url = request.getfixturevalue("postgres_url")
     else:
-        pytest.skip("processes share a SQLite file or a real Redis")
+        pytest.skip("processes share a SQLite file, a real Redis or PostgreSQL")
     storage = make_storage()
     await FSMContext(storage, KEY).set_state("A")
     children = [

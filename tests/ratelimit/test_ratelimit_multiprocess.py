@@ -40,11 +40,13 @@ def _worker(url: str, barrier: Any, out: Any) -> None:
     out.put(asyncio.run(_hammer(url, barrier)))
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     namespace = f"mp-{uuid.uuid4().hex[:8]}"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'limits.db'}?namespace={namespace}"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_url')}?namespace={namespace}"
     server: RedisServer = request.getfixturevalue("redis_server")
     return f"{server.url}?namespace={namespace}"
 
