@@ -45,6 +45,7 @@ from statekit.session._record import (
 )
 from statekit.session.lease import LeaseHolder, SessionLease
 from statekit.session.records import Peer, SessionData, SessionSnapshot, UpdateState
+from statekit.storage._fastpath import FastPathStorage
 from statekit.storage._glob import escape_glob
 from statekit.storage.base import BaseStorage
 
@@ -342,12 +343,12 @@ class SessionStore:
                     for key in retired[peer_id]:
                         add((key, tombstone))  # retired in the same write; deleted below
                 if not n % _CHUNK_PEERS:
-                    writes.append(asyncio.ensure_future(storage.set_many_encoded(items, ttl=None)))
+                    writes.append(asyncio.ensure_future(_write_encoded(storage, items)))
                     items = []
                     add = items.append
                     await asyncio.sleep(0)  # let that write start; the loop runs between chunks
             if items:
-                writes.append(asyncio.ensure_future(storage.set_many_encoded(items, ttl=None)))
+                writes.append(asyncio.ensure_future(_write_encoded(storage, items)))
             await asyncio.gather(*writes)
         except BaseException:
             for write in writes:
@@ -650,3 +651,13 @@ class SessionStore:
     async def list_sessions(cls, storage: BaseStorage) -> list[str]:
         """Names of the sessions held in ``storage`` (see ``list_sessions``)."""
         return await list_sessions(storage)
+
+
+async def _write_encoded(storage: BaseStorage, items: list[tuple[str, bytes]]) -> None:
+    """Write rows already in stored form, without expiry: in one go on an in-tree storage, through
+    the public ``set_many`` (decoding them first) on any other."""
+    if isinstance(storage, FastPathStorage):
+        await storage.set_many_encoded(items, ttl=None)
+    else:
+        decode = storage.codec.decode
+        await storage.set_many({key: decode(value) for key, value in items}, ttl=None)

@@ -1,32 +1,40 @@
-"""Backdoor access to what a backend holds, for tests that plant bytes the codec never wrote."""
+"""The ``RawAccess`` hook of the conformance suite for statekit's own backends: plants bytes the
+codec never wrote and reads what is physically stored (memory, SQLite, Redis)."""
 
 from __future__ import annotations
 
 from statekit.storage.base import BaseStorage
 from statekit.storage.memory import MemoryStorage
 from statekit.storage.redis import RedisStorage
-from statekit.storage.sqlite import _TABLE, SQLiteStorage
+from statekit.storage.sqlite import SQLiteStorage
 
-__all__ = ["plant_raw"]
+__all__ = ["InTreeRawAccess", "plant_raw"]
+
+
+class InTreeRawAccess:
+    """A ``statekit.testing.conformance.RawAccess`` for ``MemoryStorage``, ``SQLiteStorage`` and
+    ``RedisStorage``; ``TypeError`` for any other backend."""
+
+    async def plant(self, storage: BaseStorage, key: str, raw: bytes) -> None:
+        """Store ``raw`` bytes under ``key`` directly in the backend, bypassing the codec."""
+        await storage.start()
+        if isinstance(storage, MemoryStorage):
+            storage._plant(key, raw)
+        elif isinstance(storage, SQLiteStorage | RedisStorage):
+            await storage._plant(key, raw)
+        else:
+            raise TypeError(f"InTreeRawAccess cannot reach into {type(storage).__name__}")
+
+    async def read(self, storage: BaseStorage, key: str) -> bytes | int | None:
+        """What the backend physically holds under ``key`` (``None``: nothing)."""
+        await storage.start()
+        if isinstance(storage, MemoryStorage):
+            return storage._data.get(key)
+        if isinstance(storage, SQLiteStorage | RedisStorage):
+            return await storage._raw(key)
+        raise TypeError(f"InTreeRawAccess cannot reach into {type(storage).__name__}")
 
 
 async def plant_raw(storage: BaseStorage, key: str, raw: bytes) -> None:
-    """Store ``raw`` bytes under ``key`` directly in the backend, bypassing the codec."""
-    await storage.start()
-    if isinstance(storage, MemoryStorage):
-        storage._data[key] = raw
-        storage._expiry.pop(key, None)
-    elif isinstance(storage, SQLiteStorage):
-
-        def op(db: object) -> None:
-            db.execute(  # type: ignore[attr-defined]
-                f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) "
-                "VALUES (?, ?, ?, NULL)",
-                (storage.namespace, key, raw),
-            )
-
-        await storage._submit(op, True)
-    elif isinstance(storage, RedisStorage):
-        await storage.client.set(storage._prefix + key, raw)
-    else:
-        raise TypeError(f"plant_raw does not know how to reach into {type(storage).__name__}")
+    """Store ``raw`` bytes under ``key`` directly in an in-tree backend, bypassing the codec."""
+    await InTreeRawAccess().plant(storage, key, raw)
