@@ -27,6 +27,7 @@ from statekit.session._cipher import SessionCipher
 from statekit.session._peers import (
     PeerCache,
     PeerRow,
+    make_row,
     normalize_phone,
     pack_row,
     peer_row,
@@ -389,6 +390,15 @@ class SessionStore:
         now = _now()
         await self._update_peer_rows([peer_row(p, now) for p in peers], keep_usernames=keep_usernames)
 
+    async def update_peer_rows(
+        self, rows: Iterable[PeerRow], *, keep_usernames: bool = False
+    ) -> None:
+        """``update_peers`` for peer rows ``(id, access_hash, type, usernames, phone_number,
+        last_update_on)`` as an adapter gets them from a client library (``last_update_on``
+        None: now). Every row is checked first, as ``statekit.session.support.make_row`` does:
+        raises ``TypeError`` naming the peer and the field before anything is written."""
+        await self._update_peer_rows([_checked_row(row) for row in rows], keep_usernames=keep_usernames)
+
     async def _update_peer_rows(self, rows: Iterable[PeerRow], *, keep_usernames: bool = False) -> None:
         """``update_peers`` for rows already built by ``statekit.session._peers.make_row``
         (a None ``last_update_on`` means now)."""
@@ -661,3 +671,25 @@ async def _write_encoded(storage: BaseStorage, items: list[tuple[str, bytes]]) -
     else:
         decode = storage.codec.decode
         await storage.set_many({key: decode(value) for key, value in items}, ttl=None)
+
+
+def _checked_row(row: object) -> PeerRow:
+    """``row`` if it is a well-formed peer row (the common shape, checked inline), else the row
+    ``make_row`` builds from it; ``TypeError`` if it is not a 6-item row."""
+    if type(row) is tuple and len(row) == 6:
+        peer_id, access_hash, kind, names, phone, stamp = row
+        if (
+            type(peer_id) is int
+            and type(access_hash) is int
+            and -_INT64 <= peer_id < _INT64
+            and -_INT64 <= access_hash < _INT64
+            and type(kind) is str
+            and names == ()
+            and phone is None
+            and (stamp is None or type(stamp) is int)
+        ):
+            return row
+        return make_row(peer_id, access_hash, kind, names, phone, stamp)
+    if isinstance(row, list | tuple) and len(row) == 6:
+        return make_row(*row)
+    raise TypeError(f"a peer row is a tuple of 6 items, got {row!r:.100}")

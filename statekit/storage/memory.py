@@ -75,7 +75,9 @@ class MemoryStorage(FastPathStorage):
         self.max_keys = max_keys
         self.max_bytes = max_bytes
         self._bounded = max_keys is not None or max_bytes is not None
+        self._sized = max_bytes is not None
         self._size = 0
+        """Bytes of keys and values held (kept only with ``max_bytes``)."""
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._data: OrderedDict[str, Stored] = OrderedDict()
@@ -131,7 +133,7 @@ class MemoryStorage(FastPathStorage):
         for k in dead:
             del self._expiry[k]
             stored = self._data.pop(k, None)
-            if stored is not None:
+            if stored is not None and self._sized:
                 self._size -= self._cost(k, stored)
         return len(dead)
 
@@ -146,7 +148,8 @@ class MemoryStorage(FastPathStorage):
         if at is not None and at <= self._now_ms():
             del self._data[key]
             del self._expiry[key]
-            self._size -= self._cost(key, stored)
+            if self._sized:
+                self._size -= self._cost(key, stored)
             return None
         if self._bounded:
             self._data.move_to_end(key)
@@ -161,7 +164,8 @@ class MemoryStorage(FastPathStorage):
             self._expiry.pop(key, None)
         else:
             self._expiry[key] = self._now_ms() + ttl_ms
-        self._size += self._cost(key, stored) - (0 if old is None else self._cost(key, old))
+        if self._sized:
+            self._size += self._cost(key, stored) - (0 if old is None else self._cost(key, old))
         if self._bounded:
             self._data.move_to_end(key)
             self._evict()
@@ -173,7 +177,8 @@ class MemoryStorage(FastPathStorage):
         while len(self._data) > most_keys or self._size > most_bytes:
             old, stored = self._data.popitem(last=False)
             self._expiry.pop(old, None)
-            self._size -= self._cost(old, stored)
+            if self._sized:
+                self._size -= self._cost(old, stored)
 
     def _remove(self, key: str) -> bool:
         stored = self._live(key)
@@ -181,14 +186,16 @@ class MemoryStorage(FastPathStorage):
             return False
         del self._data[key]
         self._expiry.pop(key, None)
-        self._size -= self._cost(key, stored)
+        if self._sized:
+            self._size -= self._cost(key, stored)
         return True
 
     def _plant(self, key: str, raw: bytes) -> None:
         """Store ``raw`` under ``key`` without the codec (the test hook of ``statekit.testing``)."""
         self._remove(key)
         self._data[key] = raw
-        self._size += self._cost(key, raw)
+        if self._sized:
+            self._size += self._cost(key, raw)
 
     # ------------------------------------------------------------------ primitives
 
