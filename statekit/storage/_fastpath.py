@@ -54,7 +54,8 @@ class FastPathStorage(BaseStorage):
         Raises ``ValueError`` for a bad key and ``SerializationError`` for a value that is not
         such a stored form or is over ``max_value_bytes``; nothing is written then.
         """
-        await self._guard(key)
+        if not self._guard(key):
+            await self._ensure_started()
         if new is not None:
             self._check_stored(key, new, "new value")
         if expected is not None:
