@@ -120,3 +120,30 @@ def test_memory_storage_needs_no_driver() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["[]", "True"]
+
+
+# statekit's internal fast paths of the storage layer, used by the FSM and session layers (they
+# fall back to public operations for storages without them); no other private reach.
+ALLOWED_PRIVATE = {
+    ("statekit.fsm._writer", "statekit.storage._fastpath"),
+    ("statekit.session.store", "statekit.storage._fastpath"),
+}
+
+
+def _owner(module: str) -> str | None:
+    """The package a private module belongs to (``a.b._c.d`` -> ``a.b``), None if public."""
+    parts = module.split(".")
+    for i, part in enumerate(parts):
+        if part.startswith("_"):
+            return ".".join(parts[:i])
+    return None
+
+
+def test_no_private_module_is_imported_from_another_package() -> None:
+    reach = set()
+    for source, targets in import_graph().items():
+        for target in targets:
+            owner = _owner(target)
+            if owner is not None and source != owner and not source.startswith(owner + "."):
+                reach.add((source, target))
+    assert reach <= ALLOWED_PRIVATE, sorted(reach - ALLOWED_PRIVATE)

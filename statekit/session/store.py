@@ -47,7 +47,6 @@ from statekit.session._record import (
 from statekit.session.lease import LeaseHolder, SessionLease
 from statekit.session.records import Peer, SessionData, SessionSnapshot, UpdateState
 from statekit.storage._fastpath import FastPathStorage
-from statekit.storage._glob import escape_glob
 from statekit.storage.base import BaseStorage
 
 __all__ = ["FIELDS", "SessionStore", "list_sessions"]
@@ -510,7 +509,7 @@ class SessionStore:
 
     async def iter_peers(self) -> AsyncIterator[Peer]:
         """Stream every stored peer (in no particular order)."""
-        pattern = f"session:{{{escape_glob(self.name)}}}:peer:*"
+        pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:peer:*"
         batch: list[str] = []
         async for key in self.storage.scan_keys(pattern):
             batch.append(key)
@@ -629,7 +628,7 @@ class SessionStore:
                 await self.storage.delete_many(leftover[start : start + _CHUNK])
 
     async def _own_keys(self) -> list[str]:
-        pattern = f"session:{{{escape_glob(self.name)}}}:*"
+        pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:*"
         lease_key = self._prefix + "lease"
         return [k for k in await self.storage.list_keys(pattern) if k != lease_key]
 

@@ -24,7 +24,7 @@ from statekit.codec import (
     encode_stored,
 )
 from statekit.errors import SerializationError, StorageClosedError, WrongTypeError
-from statekit.storage._glob import check_glob, compile_glob
+from statekit.storage._glob import check_glob, compile_glob, escape_glob
 
 __all__ = ["BaseStorage", "DEFAULT", "MAX_TTL_SECONDS", "Stored", "TTL", "same_stored", "ttl_to_ms"]
 
@@ -242,6 +242,12 @@ class BaseStorage(abc.ABC):
         ``[abc]``, ``[^abc]``, ``[a-z]``, ``\\`` escapes; on UTF-8 bytes, case-sensitive), for
         a backend that matches keys itself. ``pattern`` has been checked by ``scan_keys``."""
         return compile_glob(pattern)
+
+    @staticmethod
+    def glob_escape(text: str) -> str:
+        """``text`` with every glob metacharacter backslash-escaped, so that it matches itself
+        (e.g. a key prefix in a ``scan_keys`` pattern)."""
+        return escape_glob(text)
 
     def wrong_type_error(self, key: str) -> WrongTypeError:
         """The error a backend raises when ``increment`` meets a non-integer value."""

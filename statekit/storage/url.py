@@ -339,7 +339,13 @@ def _resolve(scheme: str) -> UrlOpener:
     if not isinstance(target, str):
         return target
     module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(
+            f"{scheme}:// is served by {target}, which cannot be imported ({exc}); install the "
+            "package (or statekit extra) that provides it"
+        ) from exc
     found: Any = module
     for part in attr.split("."):
         found = getattr(found, part)
@@ -354,7 +360,8 @@ def open_storage(url: str, **options: Any) -> BaseStorage:
 
     The scheme picks the backend in the registry (see the module docstring); its module is
     imported now. Raises ``ValueError`` naming the problem and the accepted schemes for an
-    unknown scheme or a malformed URL, never quoting the URL.
+    unknown scheme or a malformed URL, never quoting the URL, and ``ImportError`` naming the
+    scheme when its backend (or the backend's driver) is not installed.
     """
     scheme = StorageURL.parse(url).scheme
     return _resolve(scheme).from_url(url, **options)

@@ -234,3 +234,9 @@ def test_cli_output_never_shows_a_raw_password(raw_password_server: RedisServer)
                               text=True, cwd=ROOT, timeout=60)
         assert "Qz9" not in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)
         assert (proc.returncode == 0) == (args == ["keys", url]), proc.stderr
+
+
+def test_a_scheme_whose_backend_is_not_installed_says_so(clean_registry: None) -> None:
+    register_storage("ghost", "statekit_ghost_backend.storage:GhostStorage")
+    with pytest.raises(ImportError, match=r"ghost:// is served by statekit_ghost_backend\.storage:GhostStorage"):
+        open_storage("ghost://u:secret@h/0")
