@@ -100,12 +100,6 @@ def test_two_packages_registering_one_scheme_is_an_error(clean_registry: None) -
         open_storage("twice://")
 
 
-def test_opening_memory_imports_no_driver() -> None:
-    code = "import sys, statekit; statekit.open_storage('memory://'); print('redis' in sys.modules, 'aiosqlite' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
-
-
 # ---------------------------------------------------------------------- the masker
 
 RAW = "Xy7/Qz9@k:p"  # a password with a raw '/', '@' and ':'
