@@ -10,7 +10,7 @@ import aiosqlite
 import pytest
 import redis
 import redis.asyncio
-from redis.asyncio.cluster import NodesManager, RedisCluster
+from redis.asyncio.cluster import ClusterNode, NodesManager, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
@@ -62,7 +62,16 @@ def test_sentinel_pool_keeps_its_fields() -> None:
     _needs(manager, "sentinels")
 
 
-@pytest.mark.parametrize("name", ["send_packed_command", "read_response", "pack_command", "connect"])
+@pytest.mark.parametrize(
+    "name",
+    ["send_packed_command", "read_response", "pack_command", "pack_commands", "connect",
+     "disconnect", "is_connected"],
+)
 def test_connection_offers_what_the_command_lanes_use(name: str) -> None:
     _needs(AbstractConnection, name)
     assert hasattr(AbstractConnection, "can_read") or hasattr(AbstractConnection, "can_read_destructive")
+
+
+def test_cluster_offers_what_the_cluster_lanes_use() -> None:
+    _needs(ClusterNode, "acquire_connection", "release", "name")
+    _needs(RedisCluster, "get_node_from_key", "execute_command")
