@@ -56,6 +56,7 @@ _BUILTIN: Mapping[str, str] = {
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*\Z")
 _URL_START = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://")
+_WHITESPACE = re.compile(r"(\s+)")
 _SECRET_PARAM = re.compile(r"(?i)((?:password|passwd|pwd|secret|token)=)[^&#\s'\"]*")
 
 
@@ -85,33 +86,22 @@ def mask_url(text: str) -> str:
     """Return ``text`` with the credentials of every URL in it hidden.
 
     Everything between ``scheme://`` and the last ``@`` of the URL is replaced by ``***``
-    (user name and password, whatever characters they hold: ``/``, ``@``, ``:``), and so is the
-    value of every ``password=`` / ``secret=`` / ``token=`` query parameter. A URL in a longer
-    text runs to the next whitespace; a ``text`` that starts with a URL and holds no other is taken
-    whole. Over-masking is preferred to a leak.
+    (user name and password, whatever characters they hold: ``/``, ``@``, ``:``, even ``://``),
+    and so is the value of every ``password=`` / ``secret=`` / ``token=`` parameter. A URL runs
+    to the next whitespace. Over-masking is preferred to a leak.
     """
     if not isinstance(text, str):
         text = str(text)
-    starts = [m.start() for m in _URL_START.finditer(text)]
-    if not starts:
+    if "://" not in text:
         return _SECRET_PARAM.sub(r"\1***", text)
-    if starts == [0]:
-        return _mask_one(text)
     out: list[str] = []
-    done = 0
-    for start in starts:
-        if start < done:
-            continue
-        end = start
-        while end < len(text) and not text[end].isspace():
-            end += 1
-        nxt = [s for s in starts if start < s < end]
-        if nxt:
-            end = nxt[0]
-        out.append(_SECRET_PARAM.sub(r"\1***", text[done:start]))
-        out.append(_mask_one(text[start:end]))
-        done = end
-    out.append(_SECRET_PARAM.sub(r"\1***", text[done:]))
+    for token in _WHITESPACE.split(text):
+        found = _URL_START.search(token)
+        if found is None:
+            out.append(_SECRET_PARAM.sub(r"\1***", token))
+        else:
+            out.append(_SECRET_PARAM.sub(r"\1***", token[: found.start()]))
+            out.append(_mask_one(token[found.start() :]))
     return "".join(out)
 
 
@@ -146,7 +136,13 @@ class StorageURL:
     params: tuple[tuple[str, str], ...]
 
     def __repr__(self) -> str:
-        return f"StorageURL({mask_url(self.geturl())!r})"
+        return f"StorageURL({self.describe()!r})"
+
+    def describe(self, host: str | None = None, path: str | None = None) -> str:
+        """The URL for messages: no query, and ``***@`` in place of any user part (``host`` /
+        ``path`` replace the URL's own, e.g. normalised)."""
+        user = "" if self.userinfo is None else "***@"
+        return f"{self.scheme}://{user}{self.host if host is None else host}{self.path if path is None else path}"
 
     @property
     def username(self) -> str | None:

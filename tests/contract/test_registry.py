@@ -118,6 +118,8 @@ RAW = "Xy7/Qz9@k:p"  # a password with a raw '/', '@' and ':'
         ("error at redis://:pw@h:1/0 and rediss://u:p/w@h2/1 done", "error at redis://***@h:1/0 and rediss://***@h2/1 done"),
         ("no url password=abc here", "no url password=*** here"),
         ("postgresql://app:s3/cr@t@db:5432/x", "postgresql://***@db:5432/x"),
+        ("redis://:a://b@host/0", "redis://***@host/0"),
+        ("x redis://:p@h/0 failed for user@example", "x redis://***@h/0 failed for user@example"),
     ],
 )
 def test_mask_url_hides_everything_up_to_the_last_at(text: str, masked: str) -> None:

@@ -19,7 +19,6 @@ from statekit.storage.url import (
     StorageURL,
     bool_param,
     int_param,
-    mask_url,
     seconds_param,
     str_param,
     url_error,
@@ -114,7 +113,6 @@ def parse_redis_url(url: str) -> RedisTarget:
     common, options = parsed.storage_options(accepted)
     password = parsed.password
     username = parsed.username
-    user = "" if parsed.userinfo is None else "***@"
     db = options.pop("db", None)
     path_text = parsed.path.strip("/")
 
@@ -122,7 +120,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         if parsed.host or not parsed.path.strip("/"):
             raise url_error(scheme, "a unix:// URL is unix:///path/to/redis.sock[?db=N]")
         path = unquote(parsed.path)
-        description = f"unix://{user}{path}?db={db or 0}"
+        description = parsed.describe(path=f"{path}?db={db or 0}")
         return RedisTarget(
             kind, scheme, description, path=path, username=username,
             password=password, db=db or 0, options=options, common=common,
@@ -152,7 +150,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         raise url_error(scheme, "a cluster URL has no path; Redis Cluster has only db 0")
     hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in nodes)
     tail = f"/{db or 0}" if kind == "single" else f"/{service}" if service is not None else ""
-    description = mask_url(f"{scheme}://{user}{hosts}{tail}")
+    description = parsed.describe(host=hosts, path=tail)
     return RedisTarget(
         kind, scheme, description, nodes=nodes, service=service, username=username,
         password=password, db=db or 0, options=options, common=common,
