@@ -102,3 +102,15 @@ async def test_session_peers_are_written_through_the_public_contract() -> None:
     await store.update_peers([Peer(id=10, access_hash=5, type="user", usernames=["Ada"])])
     found = await store.get_peer_by_username("ada")
     assert found is not None and found.id == 10
+
+
+def test_tests_needing_raw_access_skip_with_a_reason_without_the_hook() -> None:
+    from statekit.testing import conformance
+
+    with pytest.raises(pytest.skip.Exception, match="needs the raw_access fixture"):
+        conformance._need(None)
+    needing = [name for name in dir(StorageConformance) if name.startswith("test_")
+               and "raw_access" in StorageConformance.__dict__[name].__code__.co_varnames]
+    assert sorted(needing) == [
+        "test_corrupt_bytes_raise_corrupt_value_error", "test_values_are_stored_as_codec_bytes"
+    ]
