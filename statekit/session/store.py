@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final
 
-from statekit.codec import MsgpackCodec, encode_stored
+from statekit.codec import INT64_MAX, MsgpackCodec, encode_stored
 from statekit.session._cipher import SessionCipher
 from statekit.session._peers import (
     PeerCache,
@@ -54,7 +54,7 @@ __all__ = ["FIELDS", "SessionStore", "list_sessions"]
 _CHUNK = 500
 _CHUNK_PEERS = 1000
 _REFRESH_AFTER = 300  # seconds: an unchanged peer is rewritten only to refresh an older stamp
-_INT64 = 2**63
+_INT64 = INT64_MAX + 1  # ids and hashes are signed 64-bit: -_INT64 <= x < _INT64
 
 
 def _now() -> int:
