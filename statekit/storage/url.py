@@ -158,19 +158,10 @@ class StorageURL:
             return None
         return unquote(self.userinfo.partition(":")[2])
 
-    def geturl(self, *, params: bool = True, encode_userinfo: bool = False) -> str:
-        """The URL again; ``encode_userinfo`` percent-encodes the user name and password so that
-        ``urllib.parse`` (and drivers built on it) splits it correctly."""
-        user = ""
-        if self.userinfo is not None:
-            if encode_userinfo:
-                name, colon, pw = self.userinfo.partition(":")
-                safe = "%!$&'()*+,;=-._~"
-                user = quote(unquote(name), safe=safe) + colon + quote(unquote(pw), safe=safe)
-            else:
-                user = self.userinfo
-            user += "@"
-        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in self.params) if params else ""
+    def geturl(self) -> str:
+        """The URL again (with its credentials: never show it, see ``describe``)."""
+        user = "" if self.userinfo is None else f"{self.userinfo}@"
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in self.params)
         return f"{self.scheme}://{user}{self.host}{self.path}" + (f"?{query}" if query else "")
 
     @classmethod
