@@ -28,6 +28,7 @@ from statekit import BaseStorage, StatekitError
 
 __all__ = [
     "DEFAULT_MESSAGE",
+    "KeyFunction",
     "OnLimited",
     "RateLimitMiddleware",
     "Reply",

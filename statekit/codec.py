@@ -7,19 +7,21 @@ byte is always >= 0x80, which keeps the two forms apart.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import msgpack
 
 from statekit.errors import CorruptValueError, SerializationError
 
-__all__ = ["Codec", "MsgpackCodec", "Value", "decode_stored", "encode_stored"]
+__all__ = ["Codec", "INT64_MAX", "INT64_MIN", "MsgpackCodec", "Value", "decode_stored", "encode_stored"]
 
 Value = Any
 """A storable value: None, bool, int (int64), float, str, bytes, list/tuple, dict (str/int/bytes keys)."""
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
+INT64_MIN: Final = -(2**63)
+"""The smallest integer statekit stores (signed 64-bit), here and only here."""
+INT64_MAX: Final = 2**63 - 1
+"""The largest integer statekit stores (signed 64-bit)."""
 _KEY_RANK = {str: 0, int: 1, bytes: 2}
 
 
@@ -56,7 +58,7 @@ def _canonical_item(value: Any) -> Any:
     if t in _SCALARS:
         return value
     if t is int:
-        if _INT64_MIN <= value <= _INT64_MAX:
+        if INT64_MIN <= value <= INT64_MAX:
             return value
         raise _Unsupported
     if t is dict or t is list or t is tuple:
@@ -99,7 +101,7 @@ def _canonical(value: Any) -> Any:
         for k in keys:
             item = value[k]
             it = type(item)
-            if it in _SCALARS or (it is int and _INT64_MIN <= item <= _INT64_MAX):
+            if it in _SCALARS or (it is int and INT64_MIN <= item <= INT64_MAX):
                 out[k] = item
             else:
                 out[k] = _canonical_item(item)
@@ -107,11 +109,11 @@ def _canonical(value: Any) -> Any:
     if t is list or t is tuple:
         return [
             item
-            if type(item) in _SCALARS or (type(item) is int and _INT64_MIN <= item <= _INT64_MAX)
+            if type(item) in _SCALARS or (type(item) is int and INT64_MIN <= item <= INT64_MAX)
             else _canonical_item(item)
             for item in value
         ]
-    if t in _SCALARS or (t is int and _INT64_MIN <= value <= _INT64_MAX):
+    if t in _SCALARS or (t is int and INT64_MIN <= value <= INT64_MAX):
         return value
     return _canonical_item(value)
 
@@ -127,7 +129,7 @@ def _find_unsupported(value: Any, path: str) -> str:
     if t is str or t is bytes or t is bool or t is float or value is None:
         return ""
     if t is int:
-        if _INT64_MIN <= value <= _INT64_MAX:
+        if INT64_MIN <= value <= INT64_MAX:
             return ""
         return f"integer at {path} is outside signed 64-bit"
     if t is list or t is tuple:
@@ -181,7 +183,7 @@ def encode_stored(codec: Codec, key: str, value: Value) -> int | bytes:
     if type(value) is not int and isinstance(value, int) and type(value) is not bool:
         value = int.__int__(value)  # IntEnum and other int subclasses are stored as int
     if type(value) is int:
-        if not _INT64_MIN <= value <= _INT64_MAX:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise SerializationError(f"key {key!r}: integer {value} is outside signed 64-bit")
         return value
     if value is None:

@@ -28,7 +28,7 @@ from middleware.strategies.fixed import FixedWindow
 from middleware.strategies.gcra import GCRA
 from middleware.strategies.sliding import SlidingWindow
 
-__all__ = ["GCRA", "STRATEGIES", "FixedWindow", "SlidingWindow", "Strategy"]
+__all__ = ["FixedWindow", "GCRA", "STRATEGIES", "SlidingWindow", "Strategy"]
 
 STRATEGIES: dict[str, type[Strategy]] = {
     FixedWindow.name: FixedWindow,

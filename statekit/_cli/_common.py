@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from statekit.storage.base import BaseStorage
-from statekit.storage.url import mask_credentials, mask_url, open_storage
+from statekit.storage.url import mask_url, open_storage
 
 __all__ = [
     "CLIError",
@@ -59,7 +59,7 @@ class _OneLine(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             text += f" ({type(exc).__name__}: {one_line(exc)})"
-        return f"statekit: {record.levelname.lower()}: {mask_credentials(text)}"
+        return f"statekit: {record.levelname.lower()}: {mask_url(text)}"
 
 
 class _OncePer(logging.Filter):
@@ -98,7 +98,7 @@ def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if not text:
         text = type(exc).__name__
-    return mask_credentials(text)
+    return mask_url(text)
 
 
 def run_async(coro: Awaitable[T]) -> T:
@@ -152,7 +152,7 @@ async def opened(url: str, *, must_exist: bool = False) -> AsyncIterator[BaseSto
 def describe_store(storage: BaseStorage) -> str:
     """Where a storage keeps its data, for people (absolute path for SQLite files, no secrets)."""
     path = sqlite_path(storage)
-    where = f"sqlite:///{os.path.abspath(path)}" if path is not None else storage._describe()
+    where = f"sqlite:///{os.path.abspath(path)}" if path is not None else storage.describe()
     return f"{mask_url(where)} (namespace {storage.namespace!r})"
 
 

@@ -2,3 +2,5 @@
 
 Import the submodule you need (``statekit.adapters.aiogram`` …); each needs its framework installed.
 """
+
+__all__: list[str] = []

@@ -21,11 +21,16 @@ from pyrogram import raw
 from pyrogram.storage import Storage
 
 from statekit.errors import StatekitError
-from statekit.session._cipher import SessionCipher
-from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
-from statekit.session._peers import PeerRow, make_row, username_pair
+from statekit.session import SessionCipher
 from statekit.session.records import UpdateState
 from statekit.session.store import SessionStore
+from statekit.session.support import (
+    PROD_ADDRESSES,
+    TEST_ADDRESSES,
+    PeerRow,
+    make_row,
+    username_pair,
+)
 from statekit.storage.base import BaseStorage
 
 # kurigram / irenogram keep update states in their own dataclass; pyrogram 2.0 has none.
@@ -167,7 +172,7 @@ class PyrogramStorage(Storage):
                 await asyncio.sleep(0)  # a big batch must not hold the event loop
         if full:
             await self._flush()
-            await self.store._update_peer_rows(full)
+            await self.store.update_peer_rows(full)
         if short:
             pending = self._pending
             for peer_id, row in short.items():
@@ -190,7 +195,7 @@ class PyrogramStorage(Storage):
                 return
             pending, self._pending = self._pending, {}
             try:
-                await self.store._update_peer_rows(pending.values(), keep_usernames=True)
+                await self.store.update_peer_rows(pending.values(), keep_usernames=True)
             except BaseException:
                 self._pending = {**pending, **self._pending}
                 raise

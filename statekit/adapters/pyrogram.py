@@ -11,3 +11,5 @@ from statekit.adapters._pyrogram_fsm import PyrogramFSM as PyrogramFSM
 
 # Session storage (statekit/adapters/_pyrogram_storage.py): a Pyrogram-family Storage over statekit.
 from statekit.adapters._pyrogram_storage import PyrogramStorage as PyrogramStorage
+
+__all__ = ["FSMStateFilter", "PyrogramFSM", "PyrogramStorage"]

@@ -35,7 +35,7 @@ from telethon.sessions.memory import MemorySession
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
-from statekit.session._cipher import SessionCipher
+from statekit.session import SessionCipher
 from statekit.session.records import Peer, UpdateState
 from statekit.session.store import SessionStore
 from statekit.storage.base import BaseStorage

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from statekit.codec import encode_stored
 from statekit.errors import SerializationError, StatekitError
 from statekit.fsm._record import pack, unpack
+from statekit.storage._fastpath import FastPathStorage
 from statekit.storage.base import TTL, BaseStorage
 
 __all__ = ["FSMConflictError", "Op", "Step", "Writer", "writer_for"]
@@ -191,9 +193,12 @@ class Writer:
                     new_stored = None if new is None else encode_stored(storage.codec, key, new)
                     if expected is _MISSING:  # the stored form of what was read: encoded once
                         expected = None if value is None else encode_stored(storage.codec, key, value)
-                    written = await storage.compare_and_set_encoded(
-                        key, new_stored, expected=expected, ttl=ttl
-                    )
+                    if isinstance(storage, FastPathStorage):
+                        written = await storage.compare_and_set_encoded(
+                            key, new_stored, expected=expected, ttl=ttl
+                        )
+                    else:  # a third-party backend: the public operation
+                        written = await storage.compare_and_set(key, new, expected=value, ttl=ttl)
                 except SerializationError:
                     if not self._reject_unencodable(key, value, ops):
                         raise
@@ -264,7 +269,16 @@ def _take(queue: deque[Op]) -> list[Op]:
     return ops
 
 
+_writers: weakref.WeakKeyDictionary[BaseStorage, Writer] = weakref.WeakKeyDictionary()
+
+
 def writer_for(storage: BaseStorage) -> Writer:
-    """The one ``Writer`` of ``storage`` (an attachment of the storage: it lives as long as the
-    storage does, and no longer)."""
-    return storage.attachment("statekit.fsm.writer", Writer)
+    """The one ``Writer`` of ``storage``: it lives as long as the storage does, and no longer
+    (an attachment of an in-tree storage; for another backend, kept in a weak mapping and
+    holding the storage only weakly)."""
+    if isinstance(storage, FastPathStorage):
+        return storage.attachment("statekit.fsm.writer", Writer)
+    writer = _writers.get(storage)
+    if writer is None:
+        writer = _writers[storage] = Writer(cast(BaseStorage, weakref.proxy(storage)))
+    return writer

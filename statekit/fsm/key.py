@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from statekit.codec import INT64_MAX, INT64_MIN
+
 __all__ = ["DEFAULT_DESTINY", "StorageKey"]
 
 DEFAULT_DESTINY = "default"
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 
 
 def _escape(text: str) -> str:
@@ -30,7 +30,7 @@ def _check_id(what: str, value: object, *, optional: bool = False) -> None:
         return
     if type(value) is not int:
         raise TypeError(f"StorageKey.{what} must be an int, not {type(value).__name__}")
-    if not _INT64_MIN <= value <= _INT64_MAX:
+    if not INT64_MIN <= value <= INT64_MAX:
         raise ValueError(f"StorageKey.{what} {value} is outside signed 64-bit")
 
 
@@ -64,10 +64,10 @@ class StorageKey:
             and type(chat_id) is int
             and type(user_id) is int
             and (thread_id is None or type(thread_id) is int)
-            and _INT64_MIN <= bot_id <= _INT64_MAX
-            and _INT64_MIN <= chat_id <= _INT64_MAX
-            and _INT64_MIN <= user_id <= _INT64_MAX
-            and (thread_id is None or _INT64_MIN <= thread_id <= _INT64_MAX)
+            and INT64_MIN <= bot_id <= INT64_MAX
+            and INT64_MIN <= chat_id <= INT64_MAX
+            and INT64_MIN <= user_id <= INT64_MAX
+            and (thread_id is None or INT64_MIN <= thread_id <= INT64_MAX)
         ):
             _check_id("bot_id", bot_id)
             _check_id("chat_id", chat_id)

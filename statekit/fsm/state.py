@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, cast
 
-__all__ = ["ANY_STATE", "State", "StatesGroup", "StateSpec", "state_name"]
+__all__ = ["ANY_STATE", "State", "StateSpec", "StatesGroup", "StatesGroupMeta", "state_name"]
 
 
 class State:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from statekit.codec import INT64_MAX
 from statekit.errors import CorruptValueError
 from statekit.session.records import Peer
 
@@ -34,7 +35,7 @@ __all__ = [
 PeerRow = tuple[int, int, str, tuple[str, ...], "str | None", "int | None", "str | None"]
 """(id, access_hash, type, usernames, phone_number, last_update_on, name)."""
 
-_INT64 = 2**63
+_INT64 = INT64_MAX + 1  # ids and hashes are signed 64-bit: -_INT64 <= x < _INT64
 _PHONE_JUNK = str.maketrans("", "", "+()- \t")
 
 

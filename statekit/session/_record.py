@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import msgpack
 
+from statekit.codec import INT64_MAX
 from statekit.errors import CorruptValueError, SessionFormatError, StatekitError
 from statekit.session._cipher import SessionCipher
 from statekit.session.records import AUTH_KEY_SIZE, shown
@@ -40,7 +41,7 @@ FIELDS: Final = (
 _BOOL_FIELDS = frozenset({"test_mode", "is_bot"})
 _FORMAT = 1
 _MAX_TRIES = 50
-_INT64 = 2**63
+_INT64 = INT64_MAX + 1  # ids and hashes are signed 64-bit: -_INT64 <= x < _INT64
 
 
 def check_name(name: object) -> str:

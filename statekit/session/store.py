@@ -22,11 +22,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final
 
-from statekit.codec import MsgpackCodec, encode_stored
+from statekit.codec import INT64_MAX, MsgpackCodec, encode_stored
 from statekit.session._cipher import SessionCipher
 from statekit.session._peers import (
     PeerCache,
     PeerRow,
+    make_row,
     normalize_phone,
     pack_row,
     peer_row,
@@ -46,7 +47,7 @@ from statekit.session._record import (
 )
 from statekit.session.lease import LeaseHolder, SessionLease
 from statekit.session.records import Peer, SessionData, SessionSnapshot, UpdateState
-from statekit.storage._glob import escape_glob
+from statekit.storage._fastpath import FastPathStorage
 from statekit.storage.base import BaseStorage
 
 __all__ = ["FIELDS", "SessionStore", "list_sessions"]
@@ -54,7 +55,7 @@ __all__ = ["FIELDS", "SessionStore", "list_sessions"]
 _CHUNK = 500
 _CHUNK_PEERS = 1000
 _REFRESH_AFTER = 300  # seconds: an unchanged peer is rewritten only to refresh an older stamp
-_INT64 = 2**63
+_INT64 = INT64_MAX + 1  # ids and hashes are signed 64-bit: -_INT64 <= x < _INT64
 
 
 def _now() -> int:
@@ -343,12 +344,12 @@ class SessionStore:
                     for key in retired[peer_id]:
                         add((key, tombstone))  # retired in the same write; deleted below
                 if not n % _CHUNK_PEERS:
-                    writes.append(asyncio.ensure_future(storage.set_many_encoded(items, ttl=None)))
+                    writes.append(asyncio.ensure_future(_write_encoded(storage, items)))
                     items = []
                     add = items.append
                     await asyncio.sleep(0)  # let that write start; the loop runs between chunks
             if items:
-                writes.append(asyncio.ensure_future(storage.set_many_encoded(items, ttl=None)))
+                writes.append(asyncio.ensure_future(_write_encoded(storage, items)))
             await asyncio.gather(*writes)
         except BaseException:
             for write in writes:
@@ -389,6 +390,15 @@ class SessionStore:
         """
         now = _now()
         await self._update_peer_rows([peer_row(p, now) for p in peers], keep_usernames=keep_usernames)
+
+    async def update_peer_rows(
+        self, rows: Iterable[PeerRow], *, keep_usernames: bool = False
+    ) -> None:
+        """``update_peers`` for peer rows ``(id, access_hash, type, usernames, phone_number,
+        last_update_on[, name])`` as an adapter gets them from a client library (``last_update_on``
+        None: now). Every row is checked first, as ``statekit.session.support.make_row`` does:
+        raises ``TypeError`` naming the peer and the field before anything is written."""
+        await self._update_peer_rows([_checked_row(row) for row in rows], keep_usernames=keep_usernames)
 
     async def _update_peer_rows(self, rows: Iterable[PeerRow], *, keep_usernames: bool = False) -> None:
         """``update_peers`` for rows already built by ``statekit.session._peers.make_row``
@@ -503,7 +513,7 @@ class SessionStore:
 
     async def iter_peers(self) -> AsyncIterator[Peer]:
         """Stream every stored peer (in no particular order)."""
-        pattern = f"session:{{{escape_glob(self.name)}}}:peer:*"
+        pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:peer:*"
         batch: list[str] = []
         async for key in self.storage.scan_keys(pattern):
             batch.append(key)
@@ -622,7 +632,7 @@ class SessionStore:
                 await self.storage.delete_many(leftover[start : start + _CHUNK])
 
     async def _own_keys(self) -> list[str]:
-        pattern = f"session:{{{escape_glob(self.name)}}}:*"
+        pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:*"
         lease_key = self._prefix + "lease"
         return [k for k in await self.storage.list_keys(pattern) if k != lease_key]
 
@@ -654,3 +664,38 @@ class SessionStore:
     async def list_sessions(cls, storage: BaseStorage) -> list[str]:
         """Names of the sessions held in ``storage`` (see ``list_sessions``)."""
         return await list_sessions(storage)
+
+
+async def _write_encoded(storage: BaseStorage, items: list[tuple[str, bytes]]) -> None:
+    """Write rows already in stored form, without expiry: in one go on an in-tree storage, through
+    the public ``set_many`` (decoding them first) on any other."""
+    if isinstance(storage, FastPathStorage):
+        await storage.set_many_encoded(items, ttl=None)
+    else:
+        decode = storage.codec.decode
+        await storage.set_many({key: decode(value) for key, value in items}, ttl=None)
+
+
+def _checked_row(row: object) -> PeerRow:
+    """``row`` as a 7-item peer row if it is well formed (the common shape checked inline, any
+    other through ``make_row``); a 6-item row has no display name. ``TypeError`` naming the peer
+    and the field otherwise, or if it is not a 6- or 7-item row."""
+    if type(row) is tuple and len(row) in (6, 7):
+        peer_id, access_hash, kind, names, phone, stamp = row[:6]
+        name = row[6] if len(row) == 7 else None
+        if (
+            type(peer_id) is int
+            and type(access_hash) is int
+            and -_INT64 <= peer_id < _INT64
+            and -_INT64 <= access_hash < _INT64
+            and type(kind) is str
+            and names == ()
+            and phone is None
+            and (stamp is None or type(stamp) is int)
+            and name is None
+        ):
+            return (peer_id, access_hash, kind, (), None, stamp, None)
+        return make_row(peer_id, access_hash, kind, names, phone, stamp, name)
+    if isinstance(row, list | tuple) and len(row) in (6, 7):
+        return make_row(*row)
+    raise TypeError(f"a peer row is a tuple of 6 or 7 items, got {type(row).__name__} {row!r:.100}")

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
-__all__ = ["compile_glob", "escape_glob", "literal_prefix"]
+__all__ = ["check_glob", "compile_glob", "escape_glob", "literal_prefix"]
 
 _SPECIAL = frozenset("*?[]\\")
 
@@ -34,6 +34,40 @@ def literal_prefix(pattern: str) -> str:
         out.append(c)
         i += 1
     return "".join(out)
+
+
+def check_glob(pattern: str) -> None:
+    """Refuse a pattern that backends would not all match the same way: a ``[x-y]`` range with
+    a non-ASCII end. Redis compares a range's ends as signed bytes (so ``[!-é]`` matches a space
+    there and letters elsewhere); statekit refuses such a range on every backend with
+    ``ValueError`` instead of answering differently. Non-ASCII characters elsewhere in a pattern
+    (literals, sets, escapes; matched byte by byte) match the same everywhere and are accepted."""
+    pat = pattern.encode("utf-8", "surrogatepass")
+    i, n = 0, len(pat)
+    while i < n:
+        c = pat[i]
+        if c == 0x5C:
+            i += 2
+        elif c == 0x5B:
+            i += 1
+            if i < n and pat[i] == 0x5E:
+                i += 1
+            while i < n and pat[i] != 0x5D:
+                if pat[i] == 0x5C and i + 1 < n:
+                    i += 2
+                elif i + 2 < n and pat[i + 1] == 0x2D and pat[i + 2] != 0x5D:
+                    if pat[i] >= 0x80 or pat[i + 2] >= 0x80:
+                        raise ValueError(
+                            f"pattern {pattern[:60]!r}: a [x-y] range with a non-ASCII end is "
+                            "not supported (Redis compares such ends as signed bytes, so backends "
+                            "would disagree); match with * or ? and filter the keys yourself"
+                        )
+                    i += 3
+                else:
+                    i += 1
+            i += 1
+        else:
+            i += 1
 
 
 def _byte(b: int) -> bytes:

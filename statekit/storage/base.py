@@ -12,12 +12,21 @@ import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Final
 
-from statekit.codec import Codec, MsgpackCodec, Value, decode_stored, encode_stored
+from statekit.codec import (
+    INT64_MAX,
+    INT64_MIN,
+    Codec,
+    MsgpackCodec,
+    Value,
+    decode_stored,
+    encode_stored,
+)
 from statekit.errors import SerializationError, StorageClosedError, WrongTypeError
+from statekit.storage._glob import check_glob, compile_glob, escape_glob
 
-__all__ = ["DEFAULT", "BaseStorage", "Stored", "TTL"]
+__all__ = ["BaseStorage", "DEFAULT", "MAX_TTL_SECONDS", "Stored", "TTL", "same_stored", "ttl_to_ms"]
 
 Stored = int | bytes
 """What a backend keeps: a native integer, or codec bytes (first byte >= 0x80)."""
@@ -45,8 +54,11 @@ DEFAULT: Final = _DefaultTTL()
 
 TTL = int | float | timedelta | None | _DefaultTTL
 
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
+MAX_TTL_SECONDS: Final = 10**10
+"""The largest TTL statekit accepts: 10,000,000,000 seconds (about 317 years). Every backend
+refuses a longer one with the same ``ValueError`` before anything is written. It lies well inside
+Redis's own bound (2**63 - 1 milliseconds from now) and PostgreSQL's timestamp range, and its
+milliseconds stay below 2**53, so they are exact in a Lua number or a float."""
 
 _NEW, _STARTED, _STOPPED = "new", "started", "stopped"
 
@@ -65,22 +77,27 @@ def _utf8(text: str, what: str) -> bytes:
 def ttl_to_ms(ttl: int | float | timedelta, what: str = "ttl") -> int:
     """Return ``ttl`` (seconds or timedelta, > 0) in whole milliseconds (at least 1).
 
-    Raises ``TypeError`` for another type and ``ValueError`` for a non-positive or infinite TTL.
+    Raises ``TypeError`` for another type and ``ValueError`` for a TTL that is not > 0 or is over
+    ``MAX_TTL_SECONDS``.
     """
     if isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
-    elif type(ttl) is int or type(ttl) is float:
-        seconds = float(ttl)
+    elif type(ttl) is float:
+        seconds = ttl
+    elif type(ttl) is int:
+        seconds = float(ttl) if abs(ttl) <= MAX_TTL_SECONDS else (math.inf if ttl > 0 else -math.inf)
     else:
         raise TypeError(
             f"{what} must be seconds (int or float) or a datetime.timedelta, not {type(ttl).__name__}"
         )
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"{what} must be a finite number of seconds > 0, got {ttl!r}")
+    if not seconds > 0:
+        raise ValueError(f"{what} must be a number of seconds > 0, got {ttl!r:.40}")
+    if seconds > MAX_TTL_SECONDS:
+        raise ValueError(
+            f"{what} of {seconds:.6g} seconds is over statekit's limit of {MAX_TTL_SECONDS} "
+            "seconds (about 317 years); pass ttl=None for no expiry"
+        )
     return max(1, round(seconds * 1000))
-
-
-_T = TypeVar("_T")
 
 
 class BaseStorage(abc.ABC):
@@ -121,15 +138,6 @@ class BaseStorage(abc.ABC):
         self._fast_decode = self.codec.decode
         self._lifecycle = _NEW
         self._lifecycle_lock: asyncio.Lock | None = None
-        self._attachments: dict[str, object] = {}
-
-    def attachment(self, name: str, factory: Callable[[BaseStorage], _T]) -> _T:
-        """The helper object ``name`` of this storage, made by ``factory(self)`` on first use and
-        kept exactly as long as the storage (statekit's FSM keeps its write path here)."""
-        found = self._attachments.get(name)
-        if found is None:
-            found = self._attachments[name] = factory(self)
-        return found  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,6 +185,16 @@ class BaseStorage(abc.ABC):
             raise StorageClosedError(f"{self!r} is stopped; call start() before using it again")
         await self.start()
 
+    def _guard(self, key: object) -> bool:
+        """The opening of every one-key operation, written once: check ``key`` (``ValueError``)
+        and return True if the storage is started. Callers write
+        ``if not self._guard(key): await self._ensure_started()`` (which starts a storage that
+        never was, and raises ``StorageClosedError`` after ``stop()``); a plain method keeps the
+        common path as cheap as the inline lines it replaced (tests/benchmarks/guard.py)."""
+        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
+            self._check_key(key)
+        return self._lifecycle is _STARTED
+
     # ------------------------------------------------------------------ validation helpers
 
     def _check_key(self, key: object) -> str:
@@ -215,7 +233,21 @@ class BaseStorage(abc.ABC):
             raise TypeError(f"pattern must be a str glob, not {type(pattern).__name__}")
         if not pattern.isascii():
             _utf8(pattern, "pattern")
+            check_glob(pattern)
         return pattern
+
+    @staticmethod
+    def glob_matcher(pattern: str) -> Callable[[str], bool]:
+        """A predicate telling whether a key matches the Redis glob ``pattern`` (``*``, ``?``,
+        ``[abc]``, ``[^abc]``, ``[a-z]``, ``\\`` escapes; on UTF-8 bytes, case-sensitive), for
+        a backend that matches keys itself. ``pattern`` has been checked by ``scan_keys``."""
+        return compile_glob(pattern)
+
+    @staticmethod
+    def glob_escape(text: str) -> str:
+        """``text`` with every glob metacharacter backslash-escaped, so that it matches itself
+        (e.g. a key prefix in a ``scan_keys`` pattern)."""
+        return escape_glob(text)
 
     def wrong_type_error(self, key: str) -> WrongTypeError:
         """The error a backend raises when ``increment`` meets a non-integer value."""
@@ -225,6 +257,20 @@ class BaseStorage(abc.ABC):
         """The error a backend raises when ``increment`` would leave signed 64-bit."""
         return OverflowError(f"key {key!r}: adding {amount} would overflow signed 64-bit")
 
+    def incremented(self, key: str, current: Stored | None, amount: int) -> int:
+        """The rule of ``increment``, for a backend that computes it itself: the new value of a
+        counter holding ``current`` (``None``: absent, so ``amount``). Raises ``WrongTypeError``
+        if ``current`` is not a native integer and ``OverflowError`` if the result leaves signed
+        64-bit; the backend then writes nothing."""
+        if current is None:
+            return amount
+        if type(current) is not int:
+            raise self.wrong_type_error(key)
+        result = current + amount
+        if not INT64_MIN <= result <= INT64_MAX:
+            raise self.overflow_error(key, amount)
+        return result
+
     # ------------------------------------------------------------------ public operations
 
     async def get_state(self, key: str) -> Value:
@@ -232,10 +278,8 @@ class BaseStorage(abc.ABC):
 
         Raises ``CorruptValueError`` if the stored bytes cannot be decoded.
         """
-        if self._lifecycle is not _STARTED:
+        if not self._guard(key):
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
-            self._check_key(key)
         stored = await self._get(key)
         if stored is None or isinstance(stored, int):
             return stored
@@ -256,21 +300,17 @@ class BaseStorage(abc.ABC):
         if the key did not exist). Raises ``ValueError`` for ``None`` values or bad TTLs and
         ``SerializationError`` for values that cannot be stored; nothing is written then.
         """
-        if self._lifecycle is not _STARTED:
+        if not self._guard(key):
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
-            self._check_key(key)
-        stored = value if type(value) is int and _INT64_MIN <= value <= _INT64_MAX else self._encode(key, value)
+        stored = value if type(value) is int and INT64_MIN <= value <= INT64_MAX else self._encode(key, value)
         await self._set(
             key, stored, self._default_ttl_ms if ttl is DEFAULT else self._ttl(ttl), bool(keep_ttl)
         )
 
     async def delete_state(self, key: str) -> bool:
         """Delete ``key``; return True if a live key was removed."""
-        if self._lifecycle is not _STARTED:
+        if not self._guard(key):
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
-            self._check_key(key)
         return await self._delete(key)
 
     async def compare_and_set(
@@ -287,41 +327,12 @@ class BaseStorage(abc.ABC):
         ``expected=None`` means "the key is absent"; ``new=None`` deletes the key. Equality is value
         equality with dict key order ignored (``True != 1``, ``1 != 1.0``). Returns True if written.
         """
-        if self._lifecycle is not _STARTED:
+        if not self._guard(key):
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
-            self._check_key(key)
         new_stored = None if new is None else self._encode(key, new)
         expected_stored = None if expected is None else encode_stored(self.codec, key, expected)
         ttl_ms = self._ttl(ttl)
         return await self._compare_and_set(key, expected_stored, new_stored, ttl_ms, bool(keep_ttl))
-
-    async def compare_and_set_encoded(
-        self,
-        key: str,
-        new: Stored | None,
-        *,
-        expected: Stored | None,
-        ttl: TTL = DEFAULT,
-        keep_ttl: bool = False,
-    ) -> bool:
-        """``compare_and_set`` for values already in stored form (``encode_stored`` output: a
-        signed 64-bit int, or bytes of this storage's codec), for callers that keep the stored
-        form of what they last wrote (statekit's FSM), so ``expected`` is not encoded again.
-
-        Raises ``ValueError`` for a bad key and ``SerializationError`` for a value that is not
-        such a stored form or is over ``max_value_bytes``; nothing is written then.
-        """
-        if self._lifecycle is not _STARTED:
-            await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
-            self._check_key(key)
-        if new is not None:
-            self._check_stored(key, new, "new value")
-        if expected is not None:
-            self._check_stored(key, expected, "expected value")
-        ttl_ms = self._ttl(ttl)
-        return await self._compare_and_set(key, expected, new, ttl_ms, bool(keep_ttl))
 
     async def increment(self, key: str, amount: int = 1, *, ttl: TTL = DEFAULT) -> int:
         """Atomically add ``amount`` to the integer under ``key`` (absent: 0) and return the result.
@@ -330,13 +341,11 @@ class BaseStorage(abc.ABC):
         Raises ``WrongTypeError`` if the value is not an integer and ``OverflowError`` if the result
         leaves signed 64-bit; nothing changes then.
         """
-        if self._lifecycle is not _STARTED:
+        if not self._guard(key):
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
-            self._check_key(key)
         if type(amount) is not int:
             raise TypeError(f"increment amount for key {key!r} must be an int, not {type(amount).__name__}")
-        if not _INT64_MIN <= amount <= _INT64_MAX:
+        if not INT64_MIN <= amount <= INT64_MAX:
             raise OverflowError(f"increment amount {amount} for key {key!r} is outside signed 64-bit")
         return await self._increment(
             key, amount, self._default_ttl_ms if ttl is DEFAULT else self._ttl(ttl)
@@ -344,10 +353,8 @@ class BaseStorage(abc.ABC):
 
     async def get_ttl(self, key: str) -> float | None:
         """Return the seconds ``key`` has left, or ``None`` if it is absent or has no expiry."""
-        if self._lifecycle is not _STARTED:
+        if not self._guard(key):
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
-            self._check_key(key)
         return await self._get_ttl(key)
 
     async def expire(self, key: str, ttl: int | float | timedelta | None) -> bool:
@@ -355,17 +362,14 @@ class BaseStorage(abc.ABC):
 
         Returns False if the key is absent.
         """
-        if self._lifecycle is not _STARTED:
+        if not self._guard(key):
             await self._ensure_started()
-        if type(key) is not str or not key or len(key) > self._max_key_chars or not key.isascii():
-            self._check_key(key)
         ttl_ms = None if ttl is None else ttl_to_ms(ttl)
         return await self._expire(key, ttl_ms)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Value]:
         """Return the live keys among ``keys`` with their values, in one round trip."""
-        if self._lifecycle is not _STARTED:
-            await self._ensure_started()
+        await self._ensure_started()
         key_list = self._key_list(keys)
         if not key_list:
             return {}
@@ -377,8 +381,7 @@ class BaseStorage(abc.ABC):
 
         Every key and value is checked before anything is written.
         """
-        if self._lifecycle is not _STARTED:
-            await self._ensure_started()
+        await self._ensure_started()
         if not isinstance(mapping, Mapping):
             raise TypeError(f"set_many takes a mapping, not {type(mapping).__name__}")
         items = [(self._check_key(k), self._encode(k, v)) for k, v in mapping.items()]
@@ -386,56 +389,9 @@ class BaseStorage(abc.ABC):
         if items:
             await self._set_many(items, ttl_ms)
 
-    async def set_many_encoded(
-        self, items: Iterable[tuple[str, Stored]], *, ttl: TTL = DEFAULT
-    ) -> None:
-        """``set_many`` for values already in stored form (``encode_stored`` output: a signed
-        64-bit int, or bytes of this storage's codec), for callers that keep encoded values
-        (statekit's session store).
-
-        Raises ``TypeError`` unless ``items`` are (key, stored value) pairs, ``ValueError`` for a
-        bad key and ``SerializationError`` for a value that is not a stored form or is over
-        ``max_value_bytes``; nothing is written then.
-        """
-        if self._lifecycle is not _STARTED:
-            await self._ensure_started()
-        if isinstance(items, str | bytes | Mapping):
-            raise TypeError(
-                f"set_many_encoded takes (key, stored value) pairs, not a {type(items).__name__}"
-            )
-        chars, most = self._max_key_chars, self.max_value_bytes
-        checked: list[tuple[str, Stored]] = list(items)
-        for item in checked:
-            if type(item) is not tuple or len(item) != 2:
-                raise TypeError(f"set_many_encoded takes (key, stored value) pairs, got {item!r:.80}")
-            key, value = item
-            if type(key) is not str or not key or len(key) > chars or not key.isascii():
-                self._check_key(key)
-            if type(value) is not bytes or not value or value[0] < 0x80 or len(value) > most:
-                self._check_stored(key, value, "value")  # raises unless a native int
-        ttl_ms = self._ttl(ttl)
-        if checked:
-            await self._set_many(checked, ttl_ms)
-
-    def _check_stored(self, key: str, stored: object, what: str) -> Stored:
-        """``stored`` if it is a stored form (``encode_stored`` output within
-        ``max_value_bytes``); else ``SerializationError`` naming the key and what was given."""
-        if type(stored) is bytes:
-            if stored and stored[0] >= 0x80 and len(stored) <= self.max_value_bytes:
-                return stored
-        elif type(stored) is int and _INT64_MIN <= stored <= _INT64_MAX:
-            return stored
-        size = f" of {len(stored)} bytes" if isinstance(stored, bytes) else ""
-        raise SerializationError(
-            f"key {key!r}: {what} must be a stored form (a signed 64-bit int, or codec bytes "
-            f"starting at 0x80 or above, at most {self.max_value_bytes} bytes), got "
-            f"{type(stored).__name__}{size}"
-        )
-
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys``; return how many live keys were removed."""
-        if self._lifecycle is not _STARTED:
-            await self._ensure_started()
+        await self._ensure_started()
         key_list = self._key_list(keys)
         if not key_list:
             return 0
@@ -453,8 +409,7 @@ class BaseStorage(abc.ABC):
 
     async def scan_keys(self, pattern: str = "*") -> AsyncIterator[str]:
         """Stream the live keys of this namespace that match the Redis glob ``pattern``."""
-        if self._lifecycle is not _STARTED:
-            await self._ensure_started()
+        await self._ensure_started()
         self._check_pattern(pattern)
         async for key in self._scan(pattern):
             yield key
@@ -465,8 +420,7 @@ class BaseStorage(abc.ABC):
 
     async def clear_namespace(self) -> int:
         """Delete every key of this namespace (and nothing else); return how many."""
-        if self._lifecycle is not _STARTED:
-            await self._ensure_started()
+        await self._ensure_started()
         return await self._clear()
 
     async def health(self) -> bool:
@@ -480,10 +434,11 @@ class BaseStorage(abc.ABC):
         return True
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._describe()}, namespace={self.namespace!r})"
+        return f"{type(self).__name__}({self.describe()}, namespace={self.namespace!r})"
 
-    def _describe(self) -> str:
-        """A short description of where the data lives, free of secrets."""
+    def describe(self) -> str:
+        """Where the data lives, for messages and ``repr`` (a URL through ``mask_url``, a path):
+        never a password. Backends override it; the default is ``backend_name``."""
         return self.backend_name
 
     # ------------------------------------------------------------------ backend primitives

@@ -1,8 +1,9 @@
 """In-process storage: a dict of encoded values, for tests, scripts and single-process bots.
 
-URL: ``memory://``. No extra needed. Values are kept encoded, so what you read is always a fresh
-object. Expiry is checked on every access; while started, a sweeper task reclaims expired keys.
-``max_keys`` bounds memory by evicting the least recently used keys.
+URL: ``memory://`` with optional ``max_keys`` / ``max_bytes`` parameters. No extra needed.
+Values are kept encoded, so what you read is always a fresh object. Expiry is checked on every
+access; while started, a sweeper task reclaims expired keys. ``max_keys`` and ``max_bytes`` bound
+memory by evicting the least recently used keys.
 """
 
 from __future__ import annotations
@@ -13,23 +14,29 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 from statekit.codec import Codec
+from statekit.storage._fastpath import FastPathStorage
 from statekit.storage._glob import compile_glob
-from statekit.storage.base import BaseStorage, Stored, same_stored
+from statekit.storage.base import Stored, same_stored
+from statekit.storage.url import StorageURL, int_param, url_error
 
 __all__ = ["MemoryStorage"]
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
+_INT_BYTES = 8  # what a native integer counts towards max_bytes
 
 
-class MemoryStorage(BaseStorage):
+class MemoryStorage(FastPathStorage):
     """Storage in this process's memory.
 
     ``clock`` returns seconds (default ``time.monotonic``) and may be replaced in tests;
     ``sweep_interval`` is how often (seconds) the sweeper reclaims expired keys;
-    ``max_keys`` (None: unbounded) evicts least-recently-used keys beyond that count.
+    ``max_keys`` (None: unbounded) evicts least-recently-used keys beyond that count;
+    ``max_bytes`` (None: unbounded) evicts least-recently-used keys while the keys' characters
+    plus the stored values' bytes (8 for a counter) exceed it. It must be at least
+    ``max_key_bytes + max_value_bytes``, so that any one value fits. Raises ``ValueError`` for a
+    bad bound.
     """
 
     backend_name = "memory"
@@ -41,6 +48,7 @@ class MemoryStorage(BaseStorage):
         default_ttl: int | float | timedelta | None = None,
         codec: Codec | None = None,
         max_keys: int | None = None,
+        max_bytes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sweep_interval: float = 1.0,
         max_key_bytes: int = 1024,
@@ -55,17 +63,45 @@ class MemoryStorage(BaseStorage):
         )
         if max_keys is not None and (type(max_keys) is not int or max_keys < 1):
             raise ValueError(f"max_keys must be a positive int or None, got {max_keys!r}")
+        if max_bytes is not None and (
+            type(max_bytes) is not int or max_bytes < max_key_bytes + max_value_bytes
+        ):
+            raise ValueError(
+                f"max_bytes must be an int of at least max_key_bytes + max_value_bytes "
+                f"({max_key_bytes + max_value_bytes}) or None, got {max_bytes!r}"
+            )
         if not sweep_interval > 0:
             raise ValueError(f"sweep_interval must be > 0, got {sweep_interval!r}")
         self.max_keys = max_keys
+        self.max_bytes = max_bytes
+        self._bounded = max_keys is not None or max_bytes is not None
+        self._sized = max_bytes is not None
+        self._size = 0
+        """Bytes of keys and values held (kept only with ``max_bytes``)."""
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._data: OrderedDict[str, Stored] = OrderedDict()
         self._expiry: dict[str, int] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    def _describe(self) -> str:
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemoryStorage:
+        """A ``MemoryStorage`` for ``memory://[?namespace=&default_ttl=&max_keys=&max_bytes=]``;
+        keyword ``options`` win. Raises ``ValueError`` naming a malformed part."""
+        parsed = StorageURL.parse(url)
+        if parsed.scheme != "memory":
+            raise url_error(parsed.scheme, "MemoryStorage opens only memory:// URLs")
+        if parsed.userinfo is not None or parsed.host or parsed.path not in ("", "/"):
+            raise url_error("memory", "a memory:// URL has no host or path, only parameters")
+        common, extra = parsed.storage_options({"max_keys": int_param(1), "max_bytes": int_param(1)})
+        return cls(**{**common, **extra, **options})
+
+    def describe(self) -> str:
         return "memory://"
+
+    @staticmethod
+    def _cost(key: str, stored: Stored) -> int:
+        return len(key) + (_INT_BYTES if type(stored) is int else len(stored))  # type: ignore[arg-type]
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -96,7 +132,9 @@ class MemoryStorage(BaseStorage):
         dead = [k for k, at in self._expiry.items() if at <= now]
         for k in dead:
             del self._expiry[k]
-            self._data.pop(k, None)
+            stored = self._data.pop(k, None)
+            if stored is not None and self._sized:
+                self._size -= self._cost(k, stored)
         return len(dead)
 
     # ------------------------------------------------------------------ helpers
@@ -110,32 +148,54 @@ class MemoryStorage(BaseStorage):
         if at is not None and at <= self._now_ms():
             del self._data[key]
             del self._expiry[key]
+            if self._sized:
+                self._size -= self._cost(key, stored)
             return None
-        if self.max_keys is not None:
+        if self._bounded:
             self._data.move_to_end(key)
         return stored
 
     def _write(self, key: str, stored: Stored, ttl_ms: int | None, keep_ttl: bool) -> None:
-        existed = self._live(key) is not None
+        old = self._live(key)
         self._data[key] = stored
-        if keep_ttl and existed:
+        if keep_ttl and old is not None:
             pass
         elif ttl_ms is None:
             self._expiry.pop(key, None)
         else:
             self._expiry[key] = self._now_ms() + ttl_ms
-        if self.max_keys is not None:
+        if self._sized:
+            self._size += self._cost(key, stored) - (0 if old is None else self._cost(key, old))
+        if self._bounded:
             self._data.move_to_end(key)
-            while len(self._data) > self.max_keys:
-                old, _ = self._data.popitem(last=False)
-                self._expiry.pop(old, None)
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop least recently used keys until ``max_keys`` and ``max_bytes`` hold."""
+        most_keys = self.max_keys if self.max_keys is not None else len(self._data)
+        most_bytes = self.max_bytes if self.max_bytes is not None else self._size
+        while len(self._data) > most_keys or self._size > most_bytes:
+            old, stored = self._data.popitem(last=False)
+            self._expiry.pop(old, None)
+            if self._sized:
+                self._size -= self._cost(old, stored)
 
     def _remove(self, key: str) -> bool:
-        if self._live(key) is None:
+        stored = self._live(key)
+        if stored is None:
             return False
         del self._data[key]
         self._expiry.pop(key, None)
+        if self._sized:
+            self._size -= self._cost(key, stored)
         return True
+
+    def _plant(self, key: str, raw: bytes) -> None:
+        """Store ``raw`` under ``key`` without the codec (the test hook of ``statekit.testing``)."""
+        self._remove(key)
+        self._data[key] = raw
+        if self._sized:
+            self._size += self._cost(key, raw)
 
     # ------------------------------------------------------------------ primitives
 
@@ -143,7 +203,7 @@ class MemoryStorage(BaseStorage):
         stored = self._data.get(key)
         if stored is None:
             return None
-        if self._expiry and key in self._expiry or self.max_keys is not None:
+        if self._expiry and key in self._expiry or self._bounded:
             return self._live(key)
         return stored
 
@@ -171,15 +231,11 @@ class MemoryStorage(BaseStorage):
 
     async def _increment(self, key: str, amount: int, ttl_ms: int | None) -> int:
         current = self._live(key)
+        result = self.incremented(key, current, amount)
         if current is None:
-            self._write(key, amount, ttl_ms, False)
-            return amount
-        if type(current) is not int:
-            raise self.wrong_type_error(key)
-        result = current + amount
-        if not _INT64_MIN <= result <= _INT64_MAX:
-            raise self.overflow_error(key, amount)
-        self._data[key] = result
+            self._write(key, result, ttl_ms, False)
+        else:
+            self._data[key] = result  # an int replaces an int: the size does not change
         return result
 
     async def _get_ttl(self, key: str) -> float | None:
@@ -227,4 +283,5 @@ class MemoryStorage(BaseStorage):
         count = len(self._data)
         self._data.clear()
         self._expiry.clear()
+        self._size = 0
         return count

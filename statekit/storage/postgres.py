@@ -29,6 +29,7 @@ import asyncpg
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageUnavailableError
 from statekit.storage._coalesce import Coalescer, Pending
+from statekit.storage._fastpath import FastPathStorage
 from statekit.storage._glob import compile_glob, literal_prefix
 from statekit.storage._postgres_sql import (
     SCHEMA_VERSION,
@@ -41,7 +42,7 @@ from statekit.storage._postgres_sql import (
     quote,
     schema_sql,
 )
-from statekit.storage.base import BaseStorage, Stored
+from statekit.storage.base import Stored
 
 __all__ = ["SCHEMA_VERSION", "PostgresStorage", "schema_sql"]
 
@@ -91,7 +92,7 @@ def _row_stored(value: bytes | None, counter: int | None) -> Stored:
     return counter if counter is not None else value  # type: ignore[return-value]
 
 
-class PostgresStorage(BaseStorage):
+class PostgresStorage(FastPathStorage):
     """Storage in one PostgreSQL table (``table``, default ``statekit_kv``) over an asyncpg pool.
 
     ``dsn_or_pool``: a ``postgresql://`` DSN (statekit makes and closes the pool; ``min_size`` /
@@ -207,26 +208,27 @@ class PostgresStorage(BaseStorage):
         params.update(options)
         return cls(dsn, **params)
 
-    def _describe(self) -> str:
+    def describe(self) -> str:
+        """``host:port/database`` of the server (never the password)."""
         return self._where
 
     def __repr__(self) -> str:
         return (
-            f"PostgresStorage({self._describe()}, table={self.table!r}, namespace={self.namespace!r})"
+            f"PostgresStorage({self.describe()}, table={self.table!r}, namespace={self.namespace!r})"
         )
 
     # ------------------------------------------------------------------ errors
 
     def _unavailable(self, exc: BaseException) -> StorageUnavailableError:
-        from statekit.storage.url import mask_credentials
+        from statekit.storage.url import mask_url
 
-        text = mask_credentials(str(exc)) or "no details"
+        text = mask_url(str(exc)) or "no details"
         return StorageUnavailableError(
             f"PostgreSQL at {self._where} is unavailable: {type(exc).__name__}: {text}"
         )
 
     def _failed(self, exc: asyncpg.PostgresError) -> StatekitError:
-        from statekit.storage.url import mask_credentials
+        from statekit.storage.url import mask_url
 
         state = getattr(exc, "sqlstate", None) or "?"
         hint = ""
@@ -235,7 +237,7 @@ class PostgresStorage(BaseStorage):
                     "statement_cache_size=0)")
         return StatekitError(
             f"PostgreSQL at {self._where} refused a statement on table {self.table!r} "
-            f"(SQLSTATE {state}): {(mask_credentials(str(exc)).splitlines() or [''])[0]}{hint}"
+            f"(SQLSTATE {state}): {(mask_url(str(exc)).splitlines() or [''])[0]}{hint}"
         )
 
     async def _run(self, how: str, sql: str, *args: Any, read: bool = False) -> Any:
@@ -415,6 +417,14 @@ class PostgresStorage(BaseStorage):
         await self._run("fetchval", "SELECT 1", read=True)
 
     # ------------------------------------------------------------------ primitives
+
+    async def _plant(self, key: str, raw: bytes) -> None:
+        """Test hook (``statekit.testing.raw``): ``raw`` as the key's value bytes, no expiry."""
+        await self._run("execute", self._sql.set, self._now(), self._ns, key.encode(), raw, None, None)
+
+    async def _raw(self, key: str) -> Stored | None:
+        """Test hook (``statekit.testing.raw``): what the live row physically holds."""
+        return await self._get_one(key.encode())
 
     async def _get(self, key: str) -> Stored | None:
         k = key.encode()

@@ -21,18 +21,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import aiosqlite
 
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageClosedError, StorageUnavailableError
+from statekit.storage._aiosqlite import raw_connection, run_in_thread
+from statekit.storage._fastpath import FastPathStorage
 from statekit.storage._glob import compile_glob, literal_prefix
-from statekit.storage.base import BaseStorage, Stored, same_stored
+from statekit.storage.base import Stored, same_stored
+from statekit.storage.url import StorageURL, seconds_param, url_error
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 _TABLE = "statekit_kv"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
@@ -53,14 +55,6 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _Op = Callable[[sqlite3.Connection], Any]
-
-
-async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(*args)`` on the connection's worker thread: one thread hop for a whole batch.
-
-    aiosqlite has no public call for this; its ``_execute`` (stable since 0.17) is used here only.
-    """
-    return await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
 
 
 _WRITE, _SINGLE = 1, 2  # flags of a pending operation: it writes / it is a lone read
@@ -89,6 +83,12 @@ def _key_chunks(keys: list[str]) -> Iterator[tuple[list[str], str]]:
         yield chunk, ",".join("?" * len(chunk))
 
 
+def _durability_param(name: str, text: str) -> str:
+    if text not in ("normal", "full"):
+        raise ValueError(f"{name} must be normal or full, got {text[:40]!r}")
+    return text
+
+
 class _Failed:
     """An operation's own error, delivered to its caller only (the batch still commits)."""
 
@@ -98,7 +98,7 @@ class _Failed:
         self.error = error
 
 
-class SQLiteStorage(BaseStorage):
+class SQLiteStorage(FastPathStorage):
     """Storage in one SQLite file (or ``":memory:"``).
 
     ``durability``: ``"normal"`` (WAL, ``synchronous=NORMAL``: a commit survives a process crash,
@@ -151,7 +151,32 @@ class SQLiteStorage(BaseStorage):
         self.transactions = 0
         """How many transactions (group commits) this storage has run; for tests and tuning."""
 
-    def _describe(self) -> str:
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
+        """A ``SQLiteStorage`` for ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
+        ``sqlite://:memory:``, with parameters ``namespace``, ``default_ttl``, ``durability``
+        (``normal`` / ``full``) and ``busy_timeout`` (seconds); keyword ``options`` win.
+        Raises ``ValueError`` naming a malformed part."""
+        parsed = StorageURL.parse(url)
+        if parsed.scheme != "sqlite":
+            raise url_error(parsed.scheme, "SQLiteStorage opens only sqlite:// URLs")
+        if parsed.userinfo is None and parsed.host == ":memory:" and not parsed.path:
+            path = ":memory:"
+        elif parsed.userinfo is None and not parsed.host and parsed.path not in ("", "/"):
+            path = unquote(parsed.path[1:])
+            if path == ":memory:":
+                path = ":memory:"
+        else:
+            raise url_error(
+                "sqlite", "SQLite URLs are sqlite:///relative.db, sqlite:////absolute.db or "
+                "sqlite://:memory:"
+            )
+        common, extra = parsed.storage_options(
+            {"durability": _durability_param, "busy_timeout": seconds_param}
+        )
+        return cls(path, **{**common, **extra, **options})
+
+    def describe(self) -> str:
         return f"sqlite:///{self.path}" if self.path != ":memory:" else "sqlite://:memory:"
 
     def _now_ms(self) -> int:
@@ -186,7 +211,7 @@ class SQLiteStorage(BaseStorage):
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         try:
-            await _in_thread(conn, self._prepare, conn._conn)
+            await run_in_thread(conn, self._prepare, raw_connection(conn))
         except sqlite3.Error as exc:
             await conn.close()
             raise self._unavailable(exc) from exc
@@ -290,7 +315,7 @@ class SQLiteStorage(BaseStorage):
             self.transactions += 1
             try:
                 begin = None if flags & _SINGLE else "BEGIN IMMEDIATE"
-                results = await _in_thread(conn, self._run_batch, conn._conn, [op], begin)
+                results = await run_in_thread(conn, self._run_batch, raw_connection(conn), [op], begin)
             except (sqlite3.Error, ValueError) as exc:
                 raise self._unavailable(exc) from exc
             finally:
@@ -329,7 +354,7 @@ class SQLiteStorage(BaseStorage):
             conn = self._conn
             self.transactions += 1
             try:
-                results = await _in_thread(conn, self._run_batch, conn._conn, ops, begin)
+                results = await run_in_thread(conn, self._run_batch, raw_connection(conn), ops, begin)
             except (sqlite3.Error, ValueError) as exc:
                 error = self._unavailable(exc)
                 for fut, _, _ in batch:
@@ -454,15 +479,10 @@ class SQLiteStorage(BaseStorage):
     async def _increment(self, key: str, amount: int, ttl_ms: int | None) -> int:
         def op(db: sqlite3.Connection) -> int:
             current = self._read(db, key)
+            result = self.incremented(key, None if current is None else current[0], amount)
             if current is None:
-                self._write_row(db, key, amount, ttl_ms, False)
-                return amount
-            value = current[0]
-            if type(value) is not int:
-                raise self.wrong_type_error(key)
-            result = value + amount
-            if not _INT64_MIN <= result <= _INT64_MAX:
-                raise self.overflow_error(key, amount)
+                self._write_row(db, key, result, ttl_ms, False)
+                return result
             db.execute(
                 f"UPDATE {_TABLE} SET value = ? WHERE namespace = ? AND key = ?",
                 (result, self.namespace, key),
@@ -547,6 +567,29 @@ class SQLiteStorage(BaseStorage):
             if len(keys) < 500:
                 return
             after = keys[-1]
+
+    async def _plant(self, key: str, raw: bytes) -> None:
+        """Store ``raw`` under ``key`` without the codec (the test hook of ``statekit.testing``)."""
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) "
+                "VALUES (?, ?, ?, NULL)",
+                (self.namespace, key, raw),
+            )
+
+        await self._submit(op, True)
+
+    async def _raw(self, key: str) -> bytes | int | None:
+        """What is physically stored under ``key`` (the test hook of ``statekit.testing``)."""
+
+        def op(db: sqlite3.Connection) -> Any:
+            row = db.execute(
+                f"SELECT value FROM {_TABLE} WHERE namespace = ? AND key = ?", (self.namespace, key)
+            ).fetchone()
+            return None if row is None else row[0]
+
+        return await self._submit(op, False)  # type: ignore[no-any-return]
 
     async def _clear(self) -> int:
         def op(db: sqlite3.Connection) -> int:

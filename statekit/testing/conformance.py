@@ -5,6 +5,11 @@ Subclass ``StorageConformance`` in a test module and provide three fixtures:
 backend sharing the same server or file) and ``clock`` (an object whose ``await advance(seconds)``
 moves the backend's time: a fake clock where the backend takes ``clock=``, a real sleep otherwise).
 A new backend conforms by passing this suite.
+
+One more fixture is optional: ``raw_access``, a ``RawAccess`` that reaches past the public
+contract into the backend (to plant bytes the codec never wrote, and to read what is physically
+stored). The suite's own ``raw_access`` gives ``None``; the tests that need it are then skipped
+with a reason. Override it in your subclass (or a conftest) to run them.
 """
 
 from __future__ import annotations
@@ -17,21 +22,26 @@ from typing import Any, Protocol
 
 import pytest
 
+from statekit.codec import INT64_MAX, INT64_MIN
 from statekit.errors import (
     CorruptValueError,
     SerializationError,
     StorageClosedError,
     WrongTypeError,
 )
-from statekit.storage.base import BaseStorage
-from statekit.testing.raw import plant_raw
+from statekit.storage.base import MAX_TTL_SECONDS, BaseStorage
 
-__all__ = ["AdvancingClock", "StorageConformance"]
+__all__ = [
+    "AdvancingClock",
+    "BAD_KEYS",
+    "MakeStorage",
+    "ROUND_TRIP_VALUES",
+    "RawAccess",
+    "StorageConformance",
+    "UNENCODABLE",
+]
 
 MakeStorage = Callable[..., BaseStorage]
-
-INT64_MAX = 2**63 - 1
-INT64_MIN = -(2**63)
 
 ROUND_TRIP_VALUES: list[Any] = [
     True,
@@ -82,12 +92,39 @@ class AdvancingClock(Protocol):
     async def advance(self, seconds: float) -> None: ...
 
 
+class RawAccess(Protocol):
+    """What the optional ``raw_access`` fixture provides: a way past the public contract."""
+
+    async def plant(self, storage: BaseStorage, key: str, raw: bytes) -> None:
+        """Store ``raw`` under ``key`` exactly as given (no codec, no expiry)."""
+        ...
+
+    async def read(self, storage: BaseStorage, key: str) -> bytes | int | None:
+        """What is physically stored under ``key``: the bytes (or the native integer, for a
+        backend that keeps counters natively), ``None`` if nothing."""
+        ...
+
+
+def _need(raw_access: RawAccess | None) -> RawAccess:
+    if raw_access is None:
+        pytest.skip(
+            "needs the raw_access fixture (a RawAccess of this backend), which this test module "
+            "does not provide"
+        )
+    return raw_access
+
+
 def _ids(values: list[Any]) -> list[str]:
     return [f"{type(v).__name__}-{i}" for i, v in enumerate(values)]
 
 
 class StorageConformance:
     """SPEC section 1, as tests. See the module docstring for the fixtures it needs."""
+
+    @pytest.fixture
+    def raw_access(self) -> RawAccess | None:
+        """No way past the contract by default: override to run the tests that need one."""
+        return None
 
     # ------------------------------------------------------------------ values
 
@@ -162,18 +199,33 @@ class StorageConformance:
         with pytest.raises(SerializationError, match="Custom"):
             await storage.set_state("user:1", {"x": [Custom()]})
 
-    async def test_corrupt_bytes_raise_corrupt_value_error(self, storage: BaseStorage) -> None:
-        await plant_raw(storage, "bad", b"\xc1\xc1garbage")
+    async def test_corrupt_bytes_raise_corrupt_value_error(
+        self, storage: BaseStorage, raw_access: RawAccess | None
+    ) -> None:
+        raw = _need(raw_access)
+        await raw.plant(storage, "bad", b"\xc1\xc1garbage")
         with pytest.raises(CorruptValueError, match="'bad'"):
             await storage.get_state("bad")
         with pytest.raises(CorruptValueError, match="'bad'"):
             await storage.get_many(["bad"])
-        await plant_raw(storage, "bad2", b"12abc")
+        await raw.plant(storage, "bad2", b"12abc")
         with pytest.raises(CorruptValueError, match="'bad2'"):
             await storage.get_state("bad2")
         await storage.set_state("good", 1)
         assert await storage.get_state("good") == 1
         assert await storage.delete_state("bad")
+
+    async def test_values_are_stored_as_codec_bytes(
+        self, storage: BaseStorage, raw_access: RawAccess | None
+    ) -> None:
+        raw = _need(raw_access)
+        value = {"b": [1, 2], "a": {"x": None}}
+        await storage.set_state("k", value)
+        assert await raw.read(storage, "k") == storage.codec.encode({"a": {"x": None}, "b": [1, 2]})
+        await storage.set_state("n", 41)
+        assert await raw.read(storage, "n") in (41, b"41"), "a counter is a native integer"
+        await raw.plant(storage, "p", storage.codec.encode(["planted"]))
+        assert await storage.get_state("p") == ["planted"]
 
     # ------------------------------------------------------------------ keys
 
@@ -389,6 +441,40 @@ class StorageConformance:
         assert await storage.get_ttl("k") is None
         assert await storage.get_state("n") is None
 
+    @pytest.mark.parametrize(
+        "ttl",
+        [MAX_TTL_SECONDS + 1, MAX_TTL_SECONDS * 1.5, 1e20, 1e308, 10**400, timedelta.max],
+        ids=["limit+1", "limit*1.5", "1e20", "1e308", "10**400", "timedelta.max"],
+    )
+    async def test_ttl_over_the_limit_is_rejected_before_anything_is_written(
+        self, storage: BaseStorage, make_storage: MakeStorage, ttl: Any
+    ) -> None:
+        await storage.set_state("k", "old")
+        for call in (
+            storage.set_state("k", "new", ttl=ttl),
+            storage.set_state("fresh", "new", ttl=ttl),
+            storage.compare_and_set("k", "new", expected="old", ttl=ttl),
+            storage.compare_and_set("fresh", "new", expected=None, ttl=ttl),
+            storage.increment("n", ttl=ttl),
+            storage.expire("k", ttl),
+            storage.set_many({"k": "new", "fresh": 1}, ttl=ttl),
+        ):
+            with pytest.raises(ValueError, match="ttl .*over statekit's limit"):
+                await call
+        with pytest.raises(ValueError, match="default_ttl .*over statekit's limit"):
+            make_storage(default_ttl=ttl)
+        assert await storage.get_state("k") == "old"
+        assert await storage.get_ttl("k") is None
+        assert sorted(await storage.list_keys()) == ["k"]
+
+    async def test_ttl_at_the_limit_is_accepted(self, storage: BaseStorage) -> None:
+        await storage.set_state("k", 1, ttl=MAX_TTL_SECONDS)
+        assert await storage.increment("n", ttl=MAX_TTL_SECONDS) == 1
+        assert await storage.expire("k", timedelta(seconds=MAX_TTL_SECONDS))
+        for key in ("k", "n"):
+            remaining = await storage.get_ttl(key)
+            assert remaining is not None and MAX_TTL_SECONDS - 60 < remaining <= MAX_TTL_SECONDS
+
     @pytest.mark.parametrize("ttl", ["10", True, [1]])
     async def test_ttl_of_wrong_type_is_rejected(self, storage: BaseStorage, ttl: Any) -> None:
         with pytest.raises(TypeError, match="ttl"):
@@ -499,71 +585,6 @@ class StorageConformance:
         with pytest.raises(TypeError):
             await storage.set_many([("a", 1)])  # type: ignore[arg-type]
 
-    async def test_set_many_encoded_stores_codec_output(self, storage: BaseStorage) -> None:
-        values = {"row": [7, -1, "user", ["a"], None, 3], "map": {"b": 1, "a": [True]}}
-        encoded = [(k, storage.codec.encode(v)) for k, v in values.items()]
-        await storage.set_many_encoded(encoded, ttl=None)
-        assert await storage.get_many(list(values)) == values
-        assert await storage.get_state("row") == values["row"]
-        await storage.set_many_encoded([("n", 41)])  # a native integer is a stored form too
-        assert await storage.increment("n") == 42
-        await storage.set_many_encoded([])
-
-    @pytest.mark.parametrize("items", ["ab", {"k": b"\x81"}, [("k",)], [["k", b"\x81"]], [("k", b"\x81", 1)]])
-    async def test_set_many_encoded_takes_only_key_value_pairs(
-        self, storage: BaseStorage, items: Any
-    ) -> None:
-        with pytest.raises(TypeError, match="pairs"):
-            await storage.set_many_encoded(items)
-        assert await storage.list_keys() == []
-
-    async def test_attachment_is_made_once_per_storage(self, storage: BaseStorage) -> None:
-        made: list[BaseStorage] = []
-
-        def factory(owner: BaseStorage) -> object:
-            made.append(owner)
-            return object()
-
-        first = storage.attachment("test.helper", factory)
-        assert storage.attachment("test.helper", factory) is first
-        assert made == [storage]
-
-    @pytest.mark.parametrize("value", [b"", b"\x01plain", "text", 2**63, 1.5, b"\x81" * (1024 * 1024 + 1)])
-    async def test_set_many_encoded_refuses_what_the_codec_did_not_produce(
-        self, storage: BaseStorage, value: Any
-    ) -> None:
-        good = storage.codec.encode({"ok": 1})
-        with pytest.raises(SerializationError, match="'bad'"):
-            await storage.set_many_encoded([("good", good), ("bad", value)])
-        with pytest.raises(ValueError):
-            await storage.set_many_encoded([("good", good), ("", good)])
-        assert await storage.list_keys() == [], "nothing is written when one item is bad"
-
-    async def test_cas_encoded_compares_and_writes_stored_forms(self, storage: BaseStorage) -> None:
-        first, second = {"state": "a", "data": {"n": 1}}, {"state": "b", "data": {}}
-        enc = storage.codec.encode
-        assert await storage.compare_and_set_encoded("k", enc(first), expected=None)
-        assert not await storage.compare_and_set_encoded("k", enc(second), expected=None)
-        assert not await storage.compare_and_set_encoded("k", enc(second), expected=enc(second))
-        assert await storage.get_state("k") == first
-        assert await storage.compare_and_set_encoded("k", enc(second), expected=enc(first))
-        assert await storage.get_state("k") == second
-        assert await storage.compare_and_set_encoded("n", 41, expected=None)
-        assert await storage.increment("n") == 42
-        assert await storage.compare_and_set_encoded("k", None, expected=enc(second))
-        assert await storage.get_state("k") is None
-
-    @pytest.mark.parametrize("stored", [b"", b"\x05", "text", 2**63, 1.5, b"\x81" * (1024 * 1024 + 1)])
-    async def test_cas_encoded_refuses_what_is_not_a_stored_form(
-        self, storage: BaseStorage, stored: Any
-    ) -> None:
-        await storage.set_state("k", {"a": 1})
-        with pytest.raises(SerializationError, match="'k'"):
-            await storage.compare_and_set_encoded("k", stored, expected=storage.codec.encode({"a": 1}))
-        with pytest.raises(SerializationError, match="expected"):
-            await storage.compare_and_set_encoded("k", storage.codec.encode({"a": 2}), expected=stored)
-        assert await storage.get_state("k") == {"a": 1}
-
     async def test_delete_many_counts_removed(self, storage: BaseStorage) -> None:
         await storage.set_many({"a": 1, "b": 2, "c": 3})
         assert await storage.delete_many(["a", "b", "x", "a"]) == 2
@@ -622,6 +643,24 @@ class StorageConformance:
             expected = [] if pattern == "?:1" else ["é:1"]
         assert sorted(await storage.list_keys(pattern)) == sorted(expected)
         assert sorted([k async for k in storage.scan_keys(pattern)]) == sorted(expected)
+
+    @pytest.mark.parametrize("pattern", ["[!-é]", "[a-é]*", "[é-z]", "x[^\x7f-\u0100]", "*[а-я]"])
+    async def test_range_with_a_non_ascii_end_is_refused(self, storage: BaseStorage, pattern: str) -> None:
+        for key in (" ", "Z", "a", "é", "xy", "я"):
+            await storage.set_state(key, 1)
+        with pytest.raises(ValueError, match="non-ASCII"):
+            await storage.list_keys(pattern)
+        assert await storage.health() is True
+
+    @pytest.mark.parametrize(
+        ("pattern", "expected"), [("[é]*", ["é", "éa"]), ("é*", ["é", "éa"]), ("[\\é]", []), ("?a", [])]
+    )
+    async def test_non_ascii_outside_ranges_matches_bytes_alike(
+        self, storage: BaseStorage, pattern: str, expected: list[str]
+    ) -> None:
+        for key in ("é", "éa", "a"):
+            await storage.set_state(key, 1)
+        assert sorted(await storage.list_keys(pattern)) == expected
 
     async def test_scan_streams_many_keys(self, storage: BaseStorage) -> None:
         await storage.set_many({f"k{i}": i for i in range(2500)})

@@ -32,7 +32,7 @@ import redis.asyncio
 
 from statekit import BaseStorage, MemoryStorage, RedisStorage, SQLiteStorage
 from statekit.codec import MsgpackCodec
-from statekit.storage.redis import _CAS_LUA
+from statekit.storage.redis._storage import _CAS_LUA
 from statekit.testing import RedisServer
 from tests.benchmarks._harness import Result, best_of, measure, print_table, write_json
 

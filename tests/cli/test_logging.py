@@ -34,7 +34,7 @@ def test_exceptions_are_folded_into_one_line(stderr: io.StringIO) -> None:
     lines = stderr.getvalue().splitlines()
     assert lines == [
         "statekit: error: could not tell a rate-limited user to wait "
-        "(ConnectionError: redis://u:***@127.0.0.1:1/0 refused second line)"
+        "(ConnectionError: redis://***@127.0.0.1:1/0 refused second line)"
     ]
 
 

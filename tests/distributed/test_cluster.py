@@ -187,7 +187,7 @@ async def test_unreachable_cluster_names_every_node(namespace: str) -> None:
     with pytest.raises(StorageUnavailableError) as info:
         await storage.start()
     message = str(info.value)
-    assert f"redis+cluster://:***@127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}" in message
+    assert f"redis+cluster://***@127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}" in message
     assert "hunter22" not in message
     for call in (storage.set_state("k", 1), storage.get_state("k"), storage.increment("n")):
         with pytest.raises(StorageUnavailableError, match=f"127.0.0.1:{ports[1]}"):

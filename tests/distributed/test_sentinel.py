@@ -12,7 +12,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from statekit import RedisStorage, StorageUnavailableError, open_storage
-from statekit.storage._distributed import close_sentinel
+from statekit.storage.redis._client import close_sentinel
 from statekit.testing import RedisSentinelSetup, free_port
 
 

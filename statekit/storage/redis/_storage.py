@@ -1,49 +1,41 @@
 """Redis storage over redis-py's asyncio client: single node, Redis Cluster or Valkey.
 
-URLs: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS); cluster and sentinel URLs are
-handled by ``open_storage``. Extra ``hiredis`` installs the fast parser. Keys are
+URLs (``RedisStorage.from_url``; parsed in ``statekit.storage.redis._urls``):
+``redis://[user:password@]host:port/db``, ``rediss://`` (TLS), ``unix:///path``,
+``redis+cluster://host:port[,host:port...]``, ``redis+sentinel://host:port[,...]/service``. Every
+redis-py client is built, and every redis-py error mapped, in ``statekit.storage.redis._client``. Extra ``hiredis`` installs the fast parser. Keys are
 ``{namespace}:{key}`` with ``%`` and ``:`` of the namespace percent-escaped. Every operation is one
 round trip (Lua scripts sent as EVALSHA where a check and a write must be atomic, pipelines for
 batches) and touches one key, so it is Redis Cluster safe. On a single node, concurrent commands
-are pipelined together (``statekit.storage._lanes``).
+are pipelined together (``statekit.storage.redis._lanes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal
 
-import redis
 import redis.asyncio
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageUnavailableError
-from statekit.storage._cluster_lanes import ClusterLanes
+from statekit.storage._fastpath import FastPathStorage
 from statekit.storage._glob import escape_glob
-from statekit.storage._lanes import CommandLanes
-from statekit.storage.base import BaseStorage, Stored
+from statekit.storage.base import Stored
+from statekit.storage.redis import _client
+from statekit.storage.redis._client import AsyncRedisClient, Connected, ServerError, translate
+from statekit.storage.redis._cluster_lanes import ClusterLanes
+from statekit.storage.redis._lanes import CommandLanes
+from statekit.storage.redis._urls import RedisTarget, parse_redis_url
+from statekit.storage.url import StorageURL
 
 __all__ = ["RedisStorage", "redis_key_prefix"]
-
-AsyncRedisClient = redis.asyncio.Redis | RedisCluster
-
-_UNAVAILABLE = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.RedisClusterException,
-    OSError,
-    asyncio.TimeoutError,
-)
 
 # KEYS[1]; ARGV: has_expected ('0'/'1'), expected, has_new ('0'/'1'), new, ttl_ms or '', keep ('0'/'1')
 _CAS_LUA = """
@@ -96,127 +88,14 @@ def redis_key_prefix(namespace: str) -> str:
     return escaped.replace("{", "%7B").replace("}", "%7D") + ":"
 
 
-def _describe_client(client: Any) -> str:
-    """``redis://host:port/db`` (or the cluster / sentinel form) of a client, never with its password."""
-    try:
-        if isinstance(client, RedisCluster):
-            nodes = client.get_nodes() or client.startup_nodes or []
-            where = ",".join(f"{n.host}:{n.port}" for n in nodes[:3]) or "?"
-            return f"redis+cluster://{where}"
-        pool = client.connection_pool
-        kwargs = pool.connection_kwargs
-        if isinstance(pool, SentinelConnectionPool):
-            sentinels = ",".join(
-                f"{s.connection_pool.connection_kwargs.get('host', '?')}:"
-                f"{s.connection_pool.connection_kwargs.get('port', '?')}"
-                for s in pool.sentinel_manager.sentinels
-            )
-            return f"redis+sentinel://{sentinels}/{pool.service_name}"
-        if "path" in kwargs:
-            return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-        scheme = "rediss" if pool.connection_class.__name__ == "SSLConnection" else "redis"
-        user = f"{kwargs['username']}@" if kwargs.get("username") else ""
-        return f"{scheme}://{user}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-    except (AttributeError, KeyError, TypeError):
-        return type(client).__name__
-
-
-def _decodes_responses(client: AsyncRedisClient) -> bool:
-    if isinstance(client, RedisCluster):
-        return bool(client.get_encoder().decode_responses)
-    return bool(client.connection_pool.connection_kwargs.get("decode_responses", False))
-
-
-# RedisCluster keeps its construction arguments only as connection kwargs; these are the ones the
-# constructor takes back under the same name (the rest are derived or internal).
-_CLUSTER_TWIN_KWARGS = (
-    "max_connections", "credential_provider", "username", "password", "client_name",
-    "encoding", "encoding_errors", "health_check_interval", "socket_connect_timeout",
-    "socket_keepalive", "socket_keepalive_options", "socket_read_size", "socket_timeout",
-    "protocol", "ssl_ca_certs", "ssl_ca_data", "ssl_cert_reqs", "ssl_certfile",
-    "ssl_check_hostname", "ssl_keyfile", "ssl_min_version", "ssl_ciphers",
-)
-
-
-def _bytes_twin(client: AsyncRedisClient) -> AsyncRedisClient:
-    """A client reaching the same server(s) as ``client`` but returning bytes.
-
-    Works for a plain client, a ``RedisCluster`` and a Sentinel-managed (``master_for``) client;
-    the twin owns its own connections (closed by ``aclose()``).
-    """
-    if isinstance(client, RedisCluster):
-        from redis.asyncio.cluster import ClusterNode
-        from redis.asyncio.connection import SSLConnection
-
-        ckw = client.connection_kwargs
-        kwargs = {k: ckw[k] for k in _CLUSTER_TWIN_KWARGS if k in ckw and ckw[k] is not None}
-        if ckw.get("connection_class") is SSLConnection:
-            kwargs["ssl"] = True
-        if client.load_balancing_strategy is not None:
-            kwargs["load_balancing_strategy"] = client.load_balancing_strategy
-        elif client.read_from_replicas:
-            kwargs["read_from_replicas"] = True
-        nodes = client.startup_nodes or client.get_nodes()
-        manager = client.nodes_manager
-        return RedisCluster(
-            startup_nodes=[ClusterNode(n.host, n.port) for n in nodes],
-            require_full_coverage=manager.require_full_coverage,
-            address_remap=manager.address_remap,
-            retry=client.retry,
-            decode_responses=False,
-            **kwargs,
-        )
-    pool = client.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    kwargs["decode_responses"] = False
-    if isinstance(pool, SentinelConnectionPool):
-        kwargs.pop("connection_pool", None)  # the pool's weak self-reference
-        twin_pool: Any = type(pool)(
-            pool.service_name,
-            pool.sentinel_manager,
-            is_master=pool.is_master,
-            check_connection=pool.check_connection,
-            connection_class=pool.connection_class,
-            max_connections=pool.max_connections,
-            **kwargs,
-        )
-    else:
-        # a default (non-blocking) pool would fail bursts with "Too many connections": block instead
-        pool_class: Any = (
-            redis.asyncio.BlockingConnectionPool
-            if type(pool) is redis.asyncio.ConnectionPool
-            else type(pool)
-        )
-        if issubclass(pool_class, redis.asyncio.BlockingConnectionPool):
-            kwargs["timeout"] = getattr(pool, "timeout", None)
-        twin_pool = pool_class(
-            connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
-        )
-    return redis.asyncio.Redis.from_pool(twin_pool)
-
-
-def _connection_limit(client: Any) -> int | None:
-    """How many operations may be in flight before the client's pool raises "Too many
-    connections" (None: its pool waits by itself, or has no practical bound)."""
-    if isinstance(client, RedisCluster):
-        # half the per-node pool: the cluster client may hold a connection a moment past the
-        # end of an operation (seen with redis-py 8.1)
-        limit = getattr(client, "connection_kwargs", {}).get("max_connections")
-        return max(1, limit // 2) if isinstance(limit, int) and limit < 100_000 else None
-    pool = getattr(client, "connection_pool", None)
-    if isinstance(pool, redis.asyncio.BlockingConnectionPool) or pool is None:
-        return None
-    return int(pool.max_connections)
-
-
-class RedisStorage(BaseStorage):
+class RedisStorage(FastPathStorage):
     """Storage in Redis (or Valkey, or Redis Cluster).
 
     ``client_or_url``: a ``redis.asyncio.Redis``, a ``redis.asyncio.RedisCluster`` or a URL.
     A client that decodes responses is fine: statekit talks to the same server through a twin
     connection pool that returns bytes. On a single node, single-key commands and MGET / MSET /
     DEL go through auto-pipelined command lanes (``command_lanes`` connections held from the
-    pool; see ``statekit.storage._lanes``); other operations each hold one of the pool's remaining
+    pool; see ``statekit.storage.redis._lanes``); other operations each hold one of the pool's remaining
     connections, so bursts above the pool size wait instead of failing with "Too many
     connections". A client passed in stays open on ``stop()`` (the lanes' connections go back to
     its pool); one statekit created is closed.
@@ -248,32 +127,26 @@ class RedisStorage(BaseStorage):
             max_key_bytes=max_key_bytes,
             max_value_bytes=max_value_bytes,
         )
-        self._url: str | None = None
+        self._target: RedisTarget | None = None
         self._given: AsyncRedisClient | None = None
         if isinstance(client_or_url, str):
-            from statekit.storage.url import mask_url
-
-            self._url = client_or_url
-            self._where = mask_url(client_or_url)
-        elif isinstance(client_or_url, redis.asyncio.Redis | RedisCluster):
-            self._given = client_or_url
-            self._where = _describe_client(client_or_url)
-        elif isinstance(client_or_url, redis.Redis | redis.RedisCluster):
-            raise TypeError(
-                "RedisStorage needs an asyncio client: pass redis.asyncio.Redis "
-                "(or redis.asyncio.RedisCluster), not the synchronous "
-                f"{type(client_or_url).__module__}.{type(client_or_url).__name__}"
-            )
+            target = parse_redis_url(client_or_url)
+            if target.common:
+                raise ValueError(
+                    f"RedisStorage(url): the URL's {' and '.join(sorted(target.common))} "
+                    "parameters are options of open_storage / RedisStorage.from_url; pass them "
+                    "as keywords here"
+                )
+            self._target = target
+            self._where = target.description
         else:
-            raise TypeError(
-                "RedisStorage takes a redis.asyncio.Redis, a redis.asyncio.RedisCluster or a "
-                f"redis:// URL, not {type(client_or_url).__name__}"
-            )
+            self._given = _client.check_client(client_or_url)
+            self._where = _client.describe_client(client_or_url)
         self._prefix = redis_key_prefix(namespace)
         self._match_prefix = escape_glob(self._prefix)
         self._scan_count = scan_count
         self._client: Any = None
-        self._owned = False
+        self._connected: Connected | None = None
         self._cluster = isinstance(client_or_url, RedisCluster)
         self._slots: asyncio.Semaphore | None = None
         self._lanes: CommandLanes | None = None
@@ -283,7 +156,19 @@ class RedisStorage(BaseStorage):
         self._exec: Any = None
         self._cmd = self._cmd_slotted
 
-    def _describe(self) -> str:
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStorage:
+        """A ``RedisStorage`` for any Redis URL (see the module docstring) with its parameters
+        ``namespace``, ``default_ttl`` and the driver's (``db``, ``socket_timeout``,
+        ``socket_connect_timeout``, ``max_connections``, ...); keyword ``options`` win. The
+        client is built on ``start()``. Raises ``ValueError`` naming a malformed part or an
+        unknown parameter, never quoting the URL."""
+        common = parse_redis_url(url).common
+        parsed = StorageURL.parse(url)
+        rest = tuple((k, v) for k, v in parsed.params if k not in common)
+        return cls(replace(parsed, params=rest).geturl(), **{**common, **options})
+
+    def describe(self) -> str:
         return self._where
 
     @property
@@ -295,34 +180,39 @@ class RedisStorage(BaseStorage):
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def _open(self) -> None:
-        if self._url is not None:
-            from statekit.storage.url import redis_client_from_url
+    def _connect(self) -> Connected:
+        if self._target is not None:
+            return _client.connect(self._target)
+        assert self._given is not None
+        if _client.decodes_responses(self._given):
+            return Connected(_client.bytes_twin(self._given), owned=True)
+        return Connected(self._given, owned=False)
 
-            client = redis_client_from_url(self._url)
-            self._owned = True
-        else:
-            assert self._given is not None
-            if _decodes_responses(self._given):
-                client, self._owned = _bytes_twin(self._given), True
-            else:
-                client, self._owned = self._given, False
-        limit = _connection_limit(client)
+    async def _open(self) -> None:
+        connected = self._connect()
+        try:
+            await self._use(connected.client)
+        except BaseException:
+            await connected.close()
+            raise
+        self._connected = connected
+
+    async def _use(self, client: Any) -> None:
+        limit = _client.connection_limit(client)
         self._cluster = isinstance(client, RedisCluster)
-        pool = getattr(client, "connection_pool", None)
-        if type(pool) in (redis.asyncio.ConnectionPool, redis.asyncio.BlockingConnectionPool):
+        if _client.is_direct_pool(client):
             # one node, no sentinel: single-key commands go through auto-pipelined lanes
             lanes = max(1, min(self.command_lanes, (limit or 8) // 4))
-            self._lanes = CommandLanes(pool, lanes)
+            self._lanes = CommandLanes(client.connection_pool, lanes)
             self._exec = self._lanes.call
             self._cmd = self._cmd_direct
             if limit:
                 limit = max(1, limit - lanes)
         elif self._cluster:
             # single-key commands go through the lanes of the primary that owns their slot
-            per_node = getattr(client, "connection_kwargs", {}).get("max_connections")
+            per_node = _client.cluster_max_connections(client)
             size = max(1, self.command_lanes // 2)  # see command_lanes
-            if isinstance(per_node, int):
+            if per_node is not None:
                 size = max(1, min(size, per_node // 4))
             self._lanes = None
             self._cluster_lanes = ClusterLanes(client, size)
@@ -350,16 +240,14 @@ class RedisStorage(BaseStorage):
         cluster_lanes, self._cluster_lanes = self._cluster_lanes, None
         if cluster_lanes is not None:
             await cluster_lanes.close()
-        client, self._client = self._client, None
-        if client is not None and self._owned:
-            try:
-                await client.aclose()
-            except _UNAVAILABLE:
-                pass
+        self._client = None
+        connected, self._connected = self._connected, None
+        if connected is not None:
+            await connected.close()
 
     async def _ping(self) -> None:
         async with self._op:
-            await self._client.ping()
+            await _client.ping(self._client)
 
     # ------------------------------------------------------------------ helpers
 
@@ -386,7 +274,7 @@ class RedisStorage(BaseStorage):
         except StatekitError:
             raise
         except Exception as exc:
-            _translate(self, exc)
+            translate(self._where, exc)
             raise
 
     async def _cmd_slotted(self, *command: Any) -> Any:
@@ -470,7 +358,7 @@ class RedisStorage(BaseStorage):
             if ttl_ms is None:
                 return int(await self._cmd("INCRBY", rkey, amount))
             return int(await self._run(self._incr_ttl, rkey, amount, ttl_ms))
-        except _ServerError as exc:
+        except ServerError as exc:
             text = str(exc.__cause__)
             if "overflow" in text:
                 raise self.overflow_error(key, amount) from None
@@ -550,6 +438,16 @@ class RedisStorage(BaseStorage):
         async for rkey in self._scan_raw(self._match_prefix + pattern):
             yield rkey[cut:].decode("utf-8", "surrogateescape")
 
+    async def _plant(self, key: str, raw: bytes) -> None:
+        """Store ``raw`` under ``key`` without the codec (the test hook of ``statekit.testing``)."""
+        async with self._op:
+            await self._client.set(self._prefix + key, raw)
+
+    async def _raw(self, key: str) -> bytes | None:
+        """What is physically stored under ``key`` (the test hook of ``statekit.testing``)."""
+        async with self._op:
+            return await self._client.get(self._prefix + key)  # type: ignore[no-any-return]
+
     async def _clear(self) -> int:
         removed = 0
         batch: list[bytes | str] = []
@@ -561,10 +459,6 @@ class RedisStorage(BaseStorage):
         if batch:
             removed += await self._delete_rkeys(batch)
         return removed
-
-
-class _ServerError(StatekitError):
-    """Redis answered with an error statekit did not expect."""
 
 
 class _Operation:
@@ -593,32 +487,5 @@ class _Operation:
             slots.release()
         if exc is None or isinstance(exc, StatekitError):
             return False
-        _translate(self._storage, exc)
+        translate(self._storage._where, exc)
         return False
-
-
-def _translate(storage: RedisStorage, exc: BaseException) -> None:
-    """Raise the statekit error for a redis-py exception (return if it is not one, or if it is
-    ``NoScriptError``, which ``RedisStorage._run`` handles)."""
-    if isinstance(exc, redis.exceptions.NoScriptError):
-        return
-    if isinstance(exc, MasterNotFoundError):
-        raise StorageUnavailableError(
-            f"Redis at {storage._where}: no sentinel names a usable primary (unknown "
-            f"service name, sentinels unreachable, or a failover in progress): {_scrub(str(exc))}"
-        ) from exc
-    if isinstance(exc, _UNAVAILABLE):
-        raise StorageUnavailableError(
-            f"Redis at {storage._where} is unavailable: {type(exc).__name__}: {_scrub(str(exc))}"
-        ) from exc
-    if isinstance(exc, redis.exceptions.RedisError):
-        raise _ServerError(
-            f"Redis at {storage._where} answered with an error: {_scrub(str(exc))}"
-        ) from exc
-
-
-def _scrub(text: str) -> str:
-    """Drop anything that looks like a URL credential from a driver message."""
-    from statekit.storage.url import mask_credentials
-
-    return mask_credentials(text)

@@ -1,5 +1,5 @@
 """Command lanes on Redis Cluster: the single-key commands of one ``RedisStorage`` go to the
-auto-pipelined lanes (``statekit.storage._lanes``) of the primary that owns the key's slot.
+auto-pipelined lanes (``statekit.storage.redis._lanes``) of the primary that owns the key's slot.
 
 Routing is redis-py's: the node comes from ``RedisCluster.get_node_from_key``. A command the lane
 cannot complete on that node (a ``MOVED`` / ``ASK`` redirect, ``TRYAGAIN``, ``CLUSTERDOWN``, a
@@ -18,7 +18,7 @@ import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
-from statekit.storage._lanes import CommandLanes
+from statekit.storage.redis._lanes import CommandLanes
 
 __all__ = ["ClusterLanes"]
 

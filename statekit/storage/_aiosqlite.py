@@ -1,0 +1,27 @@
+"""The two aiosqlite internals statekit relies on, in one place (``tests/contract/
+test_driver_internals.py`` fails with a clear message when an aiosqlite release changes them).
+
+aiosqlite has no public way to run a whole batch of ``sqlite3`` calls in one hop to its worker
+thread, which the SQLite backend's group commit needs; it uses ``Connection._execute(fn, *args)``
+(present since aiosqlite 0.17) and the underlying ``sqlite3.Connection`` (``Connection._conn``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import aiosqlite
+
+__all__ = ["raw_connection", "run_in_thread"]
+
+
+async def run_in_thread(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` on the connection's worker thread and return its result."""
+    return await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
+
+
+def raw_connection(conn: aiosqlite.Connection) -> sqlite3.Connection:
+    """The ``sqlite3.Connection`` an aiosqlite connection wraps (use only on its worker thread)."""
+    return conn._conn

@@ -1,0 +1,86 @@
+"""statekit's internal fast paths (``statekit.storage._fastpath.FastPathStorage``), on every
+in-tree backend, and the FSM / session callers' fallback to the public contract without them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from statekit import BaseStorage
+from statekit.errors import SerializationError
+from statekit.storage._fastpath import FastPathStorage
+
+
+@pytest.fixture
+def storage(storage: BaseStorage) -> FastPathStorage:
+    assert isinstance(storage, FastPathStorage), "every in-tree backend offers the fast paths"
+    return storage
+
+
+class TestFastPaths:
+    async def test_set_many_encoded_stores_codec_output(self, storage: FastPathStorage) -> None:
+        values = {"row": [7, -1, "user", ["a"], None, 3], "map": {"b": 1, "a": [True]}}
+        encoded = [(k, storage.codec.encode(v)) for k, v in values.items()]
+        await storage.set_many_encoded(encoded, ttl=None)
+        assert await storage.get_many(list(values)) == values
+        assert await storage.get_state("row") == values["row"]
+        await storage.set_many_encoded([("n", 41)])  # a native integer is a stored form too
+        assert await storage.increment("n") == 42
+        await storage.set_many_encoded([])
+
+    @pytest.mark.parametrize("items", ["ab", {"k": b"\x81"}, [("k",)], [["k", b"\x81"]], [("k", b"\x81", 1)]])
+    async def test_set_many_encoded_takes_only_key_value_pairs(
+        self, storage: FastPathStorage, items: Any
+    ) -> None:
+        with pytest.raises(TypeError, match="pairs"):
+            await storage.set_many_encoded(items)
+        assert await storage.list_keys() == []
+
+    async def test_attachment_is_made_once_per_storage(self, storage: FastPathStorage) -> None:
+        made: list[BaseStorage] = []
+
+        def factory(owner: BaseStorage) -> object:
+            made.append(owner)
+            return object()
+
+        first = storage.attachment("test.helper", factory)
+        assert storage.attachment("test.helper", factory) is first
+        assert made == [storage]
+
+    @pytest.mark.parametrize("value", [b"", b"\x01plain", "text", 2**63, 1.5, b"\x81" * (1024 * 1024 + 1)])
+    async def test_set_many_encoded_refuses_what_the_codec_did_not_produce(
+        self, storage: FastPathStorage, value: Any
+    ) -> None:
+        good = storage.codec.encode({"ok": 1})
+        with pytest.raises(SerializationError, match="'bad'"):
+            await storage.set_many_encoded([("good", good), ("bad", value)])
+        with pytest.raises(ValueError):
+            await storage.set_many_encoded([("good", good), ("", good)])
+        assert await storage.list_keys() == [], "nothing is written when one item is bad"
+
+    async def test_cas_encoded_compares_and_writes_stored_forms(self, storage: FastPathStorage) -> None:
+        first, second = {"state": "a", "data": {"n": 1}}, {"state": "b", "data": {}}
+        enc = storage.codec.encode
+        assert await storage.compare_and_set_encoded("k", enc(first), expected=None)
+        assert not await storage.compare_and_set_encoded("k", enc(second), expected=None)
+        assert not await storage.compare_and_set_encoded("k", enc(second), expected=enc(second))
+        assert await storage.get_state("k") == first
+        assert await storage.compare_and_set_encoded("k", enc(second), expected=enc(first))
+        assert await storage.get_state("k") == second
+        assert await storage.compare_and_set_encoded("n", 41, expected=None)
+        assert await storage.increment("n") == 42
+        assert await storage.compare_and_set_encoded("k", None, expected=enc(second))
+        assert await storage.get_state("k") is None
+
+    @pytest.mark.parametrize("stored", [b"", b"\x05", "text", 2**63, 1.5, b"\x81" * (1024 * 1024 + 1)])
+    async def test_cas_encoded_refuses_what_is_not_a_stored_form(
+        self, storage: FastPathStorage, stored: Any
+    ) -> None:
+        await storage.set_state("k", {"a": 1})
+        with pytest.raises(SerializationError, match="'k'"):
+            await storage.compare_and_set_encoded("k", stored, expected=storage.codec.encode({"a": 1}))
+        with pytest.raises(SerializationError, match="expected"):
+            await storage.compare_and_set_encoded("k", storage.codec.encode({"a": 2}), expected=stored)
+        assert await storage.get_state("k") == {"a": 1}
+

@@ -1,0 +1,116 @@
+"""A backend written outside statekit (tests/thirdparty/dictstore.py, public API only) registered
+through ``register_storage``: it passes the whole exported conformance suite, and the FSM and
+session layers work over it through the public contract."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from statekit import FSMContext, SessionStore, StorageKey, open_storage, register_storage
+from statekit.session import Peer
+from statekit.storage import url as url_module
+from statekit.storage.base import BaseStorage, Stored
+from statekit.testing import FakeClock
+from statekit.testing.conformance import RawAccess, StorageConformance
+from tests.thirdparty.dictstore import DictStorage, Row
+
+
+@pytest.fixture(autouse=True)
+def dict_scheme() -> Iterator[None]:
+    register_storage("dict", DictStorage)
+    yield
+    url_module._registered.pop("dict", None)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.fake = FakeClock()
+
+    async def advance(self, seconds: float) -> None:
+        self.fake.advance(seconds)
+
+
+class _DictRaw:
+    """The backend's own ``RawAccess``: what its test module provides to the suite."""
+
+    async def plant(self, storage: BaseStorage, key: str, raw: bytes) -> None:
+        assert isinstance(storage, DictStorage)
+        storage.rows[(storage.namespace, key)] = (raw, None)
+
+    async def read(self, storage: BaseStorage, key: str) -> Stored | None:
+        assert isinstance(storage, DictStorage)
+        row = storage.rows.get((storage.namespace, key))
+        return None if row is None else row[0]
+
+
+class TestDictStorageConformance(StorageConformance):
+    """Every test of the suite, against the third-party backend opened by its URL."""
+
+    @pytest.fixture
+    def clock(self) -> _Clock:
+        return _Clock()
+
+    @pytest.fixture
+    async def make_storage(self, clock: _Clock) -> AsyncIterator[Callable[..., BaseStorage]]:
+        rows: dict[tuple[str, str], Row] = {}
+        made: list[BaseStorage] = []
+
+        def make(**options: Any) -> BaseStorage:
+            options.setdefault("namespace", "third")
+            storage = open_storage("dict://", rows=rows, clock=clock.fake, **options)
+            made.append(storage)
+            return storage
+
+        yield make
+        for storage in made:
+            await storage.stop()
+
+    @pytest.fixture
+    async def storage(self, make_storage: Callable[..., BaseStorage]) -> AsyncIterator[BaseStorage]:
+        store = make_storage()
+        await store.start()
+        yield store
+
+    @pytest.fixture
+    def raw_access(self) -> RawAccess:
+        return _DictRaw()
+
+
+def test_the_url_opens_the_registered_class() -> None:
+    storage = open_storage("dict://?namespace=bot&default_ttl=5")
+    assert isinstance(storage, DictStorage)
+    assert (storage.namespace, storage.default_ttl) == ("bot", 5)
+
+
+async def test_fsm_works_through_the_public_contract() -> None:
+    storage = DictStorage()
+    key = StorageKey(bot_id=1, chat_id=2, user_id=3)
+    contexts = [FSMContext(storage, key) for _ in range(50)]
+    await asyncio.gather(*(c.update_data({f"f{i}": i}) for i, c in enumerate(contexts)))
+    assert await contexts[0].get_data() == {f"f{i}": i for i in range(50)}
+    await contexts[0].set_state("Form:name")
+    assert await FSMContext(storage, key).get_state() == "Form:name"
+
+
+async def test_session_peers_are_written_through_the_public_contract() -> None:
+    storage = DictStorage()
+    store = SessionStore(storage, "acct")
+    await store.update_peers([Peer(id=10, access_hash=5, type="user", usernames=["Ada"])])
+    found = await store.get_peer_by_username("ada")
+    assert found is not None and found.id == 10
+
+
+def test_tests_needing_raw_access_skip_with_a_reason_without_the_hook() -> None:
+    from statekit.testing import conformance
+
+    with pytest.raises(pytest.skip.Exception, match="needs the raw_access fixture"):
+        conformance._need(None)
+    needing = [name for name in dir(StorageConformance) if name.startswith("test_")
+               and "raw_access" in StorageConformance.__dict__[name].__code__.co_varnames]
+    assert sorted(needing) == [
+        "test_corrupt_bytes_raise_corrupt_value_error", "test_values_are_stored_as_codec_bytes"
+    ]

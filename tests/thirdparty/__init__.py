@@ -1,0 +1,1 @@
+"""A backend written the way a third party would: outside ``statekit/``, public API only."""
