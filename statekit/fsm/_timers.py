@@ -1,0 +1,240 @@
+"""Deadline arming for conversation timeouts: the per-storage table of declared timeouts, the
+timer stamped into conversation records, and the due index (SPEC section 5.1).
+
+Everything here uses the public storage operations only (``get_state``, ``set_state``,
+``compare_and_set``, ``get_many``, ``increment``), so it works on every backend.
+
+Stored forms (keys live in the storage's namespace):
+
+``record``
+    ``{"state", "data", "t": [version, arm, due_ms]}``: a conversation in a state that has a
+    timeout carries its timer in its own record, written by the same compare-and-set as the
+    state. ``version`` is new on every write; ``arm`` identifies the armed deadline (the version of
+    the write that armed it: every write for ``since="write"``, the entering write for
+    ``since="entry"``); ``due_ms`` is when it falls due (epoch milliseconds). A record in a state
+    without a timeout carries no timer.
+``tmo:b:<bucket>:<pid>``
+    one shard of the due index: the entries ``[conversation key, arm, at_ms, due_ms]`` that process
+    ``pid`` indexed for the second ``bucket`` (``at_ms // 1000``). Only that process writes it, so
+    an append is one ``set_state`` of the list it already knows (concurrent appends of one process
+    are written together); each bucket is its own key, so Redis Cluster spreads them over slots.
+``tmo:writers``
+    ``{pid: last bucket it may write}``: the processes whose shards a poller reads.
+``tmo:lw``
+    the low watermark: every bucket below it has been handled (where a starting poller begins).
+
+The index entry is written before the record's compare-and-set; a crash between the two leaves an
+entry whose arm no record carries, which the poller drops. A record never carries a timer whose
+entry was not stored first, so no crash loses a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from statekit.storage.base import BaseStorage
+
+__all__ = [
+    "BUCKET_MS",
+    "LW_KEY",
+    "RETAIN_MS",
+    "SETTLE_MS",
+    "WRITERS_KEY",
+    "Spec",
+    "Timers",
+    "bucket_of",
+    "now_ms",
+    "shard_key",
+    "timers_for",
+]
+
+BUCKET_MS = 1000
+"""Width of one index bucket."""
+SETTLE_MS = 3000
+"""A bucket is re-read until this long after its end (a late append is still seen)."""
+RETAIN_MS = 7 * 24 * 3600 * 1000
+"""Index shards are kept this long after their bucket (deadlines older than this are lost)."""
+WRITERS_KEY = "tmo:writers"
+LW_KEY = "tmo:lw"
+_SHARD_MAX_ENTRIES = 8000  # a fuller shard spills into the next bucket (fires up to 1 s later)
+_CACHED_BUCKETS = 16
+_REGISTER_AHEAD = 3600  # buckets a writer registers ahead of the one it writes
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def bucket_of(at_ms: int) -> int:
+    """The index bucket of a time."""
+    return at_ms // BUCKET_MS
+
+
+def shard_key(bucket: int, pid: str) -> str:
+    """The index shard of process ``pid`` for ``bucket``."""
+    return f"tmo:b:{bucket}:{pid}"
+
+
+Handler = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One declared timeout: ``after_ms`` in ``since`` mode, fired through ``owner``."""
+
+    state: str
+    after_ms: int
+    since: str
+    handler: Handler
+    owner: Any
+
+
+class _Pending:
+    __slots__ = ("bucket", "done", "entry", "error")
+
+    def __init__(self, bucket: int, entry: list[Any]) -> None:
+        self.bucket = bucket
+        self.entry = entry
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class Timers:
+    """The timeouts declared on one storage in this process, and this process's index writer."""
+
+    def __init__(self, storage: BaseStorage) -> None:
+        self.storage = storage
+        self.specs: dict[str, Spec] = {}
+        self.pid = f"{random.getrandbits(48):012x}"
+        self._shards: OrderedDict[int, list[list[Any]]] = OrderedDict()
+        self._pending: list[_Pending] = []
+        self._lock: asyncio.Lock | None = None
+        self._registered = -1
+        self._register_lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------------ stamping records
+
+    def stamp(
+        self, old: Any, state: str | None, version: int, at: int
+    ) -> tuple[list[int] | None, list[Any] | None]:
+        """The timer of a record written in ``state`` over the stored value ``old``.
+
+        Returns (timer for the new record or None, index entry to store first or None); the entry
+        is ``[arm, at_ms, due_ms]`` without the conversation key.
+        """
+        spec = self.specs.get(state) if state is not None else None
+        if spec is None:
+            return None, None
+        if spec.since == "entry" and type(old) is dict and old.get("state") == state:
+            timer = old.get("t")
+            if type(timer) is list and len(timer) == 3:
+                return [version, timer[1], timer[2]], None
+        due = at + spec.after_ms
+        return [version, version, due], [version, due, due]
+
+    # ------------------------------------------------------------------ the due index
+
+    async def index(self, conv: str, arm: int, at_ms: int, due_ms: int) -> None:
+        """Store the index entry of a deadline (before the record that arms it is written).
+
+        Concurrent calls of this process for one bucket are written together. An entry whose
+        write landed too late for pollers to see it in its bucket is written again (so a stalled
+        writer cannot hide a deadline). Raises what the storage raises.
+        """
+        at = max(at_ms, now_ms())
+        while True:
+            bucket = bucket_of(at)
+            await self._append(bucket, [conv, arm, at, due_ms])
+            landed = now_ms()
+            if landed <= (bucket + 1) * BUCKET_MS + SETTLE_MS // 2:
+                return
+            at = landed
+
+    async def _append(self, bucket: int, entry: list[Any]) -> None:
+        if bucket + _REGISTER_AHEAD // 2 > self._registered:
+            await self._register(bucket)
+        item = _Pending(bucket, entry)
+        self._pending.append(item)
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not item.done:
+                batch, self._pending = self._pending, []
+                try:
+                    buckets: dict[int, list[_Pending]] = {}
+                    for p in batch:
+                        buckets.setdefault(p.bucket, []).append(p)
+                    for b, items in sorted(buckets.items()):
+                        try:
+                            await self._write_shard(b, [p.entry for p in items])
+                        except Exception as exc:  # noqa: BLE001 - handed to each waiting caller
+                            for p in items:
+                                p.error = exc
+                        for p in items:
+                            p.done = True
+                finally:  # cancelled mid-batch: what was not written is left for the next holder
+                    self._pending[:0] = [p for p in batch if not p.done]
+        if item.error is not None:
+            raise item.error
+
+    async def _write_shard(self, bucket: int, entries: list[list[Any]]) -> None:
+        storage = self.storage
+        while entries:
+            key = shard_key(bucket, self.pid)
+            known = self._shards.get(bucket)
+            if known is None:
+                stored = await storage.get_state(key)
+                known = stored if type(stored) is list else []
+            room = max(0, _SHARD_MAX_ENTRIES - len(known))
+            take, entries = entries[:room], entries[room:]
+            if take:
+                new = known + take
+                ttl_ms = (bucket + 1) * BUCKET_MS - now_ms() + RETAIN_MS
+                await storage.set_state(key, new, ttl=max(1, ttl_ms) / 1000)
+                self._shards[bucket] = new
+                self._shards.move_to_end(bucket)
+                while len(self._shards) > _CACHED_BUCKETS:
+                    self._shards.popitem(last=False)
+            if entries:  # this shard is full: the rest goes to the next bucket
+                bucket += 1
+                if bucket + _REGISTER_AHEAD // 2 > self._registered:
+                    await self._register(bucket)
+                for e in entries:
+                    e[2] = max(e[2], bucket * BUCKET_MS)
+
+    async def _register(self, bucket: int) -> None:
+        """List this process in ``tmo:writers`` up to ``bucket`` + an hour; set the low watermark
+        if there is none (so pollers start no later than this process's first entry)."""
+        if self._register_lock is None:
+            self._register_lock = asyncio.Lock()
+        async with self._register_lock:
+            if bucket + _REGISTER_AHEAD // 2 <= self._registered:
+                return
+            storage = self.storage
+            until = bucket + _REGISTER_AHEAD
+            await storage.compare_and_set(LW_KEY, bucket_of(now_ms()), expected=None, ttl=None)
+            while True:
+                current = await storage.get_state(WRITERS_KEY)
+                writers = dict(current) if type(current) is dict else {}
+                writers[self.pid] = max(until, int(writers.get(self.pid, 0)))
+                if await storage.compare_and_set(
+                    WRITERS_KEY, writers, expected=current, ttl=None
+                ):
+                    break
+                await asyncio.sleep(random.uniform(0, 0.01))
+            self._registered = until
+
+
+def timers_for(storage: BaseStorage) -> Timers:
+    """The ``Timers`` of ``storage`` (one per storage object, living as long as it does).
+
+    The one place the timeouts reach the storage's attachment interface.
+    """
+    return storage.attachment("statekit.fsm.timers", Timers)

@@ -1,0 +1,606 @@
+"""Conversation timeouts that fire once, in one process at a time, even after a restart (SPEC 5.1).
+
+``timeouts = Timeouts(storage)`` declares; ``@timeouts.on(Form.name, after=60)`` registers a
+handler; every FSM write through statekit on ``storage`` then arms, re-arms or cancels the
+conversation's deadline; ``async with timeouts:`` makes this process fire due ones.
+
+How it works (public storage operations only, so every backend behaves the same):
+
+* **Arming** (``statekit.fsm._timers``): a write that enters or stays in a state with a timeout
+  stores the timer ``[version, arm, due_ms]`` inside the conversation's record, by the same
+  compare-and-set as the state; before that compare-and-set, the entry
+  ``[conversation, arm, at_ms, due_ms]`` is appended to this process's shard of the due index
+  for that second (``tmo:b:<second>:<pid>``: one ``set_state``, concurrent appends written
+  together). Crash between the two: an entry no record arms, dropped when read. No crash window
+  stores a timer without its entry.
+* **Polling**: a poller reads the shards of the buckets from its cursor to now by key
+  (``get_many``; the writers are listed in ``tmo:writers``), so an idle poll costs the same with
+  100,000 deadlines pending as with none. A bucket is re-read until ``SETTLE_MS`` after its end
+  (late appends are seen; a writer whose append landed later writes it again), then the cursor
+  moves on and the shared low watermark ``tmo:lw`` with it (where a starting process begins,
+  so deadlines due while no process ran fire on the next start, with ``late`` > 0).
+* **Firing**: an entry is dropped unless the record still carries its arm (a stale deadline never
+  fires). Otherwise the poller first indexes a re-entry at now + ``lease`` (so the deadline is
+  found again if this process dies), then takes the lease key ``<conversation>:tmo:l:<arm>``
+  with ``compare_and_set(expected=None, ttl=lease)`` (one process at a time), counts the attempt
+  with ``increment`` on ``<conversation>:tmo:n:<arm>``, re-reads the record, and runs the handler.
+  Success (or a drop) marks the attempt counter done, unless the conversation has moved on, in
+  which case both keys are deleted. A raising handler is retried after a backoff (a re-entry and
+  a lease held for the backoff), up to ``max_attempts``, then dropped with one error log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from statekit.fsm._timers import (
+    BUCKET_MS,
+    LW_KEY,
+    RETAIN_MS,
+    SETTLE_MS,
+    WRITERS_KEY,
+    Handler,
+    Spec,
+    Timers,
+    bucket_of,
+    now_ms,
+    shard_key,
+    timers_for,
+)
+from statekit.fsm._writer import Step
+from statekit.fsm.context import FSMContext
+from statekit.fsm.key import StorageKey
+from statekit.fsm.state import StateSpec, state_name
+from statekit.storage.base import BaseStorage, ttl_to_ms
+
+__all__ = ["TimeoutEvent", "Timeouts"]
+
+logger = logging.getLogger("statekit.fsm.timeouts")
+
+_DONE = -(2**62)  # the attempt counter of a deadline that is finished
+_MAX_BUCKETS_PER_POLL = 120
+_READ_CHUNK = 500
+
+
+def _seconds(value: object, what: str, *, zero: bool) -> float:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif type(value) in (int, float):
+        seconds = float(value)  # type: ignore[arg-type]
+    else:
+        raise TypeError(f"{what} must be seconds (int or float) or a timedelta, not {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        raise ValueError(f"{what} must be a finite number of seconds {'>=' if zero else '>'} 0, got {value!r}")
+    return seconds
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%7D", "}").replace("%7B", "{").replace("%3A", ":").replace("%25", "%")
+
+
+def parse_key(rendered: str) -> StorageKey | None:
+    """The ``StorageKey`` whose ``storage_key`` is ``rendered`` (None if it is not one)."""
+    if not rendered.startswith("fsm:{") or not rendered.endswith("}"):
+        return None
+    parts = rendered[5:-1].split(":")
+    if len(parts) != 6:
+        return None
+    try:
+        bot, chat, user = int(parts[0]), int(parts[1]), int(parts[2])
+        thread = int(parts[3]) if parts[3] else None
+        key = StorageKey(bot, chat, user, thread, _unescape(parts[4]) or None, _unescape(parts[5]))
+    except ValueError:
+        return None
+    return key if key.storage_key == rendered else None
+
+
+def _timer(record: object) -> list[int] | None:
+    if type(record) is dict:
+        timer = record.get("t")
+        if type(timer) is list and len(timer) == 3 and all(type(x) is int for x in timer):
+            return timer
+    return None
+
+
+class TimeoutEvent:
+    """A due timeout, handed to its handler.
+
+    ``key``: the conversation; ``state`` / ``data``: what it held when the timeout fired;
+    ``due_at`` / ``fired_at``: epoch seconds; ``late``: seconds past due; ``attempt``: 1-based
+    delivery count; ``context``: an ``FSMContext`` of the conversation for anything else.
+    ``transition()`` and ``clear()`` apply only if the conversation has not been written since
+    the record this event carries was written (for ``since="write"``: since the deadline was armed).
+    """
+
+    __slots__ = ("_version", "attempt", "context", "data", "due_at", "fired_at", "key", "late", "state")
+
+    def __init__(
+        self,
+        *,
+        key: StorageKey,
+        state: str,
+        data: dict[str, Any],
+        due_at: float,
+        fired_at: float,
+        attempt: int,
+        context: FSMContext,
+        version: int,
+    ) -> None:
+        self.key = key
+        self.state = state
+        self.data = data
+        self.due_at = due_at
+        self.fired_at = fired_at
+        self.late = max(0.0, fired_at - due_at)
+        self.attempt = attempt
+        self.context = context
+        self._version = version
+
+    def __repr__(self) -> str:
+        return (
+            f"TimeoutEvent({self.key.storage_key!r}, state={self.state!r}, "
+            f"late={self.late:.3f}, attempt={self.attempt})"
+        )
+
+    async def _guarded(self, new_state: str | None, keep_data: bool) -> bool:
+        version = self._version
+
+        def guard(value: Any) -> bool:
+            timer = _timer(value)
+            return timer is not None and timer[0] == version
+
+        def apply(_: str | None, data: dict[str, Any]) -> Step:
+            return new_state, data if keep_data else {}, True, True
+
+        return bool(await self.context._submit(apply, guard))
+
+    async def transition(self, new_state: StateSpec) -> bool:
+        """Move the conversation to ``new_state`` (data kept) if it is still as this event saw
+        it; return True if it moved. ``TypeError`` / ``ValueError`` for a bad state."""
+        return await self._guarded(state_name(new_state), True)
+
+    async def clear(self) -> bool:
+        """Forget the conversation (state and data) if it is still as this event saw it;
+        return True if it was cleared."""
+        return await self._guarded(None, False)
+
+
+class Timeouts:
+    """Conversation timeouts over ``storage`` (SPEC section 5.1).
+
+    ``lease``: how long a firing process owns a due timeout before another may fire it again;
+    ``poll_interval``: seconds between polls (default 0.25; the first poll is at once);
+    ``max_attempts``: deliveries before a failing timeout is dropped; ``max_late``: drop (instead
+    of firing) a timeout first delivered more than this late; ``ttl``: passed to the
+    ``FSMContext`` handlers get (as the bot's own contexts have it). Raises ``TypeError`` /
+    ``ValueError`` for bad arguments.
+    """
+
+    max_running = 256
+    """At most this many handlers run at once in one process (more due ones wait a poll)."""
+    retry_base = 0.5
+    """Seconds before the first retry of a raising handler (doubled each retry, capped at lease)."""
+
+    def __init__(
+        self,
+        storage: BaseStorage,
+        *,
+        lease: int | float | timedelta = 30.0,
+        poll_interval: int | float | timedelta | None = None,
+        max_attempts: int = 3,
+        max_late: int | float | timedelta | None = None,
+        ttl: int | float | timedelta | None = None,
+    ) -> None:
+        if not isinstance(storage, BaseStorage):
+            raise TypeError(f"Timeouts needs a statekit storage, not {type(storage).__name__}")
+        self.storage = storage
+        self.lease = _seconds(lease, "lease", zero=False)
+        self.poll_interval = 0.25 if poll_interval is None else _seconds(
+            poll_interval, "poll_interval", zero=False
+        )
+        if type(max_attempts) is not int or max_attempts < 1:
+            raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        self.max_attempts = max_attempts
+        self.max_late = None if max_late is None else _seconds(max_late, "max_late", zero=True)
+        if ttl is not None:
+            ttl_to_ms(ttl)
+        self._ttl = ttl
+        self._timers: Timers = timers_for(storage)
+        self._params: dict[Handler, tuple[frozenset[str], bool]] = {}
+        self._providers: dict[str, Callable[[TimeoutEvent], Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._running: set[asyncio.Task[None]] = set()
+        self._inflight: set[tuple[str, int]] = set()
+        self._cursor: int | None = None
+        self._resolved: dict[int, dict[str, set[int]]] = {}
+        self._warned: set[str] = set()
+        self._pruned_at = 0
+
+    def __repr__(self) -> str:
+        states = sorted(s for s, spec in self._timers.specs.items() if spec.owner is self)
+        return f"Timeouts({self.storage!r}, states={states}, started={self.started})"
+
+    # ------------------------------------------------------------------ declaring
+
+    def on(
+        self, state: StateSpec, *, after: int | float | timedelta, since: str = "write"
+    ) -> Callable[[Handler], Handler]:
+        """Register ``async def handler(event: TimeoutEvent) -> None`` for ``state``.
+
+        ``after``: seconds or timedelta (>= 0); ``since="write"``: counted from the last write of
+        the conversation (an idle timeout); ``since="entry"``: from the write that entered the
+        state. Raises ``TypeError`` / ``ValueError`` for bad arguments, a handler that is not an
+        ``async def``, or a state that already has a timeout on this storage.
+        """
+        name = state_name(state)
+        if name is None:
+            raise ValueError("a timeout needs a state (None is 'no conversation')")
+        after_ms = round(_seconds(after, "after", zero=True) * 1000)
+        if since not in ("write", "entry"):
+            raise ValueError(f"since must be 'write' or 'entry', got {since!r}")
+
+        def register(handler: Handler) -> Handler:
+            if not inspect.iscoroutinefunction(handler):
+                raise TypeError(f"timeout handler for {name!r} must be an async def function")
+            if name in self._timers.specs:
+                raise ValueError(f"state {name!r} already has a timeout on {self.storage!r}")
+            params = inspect.signature(handler).parameters.values()
+            named = frozenset(p.name for p in params)
+            anykw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+            self._params[handler] = (named, anykw)
+            self._timers.specs[name] = Spec(name, after_ms, since, handler, self)
+            return handler
+
+        return register
+
+    def provide(self, name: str, factory: Callable[[TimeoutEvent], Any]) -> None:
+        """Hand handlers that have a parameter ``name`` the value ``factory(event)`` (framework
+        glue uses it for ``bot``, ``state``, ``client``). Raises ``ValueError`` for a bad name."""
+        if type(name) is not str or not name.isidentifier() or name == "event":
+            raise ValueError(f"provide() needs a parameter name other than 'event', got {name!r}")
+        self._providers[name] = factory
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def started(self) -> bool:
+        """True while this process takes part in firing."""
+        return self._task is not None
+
+    async def start(self) -> None:
+        """Take part in firing due timeouts (the first poll runs at once); idempotent."""
+        if self._task is not None:
+            return
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop claiming, wait for running handlers up to ``lease``, then cancel them; idempotent.
+
+        A cancelled handler's timeout is fired again (by another process, or on the next start)
+        once its lease runs out.
+        """
+        task = self._task
+        if task is None:
+            return
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        done, _ = await asyncio.wait({task}, timeout=self.lease)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        running = set(self._running)
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self.lease)
+            for t in pending:
+                t.cancel()
+            if pending:  # a cancel may be swallowed: do not wait for it for ever
+                await asyncio.wait(pending, timeout=1.0)
+        self._task = None
+        self._cursor = None
+        self._resolved.clear()
+
+    async def __aenter__(self) -> Timeouts:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ polling
+
+    async def _loop(self) -> None:
+        failing = False
+        while not self._stopping:
+            backlog = False
+            try:
+                backlog = await self._poll()
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - logged; the next poll tries again
+                if not failing:
+                    logger.warning("timeouts: polling %r failed (%s); retrying", self.storage, exc)
+                failing = True
+            if self._stopping:
+                break
+            if not backlog:
+                assert self._wake is not None
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _poll(self) -> bool:
+        """One poll: fire what is due; return True if older buckets are still waiting."""
+        storage = self.storage
+        now = now_ms()
+        got = await storage.get_many([WRITERS_KEY, LW_KEY])
+        writers = got.get(WRITERS_KEY)
+        writers = writers if type(writers) is dict else {}
+        lw = got.get(LW_KEY)
+        lw = lw if type(lw) is int else None
+        top = bucket_of(now)
+        if self._cursor is None or (lw is not None and lw > self._cursor):
+            self._cursor = top if lw is None else min(lw, top)
+            for b in [b for b in self._resolved if b < self._cursor]:
+                del self._resolved[b]
+        first = self._cursor
+        last = min(top, first + _MAX_BUCKETS_PER_POLL - 1)
+        keys = [
+            (b, shard_key(b, pid))
+            for b in range(first, last + 1)
+            for pid, until in writers.items()
+            if type(until) is int and until >= b
+        ]
+        values: dict[str, Any] = {}
+        for i in range(0, len(keys), _READ_CHUNK):
+            values.update(await storage.get_many([k for _, k in keys[i : i + _READ_CHUNK]]))
+        busy: set[int] = set()  # buckets with entries not yet handled
+        due: list[tuple[int, str, int, list[Any]]] = []
+        for b, skey in keys:
+            entries = values.get(skey)
+            if type(entries) is not list:
+                continue
+            done = self._resolved.setdefault(b, {}).setdefault(skey, set())
+            for i, e in enumerate(entries):
+                if i in done:
+                    continue
+                if not (type(e) is list and len(e) == 4 and type(e[0]) is str
+                        and all(type(x) is int for x in e[1:])):
+                    done.add(i)
+                elif e[2] > now:
+                    busy.add(b)
+                else:
+                    due.append((b, skey, i, e))
+        if due and not self._stopping:
+            busy |= await self._handle(due, now)
+        elif due:
+            busy.update(b for b, _, _, _ in due)
+        cursor = first
+        while cursor <= last and cursor not in busy and (cursor + 1) * BUCKET_MS <= now - SETTLE_MS:
+            self._resolved.pop(cursor, None)
+            cursor += 1
+        if cursor > first:
+            self._cursor = cursor
+            if lw is None or cursor > lw:
+                await storage.compare_and_set(LW_KEY, cursor, expected=lw, ttl=None)
+            if now - self._pruned_at > 60_000:
+                self._pruned_at = now
+                await self._prune(cursor)
+        return last < top
+
+    async def _prune(self, cursor: int) -> None:
+        """Drop writers whose last bucket is long past from ``tmo:writers`` (one try)."""
+        current = await self.storage.get_state(WRITERS_KEY)
+        if type(current) is not dict:
+            return
+        keep = {p: u for p, u in current.items() if type(u) is int and u >= cursor - 60}
+        if len(keep) < len(current):
+            await self.storage.compare_and_set(WRITERS_KEY, keep, expected=current, ttl=None)
+
+    async def _handle(self, due: list[tuple[int, str, int, list[Any]]], now: int) -> set[int]:
+        """Claim and start what is due; return the buckets of entries left for a later poll."""
+        storage = self.storage
+        groups: dict[tuple[str, int], list[tuple[int, str, int, list[Any]]]] = {}
+        for item in due:
+            groups.setdefault((item[3][0], item[3][1]), []).append(item)
+        names: list[str] = []
+        for conv, arm in groups:
+            names += (conv, f"{conv}:tmo:l:{arm}", f"{conv}:tmo:n:{arm}")
+        found: dict[str, Any] = {}
+        for i in range(0, len(names), _READ_CHUNK):
+            found.update(await storage.get_many(names[i : i + _READ_CHUNK]))
+        busy: set[int] = set()
+        fire: list[tuple[str, int, int, Spec, list[tuple[int, str, int, list[Any]]]]] = []
+        room = self.max_running - len(self._running)
+        for (conv, arm), items in groups.items():
+            record = found.get(conv)
+            timer = _timer(record)
+            resolved = True
+            if (conv, arm) in self._inflight or timer is None or timer[1] != arm:
+                pass  # running here (its re-entry is stored), or stale: dropped
+            elif type(found.get(f"{conv}:tmo:n:{arm}", 0)) is int and found.get(
+                f"{conv}:tmo:n:{arm}", 0
+            ) < 0:
+                pass  # finished
+            elif f"{conv}:tmo:l:{arm}" in found:
+                pass  # another process holds it; its re-entry is stored
+            else:
+                spec = self._timers.specs.get(record["state"]) if type(record) is dict else None
+                if spec is None:
+                    self._warn_undeclared(str(record["state"]) if type(record) is dict else "?")
+                elif len(fire) < room:
+                    fire.append((conv, arm, min(e[3] for _, _, _, e in items), spec, items))
+                    resolved = False
+                else:
+                    busy.update(b for b, _, _, _ in items)
+                    resolved = False
+            if resolved:
+                self._mark(items)
+        if fire:
+            busy |= await self._claim_all(fire, now)
+        return busy
+
+    def _mark(self, items: list[tuple[int, str, int, list[Any]]]) -> None:
+        for b, skey, i, _ in items:
+            self._resolved.setdefault(b, {}).setdefault(skey, set()).add(i)
+
+    def _warn_undeclared(self, state: str) -> None:
+        if state not in self._warned:
+            self._warned.add(state)
+            logger.warning(
+                "timeouts: a deadline is armed for state %r, which this process does not declare; "
+                "dropped here (every process must declare the same timeouts)", state
+            )
+
+    async def _claim_all(
+        self, fire: list[tuple[str, int, int, Spec, list[tuple[int, str, int, list[Any]]]]], now: int
+    ) -> set[int]:
+        lease_ms = round(self.lease * 1000)
+        timers = self._timers
+        # a re-entry first: if this process dies holding the lease, the deadline is found again
+        stored = await asyncio.gather(
+            *(timers.index(conv, arm, now + lease_ms, due) for conv, arm, due, _, _ in fire),
+            return_exceptions=True,
+        )
+        busy: set[int] = set()
+        claims = []
+        for item, result in zip(fire, stored, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("timeouts: indexing a re-entry failed (%s); retrying", result)
+                busy.update(b for b, _, _, _ in item[4])
+            else:
+                claims.append(item)
+        results = await asyncio.gather(
+            *(self._claim(conv, arm, due, spec) for conv, arm, due, spec, _ in claims),
+            return_exceptions=True,
+        )
+        for item, result in zip(claims, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("timeouts: claiming %s failed (%s); retrying", item[0], result)
+                busy.update(b for b, _, _, _ in item[4])
+            else:
+                self._mark(item[4])
+        return busy
+
+    async def _claim(self, conv: str, arm: int, due: int, spec: Spec) -> None:
+        """Take the lease of one deadline and start its handler (or drop it)."""
+        storage = self.storage
+        lease_key, count_key = f"{conv}:tmo:l:{arm}", f"{conv}:tmo:n:{arm}"
+        token = f"{self._timers.pid}:{random.getrandbits(32):08x}"
+        if not await storage.compare_and_set(lease_key, token, expected=None, ttl=self.lease):
+            return
+        attempt, record = await asyncio.gather(
+            storage.increment(count_key, ttl=RETAIN_MS / 1000), storage.get_state(conv)
+        )
+        timer = _timer(record)
+        if attempt < 0:
+            return  # finished meanwhile
+        key = parse_key(conv)
+        if timer is None or timer[1] != arm or type(record) is not dict or key is None:
+            await storage.delete_many([lease_key, count_key])  # the conversation moved on
+            return
+        fired = now_ms()
+        if attempt > self.max_attempts:
+            logger.error(
+                "timeout of conversation %s in state %s dropped: %d deliveries did not finish "
+                "(max_attempts=%d)", conv, spec.state, attempt - 1, self.max_attempts,
+            )
+            await self._finish(conv, arm, lease_key, count_key)
+            return
+        if attempt == 1 and self.max_late is not None and fired - due > self.max_late * 1000:
+            logger.info(
+                "timeout of conversation %s in state %s dropped: %.3f s late (max_late=%s)",
+                conv, spec.state, (fired - due) / 1000, self.max_late,
+            )
+            await self._finish(conv, arm, lease_key, count_key)
+            return
+        data = record.get("data")
+        event = TimeoutEvent(
+            key=key,
+            state=spec.state,
+            data=data if type(data) is dict else {},
+            due_at=due / 1000,
+            fired_at=fired / 1000,
+            attempt=attempt,
+            context=FSMContext(storage, key, ttl=self._ttl),
+            version=timer[0],
+        )
+        self._inflight.add((conv, arm))
+        task = asyncio.get_running_loop().create_task(
+            self._run(spec, event, conv, arm, due, lease_key, count_key, token)
+        )
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(
+        self, spec: Spec, event: TimeoutEvent, conv: str, arm: int, due: int,
+        lease_key: str, count_key: str, token: str,
+    ) -> None:
+        try:
+            try:
+                await spec.owner._invoke(spec.handler, event)
+            except Exception as exc:  # noqa: BLE001 - retried or logged below
+                await self._failed(event, exc, conv, arm, due, lease_key, count_key, token)
+            else:
+                await self._finish(conv, arm, lease_key, count_key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the lease runs out; another process fires it
+            logger.warning("timeouts: recording the outcome for %s failed (%s)", conv, exc)
+        finally:
+            self._inflight.discard((conv, arm))
+
+    async def _invoke(self, handler: Handler, event: TimeoutEvent) -> None:
+        named, anykw = self._params.get(handler, (frozenset(), False))
+        kwargs = {
+            name: factory(event)
+            for name, factory in self._providers.items()
+            if anykw or name in named
+        }
+        await handler(event, **kwargs)
+
+    async def _failed(
+        self, event: TimeoutEvent, exc: Exception, conv: str, arm: int, due: int,
+        lease_key: str, count_key: str, token: str,
+    ) -> None:
+        if event.attempt >= self.max_attempts:
+            logger.error(
+                "timeout of conversation %s in state %s dropped after %d attempts; last error: %s",
+                conv, event.state, event.attempt, type(exc).__name__,
+            )
+            await self._finish(conv, arm, lease_key, count_key)
+            return
+        delay = min(self.lease, self.retry_base * 2 ** (event.attempt - 1)) * random.uniform(0.8, 1.2)
+        logger.warning(
+            "timeout handler of conversation %s in state %s raised %s (attempt %d of %d); "
+            "retrying in %.2f s", conv, event.state, type(exc).__name__, event.attempt,
+            self.max_attempts, delay,
+        )
+        await self._timers.index(conv, arm, now_ms() + round(delay * 1000), due)
+        await self.storage.compare_and_set(lease_key, "wait", expected=token, ttl=delay)
+
+    async def _finish(self, conv: str, arm: int, lease_key: str, count_key: str) -> None:
+        """Mark a deadline finished (or forget its keys if the conversation moved on)."""
+        storage = self.storage
+        timer = _timer(await storage.get_state(conv))
+        if timer is not None and timer[1] == arm:
+            await storage.set_state(count_key, _DONE, ttl=RETAIN_MS / 1000)
+        else:
+            await storage.delete_many([lease_key, count_key])
