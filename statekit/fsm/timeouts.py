@@ -82,6 +82,18 @@ def _seconds(value: object, what: str, *, zero: bool) -> float:
     return seconds
 
 
+def _state_of(state: object) -> str | None:
+    """The name of a statekit ``State``, a name, ``None``, or an aiogram ``State`` (whose full
+    name is its ``state`` attribute; aiogram and statekit name states alike)."""
+    try:
+        return state_name(state)
+    except TypeError:
+        name = getattr(state, "state", None)
+        if type(name) is str and name and name != "*" and type(state).__module__.startswith("aiogram"):
+            return name
+        raise
+
+
 def _unescape(text: str) -> str:
     return text.replace("%7D", "}").replace("%7B", "{").replace("%3A", ":").replace("%25", "%")
 
@@ -242,7 +254,7 @@ class Timeouts:
         state. Raises ``TypeError`` / ``ValueError`` for bad arguments, a handler that is not an
         ``async def``, or a state that already has a timeout on this storage.
         """
-        name = state_name(state)
+        name = _state_of(state)
         if name is None:
             raise ValueError("a timeout needs a state (None is 'no conversation')")
         after_ms = round(_seconds(after, "after", zero=True) * 1000)
