@@ -65,6 +65,9 @@ __all__ = ["TimeoutEvent", "Timeouts"]
 
 logger = logging.getLogger("statekit.fsm.timeouts")
 
+Item = tuple[int, str, int, list[Any]]
+"""A due-index entry as a poller sees it: (bucket, shard key, position, entry)."""
+
 _DONE = -(2**62)  # the attempt counter of a deadline that is finished
 _MAX_BUCKETS_PER_POLL = 120
 _READ_CHUNK = 500
@@ -235,6 +238,7 @@ class Timeouts:
         self._inflight: set[tuple[str, int]] = set()
         self._cursor: int | None = None
         self._resolved: dict[int, dict[str, set[int]]] = {}
+        self._deferred: dict[tuple[str, int], Item] = {}
         self._warned: set[str] = set()
         self._pruned_at = 0
 
@@ -323,6 +327,7 @@ class Timeouts:
         self._task = None
         self._cursor = None
         self._resolved.clear()
+        self._deferred.clear()
 
     async def __aenter__(self) -> Timeouts:
         await self.start()
@@ -383,8 +388,9 @@ class Timeouts:
         values: dict[str, Any] = {}
         for i in range(0, len(keys), _READ_CHUNK):
             values.update(await storage.get_many([k for _, k in keys[i : i + _READ_CHUNK]]))
-        busy: set[int] = set()  # buckets with entries not yet handled
-        due: list[tuple[int, str, int, list[Any]]] = []
+        busy: set[int] = set()  # buckets with entries not yet looked at (not due, or no room)
+        due: list[Item] = list(self._deferred.values())
+        self._deferred.clear()
         for b, skey in keys:
             entries = values.get(skey)
             if type(entries) is not list:
@@ -402,34 +408,37 @@ class Timeouts:
                     due.append((b, skey, i, e))
         if due and not self._stopping:
             busy |= await self._handle(due, now)
-        elif due:
+        else:
             busy.update(b for b, _, _, _ in due)
         cursor = first
         while cursor <= last and cursor not in busy and (cursor + 1) * BUCKET_MS <= now - SETTLE_MS:
             self._resolved.pop(cursor, None)
             cursor += 1
-        if cursor > first:
-            self._cursor = cursor
-            if lw is None or cursor > lw:
-                await storage.compare_and_set(LW_KEY, cursor, expected=lw, ttl=None)
+        self._cursor = cursor
+        # the shared watermark never passes an entry this process still holds back
+        mark = min([cursor, *(b for b, _, _, _ in self._deferred.values())])
+        if lw is None or mark > lw:
+            await storage.compare_and_set(LW_KEY, mark, expected=lw, ttl=None)
             if now - self._pruned_at > 60_000:
                 self._pruned_at = now
-                await self._prune(cursor)
+                await self._prune(mark)
         return last < top
 
-    async def _prune(self, cursor: int) -> None:
+    async def _prune(self, mark: int) -> None:
         """Drop writers whose last bucket is long past from ``tmo:writers`` (one try)."""
         current = await self.storage.get_state(WRITERS_KEY)
         if type(current) is not dict:
             return
-        keep = {p: u for p, u in current.items() if type(u) is int and u >= cursor - 60}
+        keep = {p: u for p, u in current.items() if type(u) is int and u >= mark - 60}
         if len(keep) < len(current):
             await self.storage.compare_and_set(WRITERS_KEY, keep, expected=current, ttl=None)
 
-    async def _handle(self, due: list[tuple[int, str, int, list[Any]]], now: int) -> set[int]:
-        """Claim and start what is due; return the buckets of entries left for a later poll."""
+    async def _handle(self, due: list[Item], now: int) -> set[int]:
+        """Claim and start what is due. Entries that must be looked at again (their lease is
+        about to run out, or their handler still runs here) are held back for the next poll;
+        returns the buckets of entries left untouched for lack of room."""
         storage = self.storage
-        groups: dict[tuple[str, int], list[tuple[int, str, int, list[Any]]]] = {}
+        groups: dict[tuple[str, int], list[Item]] = {}
         for item in due:
             groups.setdefault((item[3][0], item[3][1]), []).append(item)
         names: list[str] = []
@@ -439,39 +448,49 @@ class Timeouts:
         for i in range(0, len(names), _READ_CHUNK):
             found.update(await storage.get_many(names[i : i + _READ_CHUNK]))
         busy: set[int] = set()
-        fire: list[tuple[str, int, int, Spec, list[tuple[int, str, int, list[Any]]]]] = []
+        fire: list[tuple[str, int, int, Spec, list[Item]]] = []
         room = self.max_running - len(self._running)
         for (conv, arm), items in groups.items():
             record = found.get(conv)
             timer = _timer(record)
-            resolved = True
-            if (conv, arm) in self._inflight or timer is None or timer[1] != arm:
-                pass  # running here (its re-entry is stored), or stale: dropped
-            elif type(found.get(f"{conv}:tmo:n:{arm}", 0)) is int and found.get(
-                f"{conv}:tmo:n:{arm}", 0
-            ) < 0:
-                pass  # finished
-            elif f"{conv}:tmo:l:{arm}" in found:
-                pass  # another process holds it; its re-entry is stored
+            count = found.get(f"{conv}:tmo:n:{arm}")
+            lease = found.get(f"{conv}:tmo:l:{arm}")
+            if timer is None or timer[1] != arm or (type(count) is int and count < 0):
+                self._mark(items)  # stale (the conversation moved on), or finished
+            elif lease is not None:
+                self._covered(items, lease)
+            elif (conv, arm) in self._inflight:
+                self._defer(items)  # its handler overran the lease here: not twice at once
             else:
                 spec = self._timers.specs.get(record["state"]) if type(record) is dict else None
                 if spec is None:
                     self._warn_undeclared(str(record["state"]) if type(record) is dict else "?")
+                    self._mark(items)
                 elif len(fire) < room:
                     fire.append((conv, arm, min(e[3] for _, _, _, e in items), spec, items))
-                    resolved = False
                 else:
                     busy.update(b for b, _, _, _ in items)
-                    resolved = False
-            if resolved:
-                self._mark(items)
         if fire:
-            busy |= await self._claim_all(fire, now)
+            await self._claim_all(fire, now)
         return busy
 
-    def _mark(self, items: list[tuple[int, str, int, list[Any]]]) -> None:
+    def _mark(self, items: list[Item]) -> None:
+        """Done with ``items`` (this process never looks at them again)."""
         for b, skey, i, _ in items:
             self._resolved.setdefault(b, {}).setdefault(skey, set()).add(i)
+
+    def _defer(self, items: list[Item]) -> None:
+        """Look at ``items`` again on the next poll (their buckets are not read again)."""
+        self._mark(items)
+        for item in items:
+            self._deferred[(item[1], item[2])] = item
+
+    def _covered(self, items: list[Item], lease: Any) -> None:
+        """Another delivery holds the lease: entries before its re-entry are covered by it; the
+        re-entry itself (or a later one) waits for the lease to run out."""
+        ra = lease[1] if type(lease) is list and len(lease) == 2 and type(lease[1]) is int else 0
+        self._mark([it for it in items if it[3][2] < ra])
+        self._defer([it for it in items if it[3][2] >= ra])
 
     def _warn_undeclared(self, state: str) -> None:
         if state not in self._warned:
@@ -481,43 +500,46 @@ class Timeouts:
                 "dropped here (every process must declare the same timeouts)", state
             )
 
-    async def _claim_all(
-        self, fire: list[tuple[str, int, int, Spec, list[tuple[int, str, int, list[Any]]]]], now: int
-    ) -> set[int]:
-        lease_ms = round(self.lease * 1000)
+    async def _claim_all(self, fire: list[tuple[str, int, int, Spec, list[Item]]], now: int) -> None:
         timers = self._timers
+        reentry = now + round(self.lease * 1000)
         # a re-entry first: if this process dies holding the lease, the deadline is found again
         stored = await asyncio.gather(
-            *(timers.index(conv, arm, now + lease_ms, due) for conv, arm, due, _, _ in fire),
+            *(timers.index(conv, arm, reentry, due) for conv, arm, due, _, _ in fire),
             return_exceptions=True,
         )
-        busy: set[int] = set()
         claims = []
         for item, result in zip(fire, stored, strict=True):
             if isinstance(result, BaseException):
                 logger.warning("timeouts: indexing a re-entry failed (%s); retrying", result)
-                busy.update(b for b, _, _, _ in item[4])
+                self._defer(item[4])
             else:
                 claims.append(item)
         results = await asyncio.gather(
-            *(self._claim(conv, arm, due, spec) for conv, arm, due, spec, _ in claims),
+            *(self._claim(conv, arm, due, spec, items, reentry) for conv, arm, due, spec, items in claims),
             return_exceptions=True,
         )
         for item, result in zip(claims, results, strict=True):
             if isinstance(result, BaseException):
                 logger.warning("timeouts: claiming %s failed (%s); retrying", item[0], result)
-                busy.update(b for b, _, _, _ in item[4])
-            else:
-                self._mark(item[4])
-        return busy
+                self._defer(item[4])
 
-    async def _claim(self, conv: str, arm: int, due: int, spec: Spec) -> None:
-        """Take the lease of one deadline and start its handler (or drop it)."""
+    async def _claim(
+        self, conv: str, arm: int, due: int, spec: Spec, items: list[Item], reentry: int
+    ) -> None:
+        """Take the lease of one deadline and start its handler (or drop it, or hold it back)."""
         storage = self.storage
         lease_key, count_key = f"{conv}:tmo:l:{arm}", f"{conv}:tmo:n:{arm}"
         token = f"{self._timers.pid}:{random.getrandbits(32):08x}"
-        if not await storage.compare_and_set(lease_key, token, expected=None, ttl=self.lease):
+        lease = [token, reentry]
+        if not await storage.compare_and_set(lease_key, lease, expected=None, ttl=self.lease):
+            held = await storage.get_state(lease_key)
+            if held is None:
+                self._defer(items)  # ran out meanwhile: try again
+            else:
+                self._covered(items, held)
             return
+        self._mark(items)
         attempt, record = await asyncio.gather(
             storage.increment(count_key, ttl=RETAIN_MS / 1000), storage.get_state(conv)
         )
@@ -556,20 +578,20 @@ class Timeouts:
         )
         self._inflight.add((conv, arm))
         task = asyncio.get_running_loop().create_task(
-            self._run(spec, event, conv, arm, due, lease_key, count_key, token)
+            self._run(spec, event, conv, arm, due, lease_key, count_key, lease)
         )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
     async def _run(
         self, spec: Spec, event: TimeoutEvent, conv: str, arm: int, due: int,
-        lease_key: str, count_key: str, token: str,
+        lease_key: str, count_key: str, lease: list[Any],
     ) -> None:
         try:
             try:
                 await spec.owner._invoke(spec.handler, event)
             except Exception as exc:  # noqa: BLE001 - retried or logged below
-                await self._failed(event, exc, conv, arm, due, lease_key, count_key, token)
+                await self._failed(event, exc, conv, arm, due, lease_key, count_key, lease)
             else:
                 await self._finish(conv, arm, lease_key, count_key)
         except asyncio.CancelledError:
@@ -590,7 +612,7 @@ class Timeouts:
 
     async def _failed(
         self, event: TimeoutEvent, exc: Exception, conv: str, arm: int, due: int,
-        lease_key: str, count_key: str, token: str,
+        lease_key: str, count_key: str, lease: list[Any],
     ) -> None:
         if event.attempt >= self.max_attempts:
             logger.error(
@@ -605,8 +627,9 @@ class Timeouts:
             "retrying in %.2f s", conv, event.state, type(exc).__name__, event.attempt,
             self.max_attempts, delay,
         )
-        await self._timers.index(conv, arm, now_ms() + round(delay * 1000), due)
-        await self.storage.compare_and_set(lease_key, "wait", expected=token, ttl=delay)
+        retry_at = now_ms() + round(delay * 1000)
+        await self._timers.index(conv, arm, retry_at, due)
+        await self.storage.compare_and_set(lease_key, ["wait", retry_at], expected=lease, ttl=delay)
 
     async def _finish(self, conv: str, arm: int, lease_key: str, count_key: str) -> None:
         """Mark a deadline finished (or forget its keys if the conversation moved on)."""
