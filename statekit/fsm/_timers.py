@@ -13,10 +13,10 @@ Stored forms (keys live in the storage's namespace):
     the write that armed it: every write for ``since="write"``, the entering write for
     ``since="entry"``); ``due_ms`` is when it falls due (epoch milliseconds). A record in a state
     without a timeout carries no timer.
-``tmo:b:<bucket>:<pid>``
+``tmo:b:<bucket>:<pid>`` (then ``...:<pid>:1``, ``:2``... once a part holds ``SHARD_CAP``)
     one shard of the due index: the entries ``[conversation key, arm, at_ms, due_ms]`` that process
     ``pid`` indexed for the second ``bucket`` (``at_ms // 1000``). Only that process writes it, so
-    an append is one ``set_state`` of the list it already knows (concurrent appends of one process
+    an append is one ``set_state`` of the part it already knows (concurrent appends of one process
     are written together); each bucket is its own key, so Redis Cluster spreads them over slots.
 ``tmo:writers``
     ``{pid: last bucket it may write}``: the processes whose shards a poller reads.
@@ -45,6 +45,7 @@ __all__ = [
     "LW_KEY",
     "RETAIN_MS",
     "SETTLE_MS",
+    "SHARD_CAP",
     "WRITERS_KEY",
     "Spec",
     "Timers",
@@ -62,7 +63,8 @@ RETAIN_MS = 7 * 24 * 3600 * 1000
 """Index shards are kept this long after their bucket (deadlines older than this are lost)."""
 WRITERS_KEY = "tmo:writers"
 LW_KEY = "tmo:lw"
-_SHARD_MAX_ENTRIES = 8000  # a fuller shard spills into the next bucket (fires up to 1 s later)
+SHARD_CAP = 500
+"""Entries in one part of a shard; a full part is followed by the next (``:1``, ``:2``...)."""
 _CACHED_BUCKETS = 16
 _REGISTER_AHEAD = 3600  # buckets a writer registers ahead of the one it writes
 
@@ -77,9 +79,9 @@ def bucket_of(at_ms: int) -> int:
     return at_ms // BUCKET_MS
 
 
-def shard_key(bucket: int, pid: str) -> str:
-    """The index shard of process ``pid`` for ``bucket``."""
-    return f"tmo:b:{bucket}:{pid}"
+def shard_key(bucket: int, pid: str, part: int = 0) -> str:
+    """Part ``part`` of the index shard of process ``pid`` for ``bucket``."""
+    return f"tmo:b:{bucket}:{pid}" if part == 0 else f"tmo:b:{bucket}:{pid}:{part}"
 
 
 Handler = Callable[..., Awaitable[None]]
@@ -113,7 +115,7 @@ class Timers:
         self.storage = storage
         self.specs: dict[str, Spec] = {}
         self.pid = f"{random.getrandbits(48):012x}"
-        self._shards: OrderedDict[int, list[list[Any]]] = OrderedDict()
+        self._shards: OrderedDict[int, tuple[int, list[list[Any]]]] = OrderedDict()
         self._pending: list[_Pending] = []
         self._lock: asyncio.Lock | None = None
         self._registered = -1
@@ -185,29 +187,33 @@ class Timers:
             raise item.error
 
     async def _write_shard(self, bucket: int, entries: list[list[Any]]) -> None:
+        """Append ``entries`` to this process's shard of ``bucket``: to its last part, then to new
+        parts of ``SHARD_CAP`` entries each (so no write re-sends more than one part)."""
         storage = self.storage
-        while entries:
-            key = shard_key(bucket, self.pid)
-            known = self._shards.get(bucket)
-            if known is None:
-                stored = await storage.get_state(key)
+        cached = self._shards.get(bucket)
+        if cached is None:  # find the last part (only after this bucket left the cache)
+            part, known = 0, []
+            while True:
+                stored = await storage.get_state(shard_key(bucket, self.pid, part))
                 known = stored if type(stored) is list else []
-            room = max(0, _SHARD_MAX_ENTRIES - len(known))
+                if len(known) < SHARD_CAP:
+                    break
+                part += 1
+        else:
+            part, known = cached
+        ttl = max(1, (bucket + 1) * BUCKET_MS - now_ms() + RETAIN_MS) / 1000
+        while entries:
+            if len(known) >= SHARD_CAP:
+                part, known = part + 1, []
+            room = SHARD_CAP - len(known)
             take, entries = entries[:room], entries[room:]
-            if take:
-                new = known + take
-                ttl_ms = (bucket + 1) * BUCKET_MS - now_ms() + RETAIN_MS
-                await storage.set_state(key, new, ttl=max(1, ttl_ms) / 1000)
-                self._shards[bucket] = new
-                self._shards.move_to_end(bucket)
-                while len(self._shards) > _CACHED_BUCKETS:
-                    self._shards.popitem(last=False)
-            if entries:  # this shard is full: the rest goes to the next bucket
-                bucket += 1
-                if bucket + _REGISTER_AHEAD // 2 > self._registered:
-                    await self._register(bucket)
-                for e in entries:
-                    e[2] = max(e[2], bucket * BUCKET_MS)
+            new = known + take
+            await storage.set_state(shard_key(bucket, self.pid, part), new, ttl=ttl)
+            known = new
+            self._shards[bucket] = (part, known)
+            self._shards.move_to_end(bucket)
+            while len(self._shards) > _CACHED_BUCKETS:
+                self._shards.popitem(last=False)
 
     async def _register(self, bucket: int) -> None:
         """List this process in ``tmo:writers`` up to ``bucket`` + an hour; set the low watermark

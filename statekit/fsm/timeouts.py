@@ -46,6 +46,7 @@ from statekit.fsm._timers import (
     LW_KEY,
     RETAIN_MS,
     SETTLE_MS,
+    SHARD_CAP,
     WRITERS_KEY,
     Handler,
     Spec,
@@ -379,15 +380,19 @@ class Timeouts:
                 del self._resolved[b]
         first = self._cursor
         last = min(top, first + _MAX_BUCKETS_PER_POLL - 1)
-        keys = [
-            (b, shard_key(b, pid))
-            for b in range(first, last + 1)
-            for pid, until in writers.items()
-            if type(until) is int and until >= b
-        ]
         values: dict[str, Any] = {}
-        for i in range(0, len(keys), _READ_CHUNK):
-            values.update(await storage.get_many([k for _, k in keys[i : i + _READ_CHUNK]]))
+        wanted = [(b, pid, 0) for b in range(first, last + 1)
+                  for pid, until in writers.items() if type(until) is int and until >= b]
+        keys: list[tuple[int, str]] = []
+        while wanted:  # part 0 of every shard, then the next part of each full one
+            names = [shard_key(b, pid, part) for b, pid, part in wanted]
+            for i in range(0, len(names), _READ_CHUNK):
+                values.update(await storage.get_many(names[i : i + _READ_CHUNK]))
+            keys += [(b, name) for (b, _, _), name in zip(wanted, names, strict=True)]
+            wanted = [
+                (b, pid, part + 1) for (b, pid, part), name in zip(wanted, names, strict=True)
+                if type(values.get(name)) is list and len(values[name]) >= SHARD_CAP
+            ]
         busy: set[int] = set()  # buckets with entries not yet looked at (not due, or no room)
         due: list[Item] = list(self._deferred.values())
         self._deferred.clear()

@@ -17,6 +17,7 @@ import pytest
 
 from statekit import BaseStorage
 from statekit.fsm import FSMContext, State, StatesGroup, StorageKey, TimeoutEvent, Timeouts
+from statekit.fsm._timers import SHARD_CAP
 
 AFTER = 0.3
 WAIT = 30.0  # generous bound for "eventually"; tests finish as soon as the condition holds
@@ -388,3 +389,24 @@ def test_bad_declarations_are_refused(make_storage: Callable[..., BaseStorage]) 
         timeouts.provide("event", lambda e: None)
 
 
+
+
+async def test_a_crowded_second_is_indexed_in_parts_and_every_deadline_fires_once(
+    tstorage: BaseStorage,
+) -> None:
+    timeouts = Timeouts(tstorage, poll_interval=0.05)
+    fired: dict[int, int] = {}
+
+    @timeouts.on(Form.name, after=0.2)
+    async def expired(event: TimeoutEvent) -> None:
+        fired[event.key.user_id] = fired.get(event.key.user_id, 0) + 1
+
+    users = range(1000, 2100)  # more than two shard parts (SHARD_CAP) of entries
+    await asyncio.gather(*(FSMContext(tstorage, key(u)).set_state(Form.name) for u in users))
+    parts = await tstorage.get_many(await tstorage.list_keys("tmo:b:*"))
+    assert all(len(entries) <= SHARD_CAP for entries in parts.values())  # type: ignore[arg-type]
+    assert sum(len(entries) for entries in parts.values()) == len(users)  # type: ignore[arg-type]
+    async with timeouts:
+        await eventually(lambda: len(fired) == len(users), "every deadline")
+        await quiet(timeouts, 0.3)
+    assert set(fired) == set(users) and set(fired.values()) == {1}
