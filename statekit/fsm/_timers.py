@@ -13,11 +13,13 @@ Stored forms (keys live in the storage's namespace):
     the write that armed it: every write for ``since="write"``, the entering write for
     ``since="entry"``); ``due_ms`` is when it falls due (epoch milliseconds). A record in a state
     without a timeout carries no timer.
-``tmo:b:<bucket>:<pid>`` (then ``...:<pid>:1``, ``:2``... once a part holds ``SHARD_CAP``)
-    one shard of the due index: the entries ``[conversation key, arm, at_ms, due_ms]`` that process
-    ``pid`` indexed for the second ``bucket`` (``at_ms // 1000``). Only that process writes it, so
-    an append is one ``set_state`` of the part it already knows (concurrent appends of one process
-    are written together); each bucket is its own key, so Redis Cluster spreads them over slots.
+``tmo:b:<bucket>:<pid>`` and ``tmo:e:<bucket>:<pid>:<seq>``
+    one shard of the due index: the number of entries process ``pid`` indexed for the second
+    ``bucket`` (``at_ms // 1000``), and each entry ``[conversation key, arm, at_ms, due_ms]`` under
+    its sequence number. Only that process writes its shard, so it knows the count: an append is
+    one ``set_many`` of the new entries and the new count (concurrent appends of one process are
+    written together), whatever the shard already holds. Every key has its own Redis Cluster slot,
+    so the index spreads over the cluster.
 ``tmo:writers``
     ``{pid: last bucket it may write}``: the processes whose shards a poller reads.
 ``tmo:lw``
@@ -45,11 +47,11 @@ __all__ = [
     "LW_KEY",
     "RETAIN_MS",
     "SETTLE_MS",
-    "SHARD_CAP",
     "WRITERS_KEY",
     "Spec",
     "Timers",
     "bucket_of",
+    "entry_key",
     "now_ms",
     "shard_key",
     "timers_for",
@@ -63,8 +65,6 @@ RETAIN_MS = 7 * 24 * 3600 * 1000
 """Index shards are kept this long after their bucket (deadlines older than this are lost)."""
 WRITERS_KEY = "tmo:writers"
 LW_KEY = "tmo:lw"
-SHARD_CAP = 500
-"""Entries in one part of a shard; a full part is followed by the next (``:1``, ``:2``...)."""
 _CACHED_BUCKETS = 16
 _REGISTER_AHEAD = 3600  # buckets a writer registers ahead of the one it writes
 
@@ -79,9 +79,14 @@ def bucket_of(at_ms: int) -> int:
     return at_ms // BUCKET_MS
 
 
-def shard_key(bucket: int, pid: str, part: int = 0) -> str:
-    """Part ``part`` of the index shard of process ``pid`` for ``bucket``."""
-    return f"tmo:b:{bucket}:{pid}" if part == 0 else f"tmo:b:{bucket}:{pid}:{part}"
+def shard_key(bucket: int, pid: str) -> str:
+    """The index shard of process ``pid`` for ``bucket``: how many entries it holds."""
+    return f"tmo:b:{bucket}:{pid}"
+
+
+def entry_key(bucket: int, pid: str, seq: int) -> str:
+    """Entry ``seq`` of the index shard of process ``pid`` for ``bucket``."""
+    return f"tmo:e:{bucket}:{pid}:{seq}"
 
 
 Handler = Callable[..., Awaitable[None]]
@@ -115,7 +120,7 @@ class Timers:
         self.storage = storage
         self.specs: dict[str, Spec] = {}
         self.pid = f"{random.getrandbits(48):012x}"
-        self._shards: OrderedDict[int, tuple[int, list[list[Any]]]] = OrderedDict()
+        self._shards: OrderedDict[int, int] = OrderedDict()  # bucket: entries written
         self._pending: list[_Pending] = []
         self._lock: asyncio.Lock | None = None
         self._registered = -1
@@ -187,33 +192,23 @@ class Timers:
             raise item.error
 
     async def _write_shard(self, bucket: int, entries: list[list[Any]]) -> None:
-        """Append ``entries`` to this process's shard of ``bucket``: to its last part, then to new
-        parts of ``SHARD_CAP`` entries each (so no write re-sends more than one part)."""
+        """Append ``entries`` to this process's shard of ``bucket``: one key per entry and the
+        shard's entry count, written together by one ``set_many``."""
         storage = self.storage
-        cached = self._shards.get(bucket)
-        if cached is None:  # find the last part (only after this bucket left the cache)
-            part, known = 0, []
-            while True:
-                stored = await storage.get_state(shard_key(bucket, self.pid, part))
-                known = stored if type(stored) is list else []
-                if len(known) < SHARD_CAP:
-                    break
-                part += 1
-        else:
-            part, known = cached
+        count = self._shards.get(bucket)
+        if count is None:  # only after this bucket left the memory of recent ones
+            stored = await storage.get_state(shard_key(bucket, self.pid))
+            count = stored if type(stored) is int else 0
+        mapping: dict[str, Any] = {
+            entry_key(bucket, self.pid, count + i): e for i, e in enumerate(entries)
+        }
+        mapping[shard_key(bucket, self.pid)] = count + len(entries)
         ttl = max(1, (bucket + 1) * BUCKET_MS - now_ms() + RETAIN_MS) / 1000
-        while entries:
-            if len(known) >= SHARD_CAP:
-                part, known = part + 1, []
-            room = SHARD_CAP - len(known)
-            take, entries = entries[:room], entries[room:]
-            new = known + take
-            await storage.set_state(shard_key(bucket, self.pid, part), new, ttl=ttl)
-            known = new
-            self._shards[bucket] = (part, known)
-            self._shards.move_to_end(bucket)
-            while len(self._shards) > _CACHED_BUCKETS:
-                self._shards.popitem(last=False)
+        await storage.set_many(mapping, ttl=ttl)
+        self._shards[bucket] = count + len(entries)
+        self._shards.move_to_end(bucket)
+        while len(self._shards) > _CACHED_BUCKETS:
+            self._shards.popitem(last=False)
 
     async def _register(self, bucket: int) -> None:
         """List this process in ``tmo:writers`` up to ``bucket`` + an hour; set the low watermark

@@ -46,12 +46,12 @@ from statekit.fsm._timers import (
     LW_KEY,
     RETAIN_MS,
     SETTLE_MS,
-    SHARD_CAP,
     WRITERS_KEY,
     Handler,
     Spec,
     Timers,
     bucket_of,
+    entry_key,
     now_ms,
     shard_key,
     timers_for,
@@ -240,6 +240,7 @@ class Timeouts:
         self._cursor: int | None = None
         self._resolved: dict[int, dict[str, set[int]]] = {}
         self._deferred: dict[tuple[str, int], Item] = {}
+        self._entries: dict[tuple[int, str], list[Any]] = {}  # (bucket, shard): entries read
         self._warned: set[str] = set()
         self._pruned_at = 0
 
@@ -329,6 +330,7 @@ class Timeouts:
         self._cursor = None
         self._resolved.clear()
         self._deferred.clear()
+        self._entries.clear()
 
     async def __aenter__(self) -> Timeouts:
         await self.start()
@@ -378,34 +380,48 @@ class Timeouts:
             self._cursor = top if lw is None else min(lw, top)
             for b in [b for b in self._resolved if b < self._cursor]:
                 del self._resolved[b]
+            for k in [k for k in self._entries if k[0] < self._cursor]:
+                del self._entries[k]
         first = self._cursor
         last = min(top, first + _MAX_BUCKETS_PER_POLL - 1)
-        values: dict[str, Any] = {}
-        wanted = [(b, pid, 0) for b in range(first, last + 1)
-                  for pid, until in writers.items() if type(until) is int and until >= b]
-        keys: list[tuple[int, str]] = []
-        while wanted:  # part 0 of every shard, then the next part of each full one
-            names = [shard_key(b, pid, part) for b, pid, part in wanted]
-            for i in range(0, len(names), _READ_CHUNK):
-                values.update(await storage.get_many(names[i : i + _READ_CHUNK]))
-            keys += [(b, name) for (b, _, _), name in zip(wanted, names, strict=True)]
-            wanted = [
-                (b, pid, part + 1) for (b, pid, part), name in zip(wanted, names, strict=True)
-                if type(values.get(name)) is list and len(values[name]) >= SHARD_CAP
-            ]
+        shards = [
+            (b, shard_key(b, pid), pid)
+            for b in range(first, last + 1)
+            for pid, until in writers.items()
+            if type(until) is int and until >= b
+        ]
+        counts: dict[str, Any] = {}
+        for i in range(0, len(shards), _READ_CHUNK):
+            counts.update(await storage.get_many([k for _, k, _ in shards[i : i + _READ_CHUNK]]))
+        wanted: list[tuple[list[Any], int, str]] = []  # (entries of a shard, seq, key)
+        for b, skey, pid in shards:
+            count = counts.get(skey)
+            if type(count) is not int:
+                continue
+            seen = self._entries.setdefault((b, skey), [])
+            seen += [None] * (count - len(seen))
+            wanted += [(seen, n, entry_key(b, pid, n)) for n in range(count) if seen[n] is None]
+        for i in range(0, len(wanted), _READ_CHUNK):
+            chunk = wanted[i : i + _READ_CHUNK]
+            read = await storage.get_many([name for _, _, name in chunk])
+            for seen, seq, name in chunk:
+                seen[seq] = read.get(name)  # still None: not visible yet, read again next poll
         busy: set[int] = set()  # buckets with entries not yet looked at (not due, or no room)
         due: list[Item] = list(self._deferred.values())
         self._deferred.clear()
-        for b, skey in keys:
-            entries = values.get(skey)
-            if type(entries) is not list:
+        for b, skey, _ in shards:
+            entries = self._entries.get((b, skey))
+            if not entries:
                 continue
             done = self._resolved.setdefault(b, {}).setdefault(skey, set())
             for i, e in enumerate(entries):
                 if i in done:
                     continue
-                if not (type(e) is list and len(e) == 4 and type(e[0]) is str
-                        and all(type(x) is int for x in e[1:])):
+                if e is None:  # written with the count but not visible yet (or expired)
+                    if (b + 1) * BUCKET_MS > now - SETTLE_MS:
+                        busy.add(b)
+                elif not (type(e) is list and len(e) == 4 and type(e[0]) is str
+                          and all(type(x) is int for x in e[1:])):
                     done.add(i)
                 elif e[2] > now:
                     busy.add(b)
@@ -418,6 +434,8 @@ class Timeouts:
         cursor = first
         while cursor <= last and cursor not in busy and (cursor + 1) * BUCKET_MS <= now - SETTLE_MS:
             self._resolved.pop(cursor, None)
+            for b, skey in [k for k in self._entries if k[0] == cursor]:
+                del self._entries[(b, skey)]
             cursor += 1
         self._cursor = cursor
         # the shared watermark never passes an entry this process still holds back
