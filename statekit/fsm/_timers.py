@@ -14,12 +14,12 @@ Stored forms (keys live in the storage's namespace):
     ``since="entry"``); ``due_ms`` is when it falls due (epoch milliseconds). A record in a state
     without a timeout carries no timer.
 ``tmo:b:<bucket>:<pid>`` and ``tmo:e:<bucket>:<pid>:<seq>``
-    one shard of the due index: the number of entries process ``pid`` indexed for the second
-    ``bucket`` (``at_ms // 1000``), and each entry ``[conversation key, arm, at_ms, due_ms]`` under
-    its sequence number. Only that process writes its shard, so it knows the count: an append is
-    one ``set_many`` of the new entries and the new count (concurrent appends of one process are
-    written together), whatever the shard already holds. Every key has its own Redis Cluster slot,
-    so the index spreads over the cluster.
+    one shard of the due index: the number of batches process ``pid`` indexed for the second
+    ``bucket`` (``at_ms // 1000``), and each batch (a list of entries
+    ``[conversation key, arm, at_ms, due_ms]``) under its sequence number. Only that process
+    writes its shard, so it knows the count: an append is one ``set_many`` of the new batch (the
+    appends of this process that arrived together) and the new count, whatever the shard already
+    holds. Every key has its own Redis Cluster slot, so the index spreads over the cluster.
 ``tmo:writers``
     ``{pid: last bucket it may write}``: the processes whose shards a poller reads.
 ``tmo:lw``
@@ -80,12 +80,12 @@ def bucket_of(at_ms: int) -> int:
 
 
 def shard_key(bucket: int, pid: str) -> str:
-    """The index shard of process ``pid`` for ``bucket``: how many entries it holds."""
+    """The index shard of process ``pid`` for ``bucket``: how many batches it holds."""
     return f"tmo:b:{bucket}:{pid}"
 
 
 def entry_key(bucket: int, pid: str, seq: int) -> str:
-    """Entry ``seq`` of the index shard of process ``pid`` for ``bucket``."""
+    """Batch ``seq`` of the index shard of process ``pid`` for ``bucket``."""
     return f"tmo:e:{bucket}:{pid}:{seq}"
 
 
@@ -103,16 +103,6 @@ class Spec:
     owner: Any
 
 
-class _Pending:
-    __slots__ = ("bucket", "done", "entry", "error")
-
-    def __init__(self, bucket: int, entry: list[Any]) -> None:
-        self.bucket = bucket
-        self.entry = entry
-        self.done = False
-        self.error: BaseException | None = None
-
-
 class Timers:
     """The timeouts declared on one storage in this process, and this process's index writer."""
 
@@ -120,9 +110,9 @@ class Timers:
         self.storage = storage
         self.specs: dict[str, Spec] = {}
         self.pid = f"{random.getrandbits(48):012x}"
-        self._shards: OrderedDict[int, int] = OrderedDict()  # bucket: entries written
-        self._pending: list[_Pending] = []
-        self._lock: asyncio.Lock | None = None
+        self._shards: OrderedDict[int, int] = OrderedDict()  # bucket: batches written
+        self._pending: list[tuple[int, list[Any], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._registered = -1
         self._register_lock: asyncio.Lock | None = None
 
@@ -167,45 +157,54 @@ class Timers:
     async def _append(self, bucket: int, entry: list[Any]) -> None:
         if bucket + _REGISTER_AHEAD // 2 > self._registered:
             await self._register(bucket)
-        item = _Pending(bucket, entry)
-        self._pending.append(item)
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if not item.done:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((bucket, entry, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        """Write what is pending, batch after batch, until nothing is; each waiting caller gets
+        the outcome of its own bucket's write (all woken at once)."""
+        batch: list[tuple[int, list[Any], asyncio.Future[None]]] = []
+        try:
+            while self._pending:
                 batch, self._pending = self._pending, []
-                try:
-                    buckets: dict[int, list[_Pending]] = {}
-                    for p in batch:
-                        buckets.setdefault(p.bucket, []).append(p)
-                    for b, items in sorted(buckets.items()):
-                        try:
-                            await self._write_shard(b, [p.entry for p in items])
-                        except Exception as exc:  # noqa: BLE001 - handed to each waiting caller
-                            for p in items:
-                                p.error = exc
-                        for p in items:
-                            p.done = True
-                finally:  # cancelled mid-batch: what was not written is left for the next holder
-                    self._pending[:0] = [p for p in batch if not p.done]
-        if item.error is not None:
-            raise item.error
+                buckets: dict[int, list[tuple[list[Any], asyncio.Future[None]]]] = {}
+                for bucket, entry, done in batch:
+                    buckets.setdefault(bucket, []).append((entry, done))
+                for bucket, items in sorted(buckets.items()):
+                    error: BaseException | None = None
+                    try:
+                        await self._write_shard(bucket, [entry for entry, _ in items])
+                    except Exception as exc:  # noqa: BLE001 - handed to each waiting caller
+                        error = exc
+                    for _, done in items:
+                        if not done.done():
+                            if error is None:
+                                done.set_result(None)
+                            else:
+                                done.set_exception(error)
+        finally:  # cancelled (the loop is closing): no caller waits for ever
+            for _, _, done in (*batch, *self._pending):
+                if not done.done():
+                    done.cancel()
 
     async def _write_shard(self, bucket: int, entries: list[list[Any]]) -> None:
-        """Append ``entries`` to this process's shard of ``bucket``: one key per entry and the
-        shard's entry count, written together by one ``set_many``."""
+        """Append ``entries`` to this process's shard of ``bucket``: the batch under its sequence
+        number and the shard's new batch count, written together by one ``set_many``."""
         storage = self.storage
         count = self._shards.get(bucket)
         if count is None:  # only after this bucket left the memory of recent ones
             stored = await storage.get_state(shard_key(bucket, self.pid))
             count = stored if type(stored) is int else 0
-        mapping: dict[str, Any] = {
-            entry_key(bucket, self.pid, count + i): e for i, e in enumerate(entries)
-        }
-        mapping[shard_key(bucket, self.pid)] = count + len(entries)
         ttl = max(1, (bucket + 1) * BUCKET_MS - now_ms() + RETAIN_MS) / 1000
-        await storage.set_many(mapping, ttl=ttl)
-        self._shards[bucket] = count + len(entries)
+        await storage.set_many(
+            {entry_key(bucket, self.pid, count): entries, shard_key(bucket, self.pid): count + 1},
+            ttl=ttl,
+        )
+        self._shards[bucket] = count + 1
         self._shards.move_to_end(bucket)
         while len(self._shards) > _CACHED_BUCKETS:
             self._shards.popitem(last=False)

@@ -71,6 +71,7 @@ Item = tuple[int, str, int, list[Any]]
 
 _DONE = -(2**62)  # the attempt counter of a deadline that is finished
 _MAX_BUCKETS_PER_POLL = 120
+_BATCH_SPAN = 1 << 32  # position of entry j of batch n in a shard: n * _BATCH_SPAN + j
 _READ_CHUNK = 500
 
 
@@ -240,7 +241,7 @@ class Timeouts:
         self._cursor: int | None = None
         self._resolved: dict[int, dict[str, set[int]]] = {}
         self._deferred: dict[tuple[str, int], Item] = {}
-        self._entries: dict[tuple[int, str], list[Any]] = {}  # (bucket, shard): entries read
+        self._entries: dict[tuple[int, str], list[Any]] = {}  # (bucket, shard): batches read
         self._warned: set[str] = set()
         self._pruned_at = 0
 
@@ -359,15 +360,22 @@ class Timeouts:
                 failing = True
             if self._stopping:
                 break
-            if not backlog:
-                assert self._wake is not None
+            assert self._wake is not None
+            if backlog and self._running:  # more is due than runs at once: poll as handlers end
+                await asyncio.wait(
+                    set(self._running), timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+            elif backlog:
+                await asyncio.sleep(0)
+            else:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 except asyncio.TimeoutError:
                     pass
 
     async def _poll(self) -> bool:
-        """One poll: fire what is due; return True if older buckets are still waiting."""
+        """One poll: fire what is due; return True if more is waiting (older buckets, or due
+        timeouts left for lack of room)."""
         storage = self.storage
         now = now_ms()
         got = await storage.get_many([WRITERS_KEY, LW_KEY])
@@ -393,7 +401,7 @@ class Timeouts:
         counts: dict[str, Any] = {}
         for i in range(0, len(shards), _READ_CHUNK):
             counts.update(await storage.get_many([k for _, k, _ in shards[i : i + _READ_CHUNK]]))
-        wanted: list[tuple[list[Any], int, str]] = []  # (entries of a shard, seq, key)
+        wanted: list[tuple[list[Any], int, str]] = []  # (batches of a shard, seq, key)
         for b, skey, pid in shards:
             count = counts.get(skey)
             if type(count) is not int:
@@ -410,25 +418,33 @@ class Timeouts:
         due: list[Item] = list(self._deferred.values())
         self._deferred.clear()
         for b, skey, _ in shards:
-            entries = self._entries.get((b, skey))
-            if not entries:
+            batches = self._entries.get((b, skey))
+            if not batches:
                 continue
             done = self._resolved.setdefault(b, {}).setdefault(skey, set())
-            for i, e in enumerate(entries):
-                if i in done:
-                    continue
-                if e is None:  # written with the count but not visible yet (or expired)
+            for n, batch in enumerate(batches):
+                if batch is None:  # written with the count but not visible yet (or expired)
                     if (b + 1) * BUCKET_MS > now - SETTLE_MS:
                         busy.add(b)
-                elif not (type(e) is list and len(e) == 4 and type(e[0]) is str
-                          and all(type(x) is int for x in e[1:])):
-                    done.add(i)
-                elif e[2] > now:
-                    busy.add(b)
-                else:
-                    due.append((b, skey, i, e))
+                    continue
+                if type(batch) is not list:
+                    continue
+                for j, e in enumerate(batch):
+                    i = n * _BATCH_SPAN + j
+                    if i in done:
+                        continue
+                    if not (type(e) is list and len(e) == 4 and type(e[0]) is str
+                            and all(type(x) is int for x in e[1:])):
+                        done.add(i)
+                    elif e[2] > now:
+                        busy.add(b)
+                    else:
+                        due.append((b, skey, i, e))
+        starved = False
         if due and not self._stopping:
-            busy |= await self._handle(due, now)
+            left = await self._handle(due, now)
+            starved = bool(left)
+            busy |= left
         else:
             busy.update(b for b, _, _, _ in due)
         cursor = first
@@ -445,7 +461,7 @@ class Timeouts:
             if now - self._pruned_at > 60_000:
                 self._pruned_at = now
                 await self._prune(mark)
-        return last < top
+        return last < top or starved
 
     async def _prune(self, mark: int) -> None:
         """Drop writers whose last bucket is long past from ``tmo:writers`` (one try)."""
