@@ -17,9 +17,9 @@ Stored forms (keys live in the storage's namespace):
     one shard of the due index: the number of batches process ``pid`` indexed for the second
     ``bucket`` (``at_ms // 1000``), and each batch (a list of entries
     ``[conversation key, arm, at_ms, due_ms]``) under its sequence number. Only that process
-    writes its shard, so it knows the count: an append is one ``set_many`` of the new batch (the
-    appends of this process that arrived together) and the new count, whatever the shard already
-    holds. Every key has its own Redis Cluster slot, so the index spreads over the cluster.
+    writes its shard, so it knows the count: an append is two writes issued together (one round
+    trip where the backend pipelines them) of the new batch (the appends of this process that
+    arrived together) and the new count, whatever the shard already holds. Every key has its own Redis Cluster slot, so the index spreads over the cluster.
 ``tmo:writers``
     ``{pid: last bucket it may write}``: the processes whose shards a poller reads.
 ``tmo:lw``
@@ -193,16 +193,19 @@ class Timers:
 
     async def _write_shard(self, bucket: int, entries: list[list[Any]]) -> None:
         """Append ``entries`` to this process's shard of ``bucket``: the batch under its sequence
-        number and the shard's new batch count, written together by one ``set_many``."""
+        number and the shard's new batch count."""
         storage = self.storage
         count = self._shards.get(bucket)
         if count is None:  # only after this bucket left the memory of recent ones
             stored = await storage.get_state(shard_key(bucket, self.pid))
             count = stored if type(stored) is int else 0
         ttl = max(1, (bucket + 1) * BUCKET_MS - now_ms() + RETAIN_MS) / 1000
-        await storage.set_many(
-            {entry_key(bucket, self.pid, count): entries, shard_key(bucket, self.pid): count + 1},
-            ttl=ttl,
+        # two writes issued together (one round trip where the backend pipelines them); both
+        # must land before the records that need them are written, in either order: a count
+        # ahead of its batch reads as "not visible yet", a batch without its count is never read
+        await asyncio.gather(
+            storage.set_state(entry_key(bucket, self.pid, count), entries, ttl=ttl),
+            storage.set_state(shard_key(bucket, self.pid), count + 1, ttl=ttl),
         )
         self._shards[bucket] = count + 1
         self._shards.move_to_end(bucket)

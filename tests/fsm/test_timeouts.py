@@ -412,3 +412,17 @@ async def test_a_crowded_second_is_indexed_and_every_deadline_fires_once(
         await eventually(lambda: len(fired) == len(users), "every deadline")
         await quiet(timeouts, 0.3)
     assert set(fired) == set(users) and set(fired.values()) == {1}
+
+
+def test_every_conversation_key_reads_back_from_its_storage_key() -> None:
+    from statekit.fsm.timeouts import parse_key
+
+    keys = [
+        StorageKey(1, -100123, 42),
+        StorageKey(-5, 6, 7, thread_id=99, business_connection_id="a:b{c}%d", destiny="x:y"),
+        StorageKey(2**63 - 1, -(2**63), 0, thread_id=0, destiny="default"),
+    ]
+    for k in keys:
+        assert parse_key(k.storage_key) == k
+    assert parse_key("user:1") is None
+    assert parse_key("fsm:{1:2}") is None
