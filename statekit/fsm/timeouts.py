@@ -244,6 +244,7 @@ class Timeouts:
         self._entries: dict[tuple[int, str], list[Any]] = {}  # (bucket, shard): batches read
         self._warned: set[str] = set()
         self._pruned_at = 0
+        self._starved = False
 
     def __repr__(self) -> str:
         states = sorted(s for s, spec in self._timers.specs.items() if spec.owner is self)
@@ -416,7 +417,6 @@ class Timeouts:
                 seen[seq] = read.get(name)  # still None: not visible yet, read again next poll
         busy: set[int] = set()  # buckets with entries not yet looked at (not due, or no room)
         due: list[Item] = list(self._deferred.values())
-        self._deferred.clear()
         for b, skey, _ in shards:
             batches = self._entries.get((b, skey))
             if not batches:
@@ -442,9 +442,13 @@ class Timeouts:
                         due.append((b, skey, i, e))
         starved = False
         if due and not self._stopping:
-            left = await self._handle(due, now)
-            starved = bool(left)
-            busy |= left
+            held, self._deferred = self._deferred, {}
+            try:
+                busy |= await self._handle(due, now, held)
+            except BaseException:
+                self._deferred.update(held)  # still held back: the watermark must not pass them
+                raise
+            starved = self._starved
         else:
             busy.update(b for b, _, _, _ in due)
         cursor = first
@@ -472,43 +476,58 @@ class Timeouts:
         if len(keep) < len(current):
             await self.storage.compare_and_set(WRITERS_KEY, keep, expected=current, ttl=None)
 
-    async def _handle(self, due: list[Item], now: int) -> set[int]:
-        """Claim and start what is due. Entries that must be looked at again (their lease is
-        about to run out, or their handler still runs here) are held back for the next poll;
-        returns the buckets of entries left untouched for lack of room."""
+    async def _handle(self, due: list[Item], now: int, held: dict[tuple[str, int], Item]) -> set[int]:
+        """Claim and start what is due, oldest first, as far as there is room for handlers.
+
+        Entries that must be looked at again (their lease is about to run out, or their handler
+        still runs here) are held back for the next poll, as are ``held`` ones left for lack of
+        room; returns the buckets of the other entries left for lack of room (not read yet).
+        """
         storage = self.storage
         groups: dict[tuple[str, int], list[Item]] = {}
-        for item in due:
+        for item in sorted(due, key=lambda it: it[3][2]):
             groups.setdefault((item[3][0], item[3][1]), []).append(item)
-        names: list[str] = []
-        for conv, arm in groups:
-            names += (conv, f"{conv}:tmo:l:{arm}", f"{conv}:tmo:n:{arm}")
-        found: dict[str, Any] = {}
-        for i in range(0, len(names), _READ_CHUNK):
-            found.update(await storage.get_many(names[i : i + _READ_CHUNK]))
-        busy: set[int] = set()
+        pending = list(groups.items())
         fire: list[tuple[str, int, int, Spec, list[Item]]] = []
         room = self.max_running - len(self._running)
-        for (conv, arm), items in groups.items():
-            record = found.get(conv)
-            timer = _timer(record)
-            count = found.get(f"{conv}:tmo:n:{arm}")
-            lease = found.get(f"{conv}:tmo:l:{arm}")
-            if timer is None or timer[1] != arm or (type(count) is int and count < 0):
-                self._mark(items)  # stale (the conversation moved on), or finished
-            elif lease is not None:
-                self._covered(items, lease)
-            elif (conv, arm) in self._inflight:
-                self._defer(items)  # its handler overran the lease here: not twice at once
-            else:
-                spec = self._timers.specs.get(record["state"]) if type(record) is dict else None
-                if spec is None:
-                    self._warn_undeclared(str(record["state"]) if type(record) is dict else "?")
-                    self._mark(items)
-                elif len(fire) < room:
-                    fire.append((conv, arm, min(e[3] for _, _, _, e in items), spec, items))
+        pos = 0
+        while pos < len(pending) and len(fire) < room:
+            chunk = pending[pos : pos + _READ_CHUNK // 3]
+            names: list[str] = []
+            for (conv, arm), _ in chunk:
+                names += (conv, f"{conv}:tmo:l:{arm}", f"{conv}:tmo:n:{arm}")
+            found = await storage.get_many(names)
+            for n, ((conv, arm), items) in enumerate(chunk):
+                if len(fire) >= room:
+                    pos += n
+                    break
+                record = found.get(conv)
+                timer = _timer(record)
+                count = found.get(f"{conv}:tmo:n:{arm}")
+                lease = found.get(f"{conv}:tmo:l:{arm}")
+                if timer is None or timer[1] != arm or (type(count) is int and count < 0):
+                    self._mark(items)  # stale (the conversation moved on), or finished
+                elif lease is not None:
+                    self._covered(items, lease)
+                elif (conv, arm) in self._inflight:
+                    self._defer(items)  # its handler overran the lease here: not twice at once
                 else:
-                    busy.update(b for b, _, _, _ in items)
+                    spec = self._timers.specs.get(record["state"]) if type(record) is dict else None
+                    if spec is None:
+                        self._warn_undeclared(str(record["state"]) if type(record) is dict else "?")
+                        self._mark(items)
+                    else:
+                        fire.append((conv, arm, min(e[3] for _, _, _, e in items), spec, items))
+            else:
+                pos += len(chunk)
+        busy: set[int] = set()
+        for _, items in pending[pos:]:  # no room left: next time
+            for item in items:
+                if (item[1], item[2]) in held:
+                    self._deferred[(item[1], item[2])] = item
+                else:
+                    busy.add(item[0])
+        self._starved = pos < len(pending)
         if fire:
             await self._claim_all(fire, now)
         return busy

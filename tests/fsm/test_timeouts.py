@@ -426,3 +426,23 @@ def test_every_conversation_key_reads_back_from_its_storage_key() -> None:
         assert parse_key(k.storage_key) == k
     assert parse_key("user:1") is None
     assert parse_key("fsm:{1:2}") is None
+
+
+async def test_more_due_than_handler_room_all_fire_once_oldest_first(tstorage: BaseStorage) -> None:
+    timeouts = Timeouts(tstorage, poll_interval=0.05)
+    timeouts.max_running = 3
+    fired: list[int] = []
+
+    @timeouts.on(Form.name, after=0.05)
+    async def expired(event: TimeoutEvent) -> None:
+        fired.append(event.key.user_id)
+        await asyncio.sleep(0.01)
+
+    for user in range(60, 90):  # one at a time: each falls due after the one before
+        await FSMContext(tstorage, key(user)).set_state(Form.name)
+    await asyncio.sleep(0.1)
+    async with timeouts:
+        await eventually(lambda: len(fired) >= 30, "every timeout")
+        await quiet(timeouts, 0.3)
+    assert sorted(fired) == list(range(60, 90))
+    assert set(fired[:3]) == {60, 61, 62}  # the first room goes to the oldest deadlines
