@@ -67,6 +67,7 @@ WRITERS_KEY = "tmo:writers"
 LW_KEY = "tmo:lw"
 _CACHED_BUCKETS = 16
 _REGISTER_AHEAD = 3600  # buckets a writer registers ahead of the one it writes
+_RECHECK_S = 60.0  # a writer makes sure it is still listed this often (one read)
 
 
 def now_ms() -> int:
@@ -114,6 +115,7 @@ class Timers:
         self._pending: list[tuple[int, list[Any], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._registered = -1
+        self._checked = 0.0  # time.monotonic() of the last look at tmo:writers
         self._register_lock: asyncio.Lock | None = None
 
     # ------------------------------------------------------------------ stamping records
@@ -155,7 +157,9 @@ class Timers:
             at = landed
 
     async def _append(self, bucket: int, entry: list[Any]) -> None:
-        if bucket + _REGISTER_AHEAD // 2 > self._registered:
+        if bucket + _REGISTER_AHEAD // 2 > self._registered or (
+            time.monotonic() - self._checked > _RECHECK_S
+        ):
             await self._register(bucket)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -214,25 +218,34 @@ class Timers:
 
     async def _register(self, bucket: int) -> None:
         """List this process in ``tmo:writers`` up to ``bucket`` + an hour; set the low watermark
-        if there is none (so pollers start no later than this process's first entry)."""
+        if there is none (so pollers start no later than this process's first entry).
+
+        Checked again every ``_RECHECK_S`` seconds, so a store that lost the list (flushed, or
+        restored from an older copy) lists this process again within that time.
+        """
         if self._register_lock is None:
             self._register_lock = asyncio.Lock()
         async with self._register_lock:
-            if bucket + _REGISTER_AHEAD // 2 <= self._registered:
+            fresh = time.monotonic() - self._checked <= _RECHECK_S
+            if fresh and bucket + _REGISTER_AHEAD // 2 <= self._registered:
                 return
             storage = self.storage
-            until = bucket + _REGISTER_AHEAD
+            until = max(bucket + _REGISTER_AHEAD, self._registered)
             await storage.compare_and_set(LW_KEY, bucket_of(now_ms()), expected=None, ttl=None)
             while True:
                 current = await storage.get_state(WRITERS_KEY)
                 writers = dict(current) if type(current) is dict else {}
-                writers[self.pid] = max(until, int(writers.get(self.pid, 0)))
+                listed = writers.get(self.pid)
+                if type(listed) is int and listed >= until:
+                    break
+                writers[self.pid] = until
                 if await storage.compare_and_set(
                     WRITERS_KEY, writers, expected=current, ttl=None
                 ):
                     break
                 await asyncio.sleep(random.uniform(0, 0.01))
             self._registered = until
+            self._checked = time.monotonic()
 
 
 def timers_for(storage: BaseStorage) -> Timers:

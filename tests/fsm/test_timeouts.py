@@ -446,3 +446,23 @@ async def test_more_due_than_handler_room_all_fire_once_oldest_first(tstorage: B
         await quiet(timeouts, 0.3)
     assert sorted(fired) == list(range(60, 90))
     assert set(fired[:3]) == {60, 61, 62}  # the first room goes to the oldest deadlines
+
+
+async def test_a_writer_lists_itself_again_when_the_store_lost_the_list(
+    tstorage: BaseStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statekit.fsm import _timers
+
+    timeouts = Timeouts(tstorage, poll_interval=0.05)
+    fired: list[int] = []
+
+    @timeouts.on(Form.name, after=0.05)
+    async def expired(event: TimeoutEvent) -> None:
+        fired.append(event.key.user_id)
+
+    await FSMContext(tstorage, key(70)).set_state(Form.age)  # lists this process
+    await tstorage.delete_many(["tmo:writers", "tmo:lw"])  # e.g. a flushed store
+    monkeypatch.setattr(_timers, "_RECHECK_S", 0.0)  # (every minute otherwise)
+    async with timeouts:
+        await FSMContext(tstorage, key(71)).set_state(Form.name)
+        await eventually(lambda: fired == [71], "the timeout armed after the list was lost")
