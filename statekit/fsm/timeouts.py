@@ -34,13 +34,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import random
 from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
+from statekit.fsm._timeout_event import TimeoutEvent, parse_key, seconds, state_of, timer_of
 from statekit.fsm._timers import (
     BUCKET_MS,
     LW_KEY,
@@ -56,10 +56,8 @@ from statekit.fsm._timers import (
     shard_key,
     timers_for,
 )
-from statekit.fsm._writer import Step
 from statekit.fsm.context import FSMContext
-from statekit.fsm.key import StorageKey
-from statekit.fsm.state import StateSpec, state_name
+from statekit.fsm.state import StateSpec
 from statekit.storage.base import BaseStorage, ttl_to_ms
 
 __all__ = ["TimeoutEvent", "Timeouts"]
@@ -73,121 +71,6 @@ _DONE = -(2**62)  # the attempt counter of a deadline that is finished
 _MAX_BUCKETS_PER_POLL = 120
 _BATCH_SPAN = 1 << 32  # position of entry j of batch n in a shard: n * _BATCH_SPAN + j
 _READ_CHUNK = 500
-
-
-def _seconds(value: object, what: str, *, zero: bool) -> float:
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif type(value) in (int, float):
-        seconds = float(value)  # type: ignore[arg-type]
-    else:
-        raise TypeError(f"{what} must be seconds (int or float) or a timedelta, not {type(value).__name__}")
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
-        raise ValueError(f"{what} must be a finite number of seconds {'>=' if zero else '>'} 0, got {value!r}")
-    return seconds
-
-
-def _state_of(state: object) -> str | None:
-    """The name of a statekit ``State``, a name, ``None``, or an aiogram ``State`` (whose full
-    name is its ``state`` attribute; aiogram and statekit name states alike)."""
-    try:
-        return state_name(state)
-    except TypeError:
-        name = getattr(state, "state", None)
-        if type(name) is str and name and name != "*" and type(state).__module__.startswith("aiogram"):
-            return name
-        raise
-
-
-def _unescape(text: str) -> str:
-    return text.replace("%7D", "}").replace("%7B", "{").replace("%3A", ":").replace("%25", "%")
-
-
-def parse_key(rendered: str) -> StorageKey | None:
-    """The ``StorageKey`` whose ``storage_key`` is ``rendered`` (None if it is not one)."""
-    if not rendered.startswith("fsm:{") or not rendered.endswith("}"):
-        return None
-    parts = rendered[5:-1].split(":")
-    if len(parts) != 6:
-        return None
-    try:
-        bot, chat, user = int(parts[0]), int(parts[1]), int(parts[2])
-        thread = int(parts[3]) if parts[3] else None
-        key = StorageKey(bot, chat, user, thread, _unescape(parts[4]) or None, _unescape(parts[5]))
-    except ValueError:
-        return None
-    return key if key.storage_key == rendered else None
-
-
-def _timer(record: object) -> list[int] | None:
-    if type(record) is dict:
-        timer = record.get("t")
-        if type(timer) is list and len(timer) == 3 and all(type(x) is int for x in timer):
-            return timer
-    return None
-
-
-class TimeoutEvent:
-    """A due timeout, handed to its handler.
-
-    ``key``: the conversation; ``state`` / ``data``: what it held when the timeout fired;
-    ``due_at`` / ``fired_at``: epoch seconds; ``late``: seconds past due; ``attempt``: 1-based
-    delivery count; ``context``: an ``FSMContext`` of the conversation for anything else.
-    ``transition()`` and ``clear()`` apply only if the conversation has not been written since
-    the record this event carries was written (for ``since="write"``: since the deadline was armed).
-    """
-
-    __slots__ = ("_version", "attempt", "context", "data", "due_at", "fired_at", "key", "late", "state")
-
-    def __init__(
-        self,
-        *,
-        key: StorageKey,
-        state: str,
-        data: dict[str, Any],
-        due_at: float,
-        fired_at: float,
-        attempt: int,
-        context: FSMContext,
-        version: int,
-    ) -> None:
-        self.key = key
-        self.state = state
-        self.data = data
-        self.due_at = due_at
-        self.fired_at = fired_at
-        self.late = max(0.0, fired_at - due_at)
-        self.attempt = attempt
-        self.context = context
-        self._version = version
-
-    def __repr__(self) -> str:
-        return (
-            f"TimeoutEvent({self.key.storage_key!r}, state={self.state!r}, "
-            f"late={self.late:.3f}, attempt={self.attempt})"
-        )
-
-    async def _guarded(self, new_state: str | None, keep_data: bool) -> bool:
-        version = self._version
-
-        def guard(value: Any) -> bool:
-            timer = _timer(value)
-            return timer is not None and timer[0] == version
-
-        def apply(_: str | None, data: dict[str, Any]) -> Step:
-            return new_state, data if keep_data else {}, True, True
-
-        return bool(await self.context._submit(apply, guard))
-
-    async def transition(self, new_state: StateSpec) -> bool:
-        """Move the conversation to ``new_state`` (data kept) if it is still as this event saw
-        it; return True if it moved. ``TypeError`` / ``ValueError`` for a bad state."""
-        return await self._guarded(state_name(new_state), True)
-
-    async def clear(self) -> bool:
-        """Forget the conversation (state and data) if it is still as this event saw it;
-        return True if it was cleared."""
-        return await self._guarded(None, False)
 
 
 class Timeouts:
@@ -219,14 +102,14 @@ class Timeouts:
         if not isinstance(storage, BaseStorage):
             raise TypeError(f"Timeouts needs a statekit storage, not {type(storage).__name__}")
         self.storage = storage
-        self.lease = _seconds(lease, "lease", zero=False)
-        self.poll_interval = 0.25 if poll_interval is None else _seconds(
+        self.lease = seconds(lease, "lease", zero=False)
+        self.poll_interval = 0.25 if poll_interval is None else seconds(
             poll_interval, "poll_interval", zero=False
         )
         if type(max_attempts) is not int or max_attempts < 1:
             raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
         self.max_attempts = max_attempts
-        self.max_late = None if max_late is None else _seconds(max_late, "max_late", zero=True)
+        self.max_late = None if max_late is None else seconds(max_late, "max_late", zero=True)
         if ttl is not None:
             ttl_to_ms(ttl)
         self._ttl = ttl
@@ -262,10 +145,10 @@ class Timeouts:
         state. Raises ``TypeError`` / ``ValueError`` for bad arguments, a handler that is not an
         ``async def``, or a state that already has a timeout on this storage.
         """
-        name = _state_of(state)
+        name = state_of(state)
         if name is None:
             raise ValueError("a timeout needs a state (None is 'no conversation')")
-        after_ms = round(_seconds(after, "after", zero=True) * 1000)
+        after_ms = round(seconds(after, "after", zero=True) * 1000)
         if since not in ("write", "entry"):
             raise ValueError(f"since must be 'write' or 'entry', got {since!r}")
 
@@ -502,7 +385,7 @@ class Timeouts:
                     pos += n
                     break
                 record = found.get(conv)
-                timer = _timer(record)
+                timer = timer_of(record)
                 count = found.get(f"{conv}:tmo:n:{arm}")
                 lease = found.get(f"{conv}:tmo:l:{arm}")
                 if timer is None or timer[1] != arm or (type(count) is int and count < 0):
@@ -601,7 +484,7 @@ class Timeouts:
         attempt, record = await asyncio.gather(
             storage.increment(count_key, ttl=RETAIN_MS / 1000), storage.get_state(conv)
         )
-        timer = _timer(record)
+        timer = timer_of(record)
         if attempt < 0:
             return  # finished meanwhile
         key = parse_key(conv)
@@ -692,7 +575,7 @@ class Timeouts:
     async def _finish(self, conv: str, arm: int, lease_key: str, count_key: str) -> None:
         """Mark a deadline finished (or forget its keys if the conversation moved on)."""
         storage = self.storage
-        timer = _timer(await storage.get_state(conv))
+        timer = timer_of(await storage.get_state(conv))
         if timer is not None and timer[1] == arm:
             await storage.set_state(count_key, _DONE, ttl=RETAIN_MS / 1000)
         else:
