@@ -1,4 +1,5 @@
-"""Conversation timeouts across processes sharing one SQLite file or one Redis (SPEC 5.1).
+"""Conversation timeouts across processes sharing one SQLite file, one Redis or one Redis Cluster
+(SPEC 5.1).
 
 Three worker processes (this file run as a script) each run ``Timeouts``; the test process writes
 the conversations. Assertions are about exactly-once and ordering facts ("fired once, never
@@ -75,10 +76,12 @@ async def _worker(url: str, namespace: str) -> None:
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}"
+    if request.param == "redis-cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
     return str(request.getfixturevalue("redis_server").url)
 
 
