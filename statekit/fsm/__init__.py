@@ -3,6 +3,7 @@ conversation, and writes that never lose each other's updates (SPEC section 5).
 
 ``FSMContext(storage, StorageKey(bot_id, chat_id, user_id))`` works over any statekit storage;
 ``statekit.adapters.aiogram`` and ``statekit.adapters.pyrogram`` plug it into the frameworks.
+``Timeouts`` fires a handler when a conversation stays too long in a state (section 5.1).
 """
 
 from statekit.fsm._record import FSMRecord
@@ -10,6 +11,7 @@ from statekit.fsm._writer import FSMConflictError
 from statekit.fsm.context import FSMContext
 from statekit.fsm.key import DEFAULT_DESTINY, StorageKey
 from statekit.fsm.state import ANY_STATE, State, StatesGroup, StateSpec, state_name
+from statekit.fsm.timeouts import TimeoutEvent, Timeouts
 
 __all__ = [
     "ANY_STATE",
@@ -21,5 +23,7 @@ __all__ = [
     "StateSpec",
     "StatesGroup",
     "StorageKey",
+    "TimeoutEvent",
+    "Timeouts",
     "state_name",
 ]

@@ -1,6 +1,7 @@
 """The stored form of one conversation: ``{"state": str | None, "data": dict}`` under one key.
 
-An empty conversation (no state, no data) is not stored at all.
+An empty conversation (no state, no data) is not stored at all. A record in a state with a
+declared timeout also carries its timer under ``"t"`` (``statekit.fsm._timers``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def unpack(where: str, value: Any) -> tuple[str | None, dict[str, Any]]:
     """Split a stored value into (state, data); raise ``CorruptValueError`` naming ``where``."""
     if value is None:
         return None, {}
-    if type(value) is dict and len(value) == 2:
+    if type(value) is dict and (len(value) == 2 or (len(value) == 3 and "t" in value)):
         state = value.get("state", 0)
         data = value.get("data")
         if (state is None or (type(state) is str and state)) and type(data) is dict:

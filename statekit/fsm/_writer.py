@@ -19,6 +19,7 @@ from typing import Any, cast
 from statekit.codec import encode_stored
 from statekit.errors import SerializationError, StatekitError
 from statekit.fsm._record import pack, unpack
+from statekit.fsm._timers import Timers, now_ms, timers_for
 from statekit.storage._fastpath import FastPathStorage
 from statekit.storage.base import TTL, BaseStorage
 
@@ -39,12 +40,17 @@ class FSMConflictError(StatekitError):
 
 
 class Op:
-    """One queued write: ``apply`` maps (state, data) to a ``Step``; outcome kept for the caller."""
+    """One queued write: ``apply`` maps (state, data) to a ``Step``; outcome kept for the caller.
 
-    __slots__ = ("apply", "error", "future", "rejected", "result")
+    ``guard`` (optional) sees the stored value before the write: if it returns False, or an
+    earlier op of the same batch writes, the op is skipped with the result False.
+    """
 
-    def __init__(self, apply: Apply) -> None:
+    __slots__ = ("apply", "error", "future", "guard", "rejected", "result")
+
+    def __init__(self, apply: Apply, guard: Callable[[Any], bool] | None = None) -> None:
         self.apply = apply
+        self.guard = guard
         self.result: Any = None
         self.error: BaseException | None = None
         self.rejected: BaseException | None = None
@@ -79,6 +85,7 @@ class Writer:
         self._seen: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # key: (value, stored form)
         self._queues: dict[tuple[str, Any, int], deque[Op]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.timers: Timers = timers_for(storage)
 
     # ------------------------------------------------------------------ memory of records
 
@@ -166,6 +173,9 @@ class Writer:
             else:
                 value, expected = entry
             storage = self.storage
+            timers = self.timers
+            version = 0  # the version and time stamped on this write, if a timeout arms it
+            indexed = 0
             tries = 0
             while True:
                 if more:
@@ -174,6 +184,9 @@ class Writer:
                 writes = False
                 for op in ops:
                     if op.rejected is not None:
+                        continue
+                    if op.guard is not None and (writes or not op.guard(value)):
+                        op.result, op.error = False, None
                         continue
                     try:
                         state, data, op.result, wrote = op.apply(state, data)
@@ -189,6 +202,15 @@ class Writer:
                     expected, fresh = _MISSING, True
                     continue
                 new = pack(state, data)
+                if new is not None and timers.specs:  # timeouts declared: stamp the timer
+                    if not version:
+                        version, at = random.getrandbits(62) | 1, now_ms()
+                    timer, armed = timers.stamp(value, state, version, at)
+                    if timer is not None:
+                        new["t"] = timer
+                        if armed is not None and indexed != version:  # index first, then write
+                            await timers.index(key, armed[0], armed[1], armed[2])
+                            indexed = version
                 try:
                     new_stored = None if new is None else encode_stored(storage.codec, key, new)
                     if expected is _MISSING:  # the stored form of what was read: encoded once

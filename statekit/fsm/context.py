@@ -100,10 +100,14 @@ class FSMContext:
 
     # ------------------------------------------------------------------ writes (compare-and-set)
 
-    def _submit(self, apply: Callable[[str | None, dict[str, Any]], Step]) -> Coroutine[Any, Any, Any]:
+    def _submit(
+        self,
+        apply: Callable[[str | None, dict[str, Any]], Step],
+        guard: Callable[[Any], bool] | None = None,
+    ) -> Coroutine[Any, Any, Any]:
         # a plain function handing back the writer's coroutine: one coroutine frame less per call
         return self._writer.submit(
-            self._skey, Op(apply), self._ttl, self._max_tries, self._coalesce
+            self._skey, Op(apply, guard), self._ttl, self._max_tries, self._coalesce
         )
 
     def _state(self, state: object) -> str | None:
