@@ -125,6 +125,7 @@ def test_memory_storage_needs_no_driver() -> None:
 # statekit's internal fast paths of the storage layer, used by the FSM and session layers (they
 # fall back to public operations for storages without them); no other private reach.
 ALLOWED_PRIVATE = {
+    ("statekit.fsm._timers", "statekit.storage._fastpath"),
     ("statekit.fsm._writer", "statekit.storage._fastpath"),
     ("statekit.session.store", "statekit.storage._fastpath"),
 }

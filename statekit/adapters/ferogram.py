@@ -40,10 +40,10 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from statekit.errors import SessionFormatError
-from statekit.session import _ferogram as fero
-from statekit.session._cipher import SessionCipher
+from statekit.session import SessionCipher
 from statekit.session.records import Peer, SessionSnapshot, UpdateState
 from statekit.session.store import SessionStore
+from statekit.session.support import ferogram_format as fero
 from statekit.storage.base import BaseStorage
 
 __all__ = ["FerogramSession"]

@@ -64,7 +64,7 @@ __all__ = ["TimeoutEvent", "Timeouts"]
 
 logger = logging.getLogger("statekit.fsm.timeouts")
 
-Item = tuple[int, str, int, list[Any]]
+_Item = tuple[int, str, int, list[Any]]
 """A due-index entry as a poller sees it: (bucket, shard key, position, entry)."""
 
 _DONE = -(2**62)  # the attempt counter of a deadline that is finished
@@ -123,7 +123,7 @@ class Timeouts:
         self._inflight: set[tuple[str, int]] = set()
         self._cursor: int | None = None
         self._resolved: dict[int, dict[str, set[int]]] = {}
-        self._deferred: dict[tuple[str, int], Item] = {}
+        self._deferred: dict[tuple[str, int], _Item] = {}
         self._entries: dict[tuple[int, str], list[Any]] = {}  # (bucket, shard): batches read
         self._warned: set[str] = set()
         self._pruned_at = 0
@@ -299,7 +299,7 @@ class Timeouts:
             for seen, seq, name in chunk:
                 seen[seq] = read.get(name)  # still None: not visible yet, read again next poll
         busy: set[int] = set()  # buckets with entries not yet looked at (not due, or no room)
-        due: list[Item] = list(self._deferred.values())
+        due: list[_Item] = list(self._deferred.values())
         for b, skey, _ in shards:
             batches = self._entries.get((b, skey))
             if not batches:
@@ -359,7 +359,7 @@ class Timeouts:
         if len(keep) < len(current):
             await self.storage.compare_and_set(WRITERS_KEY, keep, expected=current, ttl=None)
 
-    async def _handle(self, due: list[Item], now: int, held: dict[tuple[str, int], Item]) -> set[int]:
+    async def _handle(self, due: list[_Item], now: int, held: dict[tuple[str, int], _Item]) -> set[int]:
         """Claim and start what is due, oldest first, as far as there is room for handlers.
 
         Entries that must be looked at again (their lease is about to run out, or their handler
@@ -367,11 +367,11 @@ class Timeouts:
         room; returns the buckets of the other entries left for lack of room (not read yet).
         """
         storage = self.storage
-        groups: dict[tuple[str, int], list[Item]] = {}
+        groups: dict[tuple[str, int], list[_Item]] = {}
         for item in sorted(due, key=lambda it: it[3][2]):
             groups.setdefault((item[3][0], item[3][1]), []).append(item)
         pending = list(groups.items())
-        fire: list[tuple[str, int, int, Spec, list[Item]]] = []
+        fire: list[tuple[str, int, int, Spec, list[_Item]]] = []
         room = self.max_running - len(self._running)
         pos = 0
         while pos < len(pending) and len(fire) < room:
@@ -415,18 +415,18 @@ class Timeouts:
             await self._claim_all(fire, now)
         return busy
 
-    def _mark(self, items: list[Item]) -> None:
+    def _mark(self, items: list[_Item]) -> None:
         """Done with ``items`` (this process never looks at them again)."""
         for b, skey, i, _ in items:
             self._resolved.setdefault(b, {}).setdefault(skey, set()).add(i)
 
-    def _defer(self, items: list[Item]) -> None:
+    def _defer(self, items: list[_Item]) -> None:
         """Look at ``items`` again on the next poll (their buckets are not read again)."""
         self._mark(items)
         for item in items:
             self._deferred[(item[1], item[2])] = item
 
-    def _covered(self, items: list[Item], lease: Any) -> None:
+    def _covered(self, items: list[_Item], lease: Any) -> None:
         """Another delivery holds the lease: entries before its re-entry are covered by it; the
         re-entry itself (or a later one) waits for the lease to run out."""
         ra = lease[1] if type(lease) is list and len(lease) == 2 and type(lease[1]) is int else 0
@@ -441,7 +441,7 @@ class Timeouts:
                 "dropped here (every process must declare the same timeouts)", state
             )
 
-    async def _claim_all(self, fire: list[tuple[str, int, int, Spec, list[Item]]], now: int) -> None:
+    async def _claim_all(self, fire: list[tuple[str, int, int, Spec, list[_Item]]], now: int) -> None:
         timers = self._timers
         reentry = now + round(self.lease * 1000)
         # a re-entry first: if this process dies holding the lease, the deadline is found again
@@ -466,7 +466,7 @@ class Timeouts:
                 self._defer(item[4])
 
     async def _claim(
-        self, conv: str, arm: int, due: int, spec: Spec, items: list[Item], reentry: int
+        self, conv: str, arm: int, due: int, spec: Spec, items: list[_Item], reentry: int
     ) -> None:
         """Take the lease of one deadline and start its handler (or drop it, or hold it back)."""
         storage = self.storage

@@ -279,7 +279,6 @@ def export_ferogram_file(
     ``FileExistsError`` if ``path`` exists and ``overwrite`` is False. The file is
     created with mode 0600 and appears complete or not at all.
     """
-    from statekit.session.files import _publish  # files imports this module
 
     session = fero.from_snapshot(snapshot)
     blob = fero.build_blob(session)  # checks every range before anything is created
@@ -310,7 +309,7 @@ def export_ferogram_file(
                 conn.execute("PRAGMA journal_mode = WAL")
                 with conn:
                     write_store(conn, session)
-        _publish(tmp, target, overwrite)
+        fmt.publish_file(tmp, target, overwrite)
     finally:
         if fd >= 0:
             os.close(fd)

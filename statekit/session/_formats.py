@@ -4,15 +4,19 @@ a conversion target makes, and the checks every value read from a foreign source
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 import math
+import os
 import re
+from pathlib import Path
 from typing import Final
 
 from statekit.errors import SessionFormatError
 from statekit.session.records import AUTH_KEY_SIZE, SessionData, SessionSnapshot
 
 __all__ = [
+    "publish_file",
     "MAX_PEERS",
     "MAX_UPDATE_STATES",
     "MAX_USERNAMES",
@@ -287,3 +291,27 @@ def make_session_data(where: str, **fields: object) -> SessionData:
         return SessionData(**fields)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise SessionFormatError(f"{where}: {exc}") from None
+
+
+def publish_file(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Move the finished file ``tmp`` to ``target``: atomically, and without clobbering unless
+    ``overwrite`` (``FileExistsError`` then)."""
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # fails with FileExistsError if someone created it meanwhile
+    except FileExistsError:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it") from None
+    except OSError as exc:
+        if exc.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.EMLINK,
+            errno.EXDEV,
+        ):
+            raise
+        if target.exists():  # no hard links on this file system: check, then rename
+            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it") from None
+        os.replace(tmp, target)

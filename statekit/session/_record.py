@@ -11,7 +11,7 @@ import msgpack
 from statekit.codec import INT64_MAX
 from statekit.errors import CorruptValueError, SessionFormatError, StatekitError
 from statekit.session._cipher import SessionCipher
-from statekit.session.records import AUTH_KEY_SIZE, shown
+from statekit.session.records import AUTH_KEY_SIZE, _shown
 from statekit.storage.base import BaseStorage
 
 __all__ = [
@@ -80,7 +80,7 @@ def check_field(name: str, value: Any) -> Any:
             raise TypeError(f"server_address must be a str, not {type(value).__name__}")
         return value
     if type(value) is not int or not -_INT64 <= value < _INT64:
-        raise TypeError(f"{name} must be a 64-bit int, not {shown(value)}")
+        raise TypeError(f"{name} must be a 64-bit int, not {_shown(value)}")
     if name == "dc_id" and not 0 < value < 1000:
         raise ValueError(f"dc_id must be a data centre number (1-999), got {value}")
     if name == "port" and not 0 <= value < 65536:
@@ -98,7 +98,7 @@ def decode_states(raw: Any) -> dict[int, tuple[int | None, ...]]:
     out: dict[int, tuple[int | None, ...]] = {}
     for box, values in raw.items():
         if type(box) is not int or not isinstance(values, list) or len(values) != 4:
-            raise CorruptValueError(f"update states record has a bad entry {shown(box)}")
+            raise CorruptValueError(f"update states record has a bad entry {_shown(box)}")
         out[box] = tuple(values)
     return out
 

@@ -542,7 +542,7 @@ def export_file(
                 raise ValueError(
                     f"cannot write a {format} session file: a value cannot be stored ({exc})"
                 ) from None
-        _publish(tmp, target, overwrite)
+        fmt.publish_file(tmp, target, overwrite)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             leftover.unlink(missing_ok=True)
@@ -570,29 +570,6 @@ async def export_file_async(
         user_id=user_id,
         is_bot=is_bot,
     )
-
-
-def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Move the finished file into place: atomically, and without clobbering unless asked."""
-    if overwrite:
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)  # fails with FileExistsError if someone created it meanwhile
-    except FileExistsError:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it") from None
-    except OSError as exc:
-        if exc.errno not in (
-            errno.EPERM,
-            errno.ENOTSUP,
-            errno.EOPNOTSUPP,
-            errno.EMLINK,
-            errno.EXDEV,
-        ):
-            raise
-        if target.exists():  # no hard links on this file system: check, then rename
-            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it") from None
-        os.replace(tmp, target)
 
 
 def _check_writable(snap: SessionSnapshot, format: str) -> None:

@@ -12,7 +12,7 @@ AUTH_KEY_SIZE = 256
 _INT64 = 1 << 63
 
 
-def shown(value: object) -> str:
+def _shown(value: object) -> str:
     """``value`` as a message may show it: numbers, bools and None as such, anything else only
     by its type (it may be a secret passed in the wrong place)."""
     if value is None or type(value) in (int, bool, float):
@@ -45,7 +45,7 @@ class SessionData:
     def __post_init__(self) -> None:
         if type(self.dc_id) is not int or not 0 < self.dc_id < 1000:
             raise ValueError(
-                f"dc_id must be a positive int (data centre), got {shown(self.dc_id)}"
+                f"dc_id must be a positive int (data centre), got {_shown(self.dc_id)}"
             )
         if not isinstance(self.auth_key, bytes | bytearray) or len(self.auth_key) != AUTH_KEY_SIZE:
             size = len(self.auth_key) if isinstance(self.auth_key, bytes | bytearray) else None
@@ -71,7 +71,7 @@ class SessionData:
             value = getattr(self, name)
             if type(value) is not bool:
                 if type(value) is not int or value not in (0, 1):
-                    raise TypeError(f"{name} must be a bool, not {shown(value)}")
+                    raise TypeError(f"{name} must be a bool, not {_shown(value)}")
                 setattr(self, name, bool(value))
 
     def __repr__(self) -> str:

@@ -44,7 +44,7 @@ from statekit.storage._postgres_sql import (
 )
 from statekit.storage.base import Stored
 
-__all__ = ["SCHEMA_VERSION", "PostgresStorage", "schema_sql"]
+__all__ = ["PostgresStorage", "SCHEMA_VERSION", "schema_sql"]
 
 log = logging.getLogger("statekit.storage.postgres")
 
