@@ -49,7 +49,7 @@ async def tstorage(
     """
     if backend in CORE_ONLY and request.node.originalname not in CORE:
         pytest.skip(f"the full timeout suite runs on the other backends; core tests run on {backend}")
-    if backend in ("memory", "sqlite-file", "sqlite-memory"):
+    if backend in ("memory", "sqlite-file", "sqlite-memory", "postgres"):
         storage = make_storage(clock=time.monotonic if backend == "memory" else time.time)
     else:
         storage = make_storage()

@@ -76,12 +76,14 @@ async def _worker(url: str, namespace: str) -> None:
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
-@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster", "postgres"])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}"
     if request.param == "redis-cluster":
         return str(request.getfixturevalue("redis_cluster").url)
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
     return str(request.getfixturevalue("redis_server").url)
 
 
