@@ -175,23 +175,34 @@ def test_killed_migrate_is_completed_by_a_rerun(
     _assert_same_store(sqlite_url, redis_url)
 
 
-def test_interrupt_says_how_to_resume(tmp_path: Path, sqlite_url: str) -> None:
+def test_interrupt_says_how_to_resume(cli: Run, tmp_path: Path, sqlite_url: str) -> None:
     fill(sqlite_url, {f"user:{i}": i for i in range(400)})
     dst = f"sqlite:///{tmp_path / 'dst.db'}"
     proc = subprocess.Popen(
-        statekit_cmd("migrate", sqlite_url, dst, "--batch-size", "10"),
+        statekit_cmd("migrate", sqlite_url, dst, "--batch-size", "10", "--progress"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "_STATEKIT_TEST_BATCH_DELAY": "0.05"},
         cwd=tmp_path,
     )
-    time.sleep(1.5)
+    assert proc.stderr is not None
+    # Ctrl-C once the copy runs (its first progress line): 40 batches of >= 50 ms are left, so
+    # the interrupt lands mid-copy however slowly the command started
+    first = proc.stderr.readline()
+    assert first.startswith("migrate ["), first
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130
+    _, rest = proc.communicate(timeout=60)
+    err = first + rest
+    assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("statekit: error: interrupted after copying")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("statekit: error: interrupted after copying"), last
+    copied = int(last.split("copying ")[1].split(" keys")[0].replace(",", ""))
+    assert 0 < copied < 400
+    # what it said was copied is what the destination holds, and a re-run copies the rest
+    assert len(dump(dst)) == copied
+    assert load_json(cli("migrate", sqlite_url, dst, "--json"))["copied"] == 400 - copied
 
 
 def test_progress_bar_and_summary(cli: Run, sqlite_url: str, tmp_path: Path) -> None:
@@ -203,6 +214,20 @@ def test_progress_bar_and_summary(cli: Run, sqlite_url: str, tmp_path: Path) -> 
     forced = cli("migrate", sqlite_url, f"sqlite:///{tmp_path / 'dst2.db'}", "--progress")
     assert forced.returncode == 0
     assert "50/50 keys" in forced.stderr and "100%" in forced.stderr
+    # the bar's last rate and the summary's are one figure (keys over the same seconds)
+    bar_rate = forced.stderr.strip().splitlines()[-1].split("100%")[1].split("/s")[0].strip()
+    time_row = next(line for line in forced.stdout.splitlines() if line.startswith("time"))
+    assert f"({bar_rate} keys/s)" in time_row, (forced.stderr, time_row)
+
+
+def test_json_seconds_are_rounded_to_milliseconds(
+    cli: Run, sqlite_url: str, tmp_path: Path
+) -> None:
+    fill(sqlite_url, {f"k{i}": i for i in range(20)})
+    proc = cli("migrate", sqlite_url, f"sqlite:///{tmp_path / 'dst.db'}", "--json")
+    doc = load_json(proc)
+    assert doc["seconds"] > 0 and doc["seconds"] == round(doc["seconds"], 3)
+    assert '"seconds": ' + str(doc["seconds"]) in proc.stdout
 
 
 def test_dry_run_writes_nothing(cli: Run, sqlite_url: str, tmp_path: Path) -> None:
