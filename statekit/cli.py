@@ -22,7 +22,8 @@ __all__ = ["build_parser", "main"]
 _EPILOG = """\
 examples:
   statekit demo                                   # 1,000 simulated users on sqlite:///statekit-demo.db
-  statekit keys sqlite:///statekit-demo.db 'fsm:*'
+  statekit keys sqlite:///statekit-demo.db 'demo:profile:*' --limit 5
+  statekit get sqlite:///statekit-demo.db demo:profile:1000007
   statekit migrate sqlite:///bot.db redis://127.0.0.1:6379/0
   statekit session inspect my_account.session
   statekit bench redis://127.0.0.1:6379/0
