@@ -292,8 +292,10 @@ def run(args: argparse.Namespace) -> int:
         dst = MemoryStorage(namespace=dst.namespace)
     started = time.monotonic()
     progress = Progress("migrate", unit="keys", enabled=args.progress)
+    copying = False
 
     async def main() -> None:
+        nonlocal copying
         try:
             await src.start()
             await dst.start()
@@ -303,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
                 return  # nothing to write (a re-run of a finished migration ends here)
             # the bar's clock is the summary's: both rates are keys over the same seconds
             progress.start(summary.keys, started=started)
+            copying = True
             await migration.copy(progress)
         finally:
             try:
@@ -310,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
                 await dst.stop()
             finally:
                 summary.seconds = time.monotonic() - started
-                progress.close(now=started + summary.seconds)
+                if copying:  # no bar when nothing was to be copied or the command failed first
+                    progress.close(now=started + summary.seconds)
 
     try:
         run_async(main())

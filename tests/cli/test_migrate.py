@@ -221,6 +221,11 @@ def test_progress_bar_and_summary(cli: Run, sqlite_url: str, tmp_path: Path) -> 
     bar_rate = forced.stderr.strip().splitlines()[-1].split("100%")[1].split("/s")[0].strip()
     time_row = next(line for line in forced.stdout.splitlines() if line.startswith("time"))
     assert f"({bar_rate} keys/s)" in time_row, (forced.stderr, time_row)
+    # nothing left to copy, or a failure before the copy: no bar at all
+    again = cli("migrate", sqlite_url, f"sqlite:///{tmp_path / 'dst2.db'}", "--progress")
+    assert again.returncode == 0 and again.stderr == ""
+    failed = cli("migrate", sqlite_url, "mongodb://x", "--progress")
+    assert failed.returncode == 2 and "migrate [" not in failed.stderr
 
 
 def test_json_seconds_are_rounded_to_milliseconds(
