@@ -442,11 +442,11 @@ def run(args: argparse.Namespace) -> int:
         done = f"interrupted after {summary['completed']:,} conversations"
         if volatile:
             raise CLIError(f"{done}; the store was in memory and is gone: nothing to resume", 130)
-        raise CLIError(f"{done}; to resume, run: {resume_command(args)}", 130)
+        raise CLIError(f"{done}; to resume, run: {_resume_command(args)}", 130)
     return 0
 
 
-def resume_command(args: argparse.Namespace) -> str:
+def _resume_command(args: argparse.Namespace) -> str:
     """The ``statekit demo`` command that continues where ``args``' run stopped (its options
     without ``--fresh``, which would start over; a password in the URL masked)."""
     parts = ["statekit demo"]
