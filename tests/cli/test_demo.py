@@ -221,3 +221,19 @@ def test_redis_going_away_mid_run_is_reported_in_one_line(
     lines = err.strip().splitlines()
     assert all(line.startswith("statekit: ") for line in lines), err  # warnings: one line each
     assert lines[-1].startswith("statekit: error: Redis at ") and "unavailable" in lines[-1]
+
+
+def test_resume_command_drops_fresh_and_never_shows_a_password() -> None:
+    from statekit._cli.demo import _resume_command
+    from statekit.cli import build_parser
+
+    url = "redis://bot:hunter2secret@127.0.0.1:6379/0"
+    args = build_parser().parse_args(
+        ["demo", "--fresh", "--users", "50", "--url", url, "--concurrency", "7"]
+    )
+    command = _resume_command(args)
+    assert command.startswith("statekit demo --users 50 --url ")
+    assert command.endswith(" --concurrency 7")
+    assert "--fresh" not in command and "hunter2secret" not in command
+    defaults = build_parser().parse_args(["demo", "--fresh"])
+    assert _resume_command(defaults) == "statekit demo"  # the same store: sqlite:///statekit-demo.db
