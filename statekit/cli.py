@@ -9,20 +9,21 @@ failed, 2: bad usage, 130: interrupted); ``STATEKIT_DEBUG=1`` shows tracebacks i
 
 from __future__ import annotations
 
+# Only the standard library at import time: ``main`` catches Ctrl-C from its first line, so the
+# command modules (which import the storage drivers, the slow part) are imported inside it.
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
-
-from statekit._cli import bench, demo, keys, migrate, session
-from statekit._cli._common import CLIError, one_line, setup_logging
 
 __all__ = ["build_parser", "main"]
 
 _EPILOG = """\
 examples:
   statekit demo                                   # 1,000 simulated users on sqlite:///statekit-demo.db
-  statekit keys sqlite:///statekit-demo.db 'fsm:*'
+  statekit keys sqlite:///statekit-demo.db 'demo:profile:*' --limit 5
+  statekit get sqlite:///statekit-demo.db demo:profile:1000007
   statekit migrate sqlite:///bot.db redis://127.0.0.1:6379/0
   statekit session inspect my_account.session
   statekit bench redis://127.0.0.1:6379/0
@@ -33,6 +34,7 @@ Run 'statekit COMMAND --help' for the options and an example of each command."""
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     from statekit import __version__
+    from statekit._cli import bench, demo, keys, migrate, session
 
     parser = argparse.ArgumentParser(
         prog="statekit",
@@ -58,7 +60,26 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    Ctrl-C at any moment of the call (even while the command modules are being imported) ends
+    the command with one line on stderr and status 130, never a traceback; a second Ctrl-C while
+    that line is being written is ignored.
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return _interrupted()
+
+
+def _interrupted() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the process is ending: no second interrupt
+    return _fail("interrupted", 130)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from statekit._cli._common import CLIError, one_line, setup_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
@@ -70,9 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except CLIError as exc:
+        if exc.code == 130:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return _fail(one_line(exc), exc.code)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _interrupted()
     except BrokenPipeError:
         # the reader of our output went away (e.g. `statekit keys URL | head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)

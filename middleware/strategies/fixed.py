@@ -9,10 +9,11 @@ gives back what it counted (``increment(-cost)``, a second round trip only when 
 ``reset_after`` and ``retry_after`` come from a per-process memory of when each window ends
 (learnt from the hit that opened it, else from one ``get_ttl``), reckoned from the clock read
 after the storage replied: the storage started the window (or measured its TTL) no later than
-that, so the figures may err on the long side by a round trip, never on the short side, and a
-client that waits ``retry_after`` is not refused again by the same window. After a hit refused
-by another rate gave a window's count back to zero, that window may look as if it started later
-than it did: those two figures may then err on the long side too, never the decision.
+that, so the figures may err on the long side by a round trip (and by the 1 ms a store's TTL may
+run over), never on the short side, and a client that waits ``retry_after`` is not refused again
+by the same window. After a hit refused by another rate gave a window's count back to zero, that
+window may look as if it started later than it did: those two figures may then err on the long
+side too, never the decision.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from statekit import BaseStorage
 __all__ = ["FixedWindow"]
 
 _REFUND_GUARD = 0.01  # seconds: give-backs to a window ending sooner than this are skipped
+# Stores count TTLs in whole milliseconds and a key lives through its last one (Redis expires a
+# key when its clock is *past* the expiry millisecond): a window may end up to 1 ms after
+# "start + period", so the ends reckoned here carry that 1 ms.
+_TTL_RESOLUTION = 0.001
 
 
 class FixedWindow(Strategy):
@@ -92,7 +97,7 @@ class FixedWindow(Strategy):
         count = await self.storage.increment(name, cost, ttl=rate.period)
         now = self.clock()  # after the reply: a window this hit opened began before now
         if count <= cost:  # this hit opened the window
-            end = now + rate.period
+            end = now + rate.period + _TTL_RESOLUTION
             self._ends.put(name, end)
         else:
             known = self._ends.get(name)
@@ -115,7 +120,7 @@ class FixedWindow(Strategy):
         unknown = []
         for i, (name, base) in enumerate(zip(names, bases, strict=True)):
             if base == 0:
-                end = now + self.rates[i].period
+                end = now + self.rates[i].period + _TTL_RESOLUTION
                 self._ends.put(name, end)
             else:
                 known = self._ends.get(name)
@@ -129,7 +134,7 @@ class FixedWindow(Strategy):
             ttls = await asyncio.gather(*(self.storage.get_ttl(names[i]) for i in unknown))
             read = self.clock()  # after the replies: each TTL was measured before now
             for i, ttl in zip(unknown, ttls, strict=True):
-                ends[i] = read + (self.rates[i].period if ttl is None else ttl)
+                ends[i] = read + (self.rates[i].period if ttl is None else ttl) + _TTL_RESOLUTION
                 self._ends.put(names[i], ends[i])
         return ends
 
@@ -186,7 +191,7 @@ class FixedWindow(Strategy):
             count = found.get(name)
             bases.append(count if type(count) is int and count > 0 else 0)
             ttl = ttls.get(name)
-            ends.append(now + (ttl if ttl is not None else 0.0))
+            ends.append(now + (ttl + _TTL_RESOLUTION if ttl is not None else 0.0))
         allowed = all(b + 1 <= r.limit for b, r in zip(bases, self.rates, strict=True))
         return self._result(bases, ends, 0, 1, allowed, now)
 

@@ -52,16 +52,18 @@ class Progress:
     ) -> None:
         self.close()
 
-    def start(self, total: int | None) -> None:
-        """(Re)start the clock with ``total`` things to do."""
+    def start(self, total: int | None, *, started: float | None = None) -> None:
+        """(Re)start the count with ``total`` things to do; the clock starts at ``started``
+        (a ``time.monotonic()`` reading; default: now)."""
         self.total = total
         self.done = 0
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
 
     def advance(self, n: int = 1) -> None:
-        """Count ``n`` more done and redraw if it is time."""
+        """Count ``n`` more done and redraw if it is time (the final state is left to
+        ``close``, which draws it with the time the work ended)."""
         self.done += n
-        if self.enabled:
+        if self.enabled and (self.total is None or self.done < self.total):
             now = time.monotonic()
             if now - self._last_draw >= _INTERVAL:
                 self._last_draw = now
@@ -91,11 +93,12 @@ class Progress:
         self.stream.flush()
         self._drawn_done = self.done
 
-    def close(self) -> None:
-        """Draw the final state and end the line (if the bar is shown)."""
+    def close(self, now: float | None = None) -> None:
+        """Draw the final state as of ``now`` (a ``time.monotonic()`` reading; default: now) and
+        end the line (if the bar is shown)."""
         if self.enabled:
             if self._tty or self._drawn_done != self.done:
-                self._draw(time.monotonic())
+                self._draw(time.monotonic() if now is None else now)
             if self._tty:
                 self.stream.write("\n")
                 self.stream.flush()

@@ -34,6 +34,7 @@ from statekit._cli._common import (
     open_url,
     print_json,
     run_async,
+    sqlite_path,
 )
 from statekit._cli._progress import Progress
 from statekit.fsm import FSMContext, FSMRecord, State, StatesGroup, StorageKey
@@ -55,6 +56,8 @@ CONVERSATION_TTL = 24 * 3600
 CITIES = ("Lisbon", "Nairobi", "Osaka", "Lima", "Oslo", "Perth", "Quito", "Riga")
 
 _PROFILE = "demo:profile:"
+_DEFAULT_USERS = 1000
+_DEFAULT_CONCURRENCY = 100
 
 
 class Form(StatesGroup):
@@ -88,6 +91,7 @@ class Stats:
     users: int = 0
     already_completed: int = 0
     completed: int = 0
+    simulated: int = 0  # users whose walk through the form this run returned
     sent: int = 0
     handled: int = 0
     limited: int = 0
@@ -95,6 +99,7 @@ class Stats:
     notices: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    completed_total: int | None = None  # forms saved in the store at the end (None: not counted)
 
     def percentile(self, p: float) -> float:
         """The ``p``-th percentile of the handling latencies, in milliseconds (0 if none)."""
@@ -249,28 +254,31 @@ class _Simulation:
             await self.send_until_answered(user_id, answers["age"])
             state = Form.city.name
         await self.send_until_answered(user_id, answers["city"])
-        self.stats.completed += 1
+        self.stats.simulated += 1
 
 
 def _conversation_key(user_id: int) -> str:
     return StorageKey(bot_id=BOT_ID, chat_id=user_id, user_id=user_id).storage_key
 
 
-async def _pending(storage: BaseStorage, users: int) -> list[int]:
-    """Indexes of the users whose form is not finished: no saved profile, or a conversation
-    still open (a run interrupted between saving the profile and clearing the conversation)."""
+async def _pending(storage: BaseStorage, users: int) -> tuple[list[int], int]:
+    """Indexes of the users whose form is not finished (no saved profile, or a conversation still
+    open: a run interrupted between saving the profile and clearing the conversation), and how
+    many of the ``users`` have a saved profile (a completed form)."""
     todo: list[int] = []
+    saved = 0
     for start in range(0, users, 1000):
         indexes = range(start, min(users, start + 1000))
         profiles = await storage.get_many(f"{_PROFILE}{FIRST_USER + i}" for i in indexes)
         open_ = await storage.get_many(_conversation_key(FIRST_USER + i) for i in indexes)
+        saved += len(profiles)
         todo.extend(
             i
             for i in indexes
             if f"{_PROFILE}{FIRST_USER + i}" not in profiles
             or _conversation_key(FIRST_USER + i) in open_
         )
-    return todo
+    return todo, saved
 
 
 async def clear_demo(storage: BaseStorage) -> int:
@@ -293,15 +301,22 @@ async def _count(storage: BaseStorage, pattern: str) -> int:
 
 
 async def _run(
-    args: argparse.Namespace, storage: BaseStorage, stats: Stats, progress: Progress
-) -> dict[str, int]:
+    args: argparse.Namespace,
+    storage: BaseStorage,
+    stats: Stats,
+    progress: Progress,
+    keys: dict[str, int],
+) -> None:
+    """Simulate the pending users; fill ``stats`` and ``keys`` with what the store holds at the
+    end, also when interrupted (Ctrl-C cancels this coroutine: the count is taken, then the
+    cancellation goes on)."""
     await storage.start()
     try:
         if args.fresh:
             await clear_demo(storage)
-        todo = await _pending(storage, args.users)
+        todo, saved = await _pending(storage, args.users)
         stats.users = args.users
-        stats.already_completed = args.users - len(todo)
+        stats.already_completed = saved
         progress.start(len(todo))
         bot = DemoBot(storage, stats)
         sim = _Simulation(bot, stats)
@@ -320,11 +335,15 @@ async def _run(
                 )
         finally:
             stats.seconds = time.perf_counter() - started
-        return {
-            "profiles": await _count(storage, _PROFILE + "*"),
-            "conversations_in_progress": await _count(storage, "fsm:{" + str(BOT_ID) + ":*"),
-            "rate_limit_keys": await _count(storage, "demo:ratelimit:*"),
-        }
+            # count what is stored, not what the simulation saw finish: a form saved just before
+            # an interrupt is complete although its user's task was cancelled
+            stats.completed_total = (await _pending(storage, args.users))[1]
+            stats.completed = stats.completed_total - stats.already_completed
+            keys.update(
+                profiles=await _count(storage, _PROFILE + "*"),
+                conversations_in_progress=await _count(storage, "fsm:{" + str(BOT_ID) + ":*"),
+                rate_limit_keys=await _count(storage, "demo:ratelimit:*"),
+            )
     finally:
         await storage.stop()
 
@@ -349,13 +368,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--url", default=DEFAULT_URL, help=f"storage URL (default: {DEFAULT_URL})")
-    p.add_argument("--users", type=int, default=1000, help="simulated users (default: 1000)")
+    p.add_argument(
+        "--users",
+        type=int,
+        default=_DEFAULT_USERS,
+        help=f"simulated users (default: {_DEFAULT_USERS})",
+    )
     p.add_argument(
         "--concurrency",
         type=int,
-        default=100,
+        default=_DEFAULT_CONCURRENCY,
         metavar="N",
-        help="users talking to the bot at the same time (default: 100)",
+        help=f"users talking to the bot at the same time (default: {_DEFAULT_CONCURRENCY})",
     )
     p.add_argument("--fresh", action="store_true", help="delete the demo's data first")
     add_progress(p)
@@ -366,12 +390,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _summary(
     args: argparse.Namespace, where: str, stats: Stats, keys: dict[str, int], interrupted: bool
 ) -> dict[str, Any]:
-    total_done = stats.already_completed + stats.completed
+    completed, total_done = stats.completed, stats.completed_total
+    if total_done is None:  # interrupted again before the store could be counted
+        completed = stats.simulated
+        total_done = stats.already_completed + completed
     return {
         "url": where,
         "interrupted": interrupted,
         "users": stats.users,
-        "completed": stats.completed,
+        "completed": completed,
         "already_completed": stats.already_completed,
         "completed_total": total_done,
         "updates_sent": stats.sent,
@@ -402,24 +429,40 @@ def run(args: argparse.Namespace) -> int:
     keys: dict[str, int] = {}
     interrupted = False
     try:
-        keys = run_async(_run(args, storage, stats, progress))
+        run_async(_run(args, storage, stats, progress, keys))
     except KeyboardInterrupt:
         interrupted = True
     summary = _summary(args, where, stats, keys, interrupted)
+    volatile = sqlite_path(storage) is None and storage.backend_name in ("memory", "sqlite")
     if args.json:
         print_json(summary)
     else:
-        _print_summary(args, summary)
+        _print_summary(args, summary, volatile)
     if interrupted:
-        raise CLIError(
-            f"interrupted after {stats.completed:,} conversations; run the same command again "
-            "to resume",
-            130,
-        )
+        done = f"interrupted after {summary['completed']:,} conversations"
+        if volatile:
+            raise CLIError(f"{done}; the store was in memory and is gone: nothing to resume", 130)
+        raise CLIError(f"{done}; to resume, run: {_resume_command(args)}", 130)
     return 0
 
 
-def _print_summary(args: argparse.Namespace, s: dict[str, Any]) -> None:
+def _resume_command(args: argparse.Namespace) -> str:
+    """The ``statekit demo`` command that continues where ``args``' run stopped (its options
+    without ``--fresh``, which would start over; a password in the URL masked)."""
+    parts = ["statekit demo"]
+    if args.users != _DEFAULT_USERS:
+        parts.append(f"--users {args.users}")
+    if args.url != DEFAULT_URL:
+        parts.append(f"--url {_quote(mask_url(args.url))}")
+    if args.concurrency != _DEFAULT_CONCURRENCY:
+        parts.append(f"--concurrency {args.concurrency}")
+    if args.json:
+        parts.append("--json")
+    return " ".join(parts)
+
+
+def _print_summary(args: argparse.Namespace, s: dict[str, Any], volatile: bool) -> None:
+    """The summary as text; ``volatile``: the store lives in this process only."""
     lat = s["latency_ms"]
     rows = [
         (
@@ -454,7 +497,16 @@ def _print_summary(args: argparse.Namespace, s: dict[str, Any]) -> None:
             f"\nAll {s['users']:,} forms were already complete in this store; "
             "add --fresh to start over (or --users to add users)."
         )
-    print(f"\nLook inside: statekit keys {_quote(mask_url(args.url))} 'demo:profile:*' --limit 5")
+    if volatile:
+        print(
+            f"\nThe store was in this process's memory ({mask_url(args.url)}): it is gone now "
+            "that the command has ended. Keep the data with --url sqlite:///demo.db (or a "
+            "redis:// URL) to look inside it."
+        )
+        return
+    url = _quote(mask_url(args.url))
+    print(f"\nLook inside: statekit keys {url} 'demo:profile:*' --limit 5")
+    print(f"             statekit get {url} {_PROFILE}{FIRST_USER}")
 
 
 def _quote(text: str) -> str:

@@ -33,7 +33,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="List the live keys of one namespace of a store that match a glob, sorted. "
         "Phone numbers in MTProto session index keys are hidden unless --show-secrets. " + _URLS,
         epilog="examples:\n"
-        "  statekit keys sqlite:///statekit-demo.db 'fsm:*'\n"
+        "  statekit keys sqlite:///statekit-demo.db 'demo:profile:*' --limit 5\n"
         "  statekit keys 'redis://127.0.0.1:6379/0?namespace=mybot' --json --limit 100",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -61,7 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Print the value stored under KEY and its remaining time to live. "
         "A key that does not exist is an error (exit status 1). " + _URLS,
         epilog="examples:\n"
-        "  statekit get sqlite:///statekit-demo.db 'demo:profile:7'\n"
+        "  statekit get sqlite:///statekit-demo.db demo:profile:1000007\n"
         "  statekit get 'redis://127.0.0.1:6379/0?namespace=mybot' user:1 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

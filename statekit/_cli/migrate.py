@@ -175,10 +175,12 @@ class _Migration:
             async for batch in _batches(self.src, self.summary.pattern, self.args.batch_size):
                 plan = await self._prepare(batch)
                 if writing is not None:
-                    await writing
+                    # shielded: Ctrl-C (a cancellation) must not tear the batch being written,
+                    # so that the count of copied keys is what the destination holds
+                    await asyncio.shield(writing)
                 writing = asyncio.ensure_future(self._write(plan, progress))
             if writing is not None:
-                await writing
+                await asyncio.shield(writing)
         finally:
             if writing is not None and not writing.done():
                 await asyncio.wait([writing])  # a batch being written is finished, never torn
@@ -293,8 +295,10 @@ def run(args: argparse.Namespace) -> int:
         dst = MemoryStorage(namespace=dst.namespace)
     started = time.monotonic()
     progress = Progress("migrate", unit="keys", enabled=args.progress)
+    copying = False
 
     async def main() -> None:
+        nonlocal copying
         try:
             await src.start()
             await dst.start()
@@ -302,12 +306,18 @@ def run(args: argparse.Namespace) -> int:
             await migration.check()
             if args.dry_run or summary.unchanged == summary.keys:
                 return  # nothing to write (a re-run of a finished migration ends here)
-            progress.start(summary.keys)
-            with progress:
-                await migration.copy(progress)
+            # the bar's clock is the summary's: both rates are keys over the same seconds
+            progress.start(summary.keys, started=started)
+            copying = True
+            await migration.copy(progress)
         finally:
-            await src.stop()
-            await dst.stop()
+            try:
+                await src.stop()
+                await dst.stop()
+            finally:
+                summary.seconds = time.monotonic() - started
+                if copying:  # no bar when nothing was to be copied or the command failed first
+                    progress.close(now=started + summary.seconds)
 
     try:
         run_async(main())
@@ -317,9 +327,9 @@ def run(args: argparse.Namespace) -> int:
             "copy the rest (keys already copied are skipped)",
             130,
         ) from None
-    summary.seconds = time.monotonic() - started
     if args.json:
-        print_json({**asdict(summary), "keys_per_s": round(summary.keys_per_s, 1)})
+        document = {**asdict(summary), "seconds": round(summary.seconds, 3)}
+        print_json({**document, "keys_per_s": round(summary.keys_per_s, 1)})
         return 0
     rows = [
         ("source", summary.source),

@@ -374,9 +374,14 @@ def run_convert(args: argparse.Namespace) -> int:
     carried = ""
     if kind == "file" or name == "statekit":
         states = 0 if name == "pyrogram" else len(snap.update_states)
-        carried = f" ({len(snap.peers):,} peers, {states:,} update states)"
+        carried = f" ({_count(len(snap.peers), 'peer')}, {_count(states, 'update state')})"
     sys.stderr.write(f"statekit: wrote {args.to} to {args.output}{carried}\n")
     return 0
+
+
+def _count(n: int, thing: str) -> str:
+    """``1 peer``, ``2 peers``, ``1,000 peers``."""
+    return f"{n:,} {thing}" + ("" if n == 1 else "s")
 
 
 def _with_hint(message: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 import subprocess
 import time
@@ -101,7 +102,7 @@ def test_interrupted_demo_resumes_half_filled_forms(cli: Run, tmp_path: Path) ->
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     users = 3000
     proc = subprocess.Popen(
-        statekit_cmd("demo", "--users", str(users), "--url", url, "--json"),
+        statekit_cmd("demo", "--users", str(users), "--url", url, "--fresh", "--json"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -115,19 +116,51 @@ def test_interrupted_demo_resumes_half_filled_forms(cli: Run, tmp_path: Path) ->
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("statekit: error: interrupted after")
+    last = err.strip().splitlines()[-1]
     first = load_json(subprocess.CompletedProcess([], 0, out, ""))
     assert first["interrupted"] is True and 0 < first["completed"] < users
+    # the counts are what the store holds: every saved profile is a completed form
+    assert first["completed_total"] == first["completed"] == first["keys"]["profiles"]
+    assert last.startswith(f"statekit: error: interrupted after {first['completed']:,} ")
+    # the error says the command that resumes: the same options, without --fresh
+    resume = last.split("to resume, run: ", 1)[1]
+    assert resume == f"statekit demo --users {users} --url {url} --json"
     in_progress = _conversations(url)
     assert in_progress > 0  # interrupted half-way through some forms
-    second = load_json(cli("demo", "--users", str(users), "--url", url, "--json"))
-    # a form saved just before the interrupt may not have been counted by the first run
-    assert first["completed"] <= second["already_completed"] <= first["completed"] + 100
+    second = load_json(cli(*shlex.split(resume)[1:]))
+    assert second["already_completed"] == first["completed_total"]
+    assert second["completed"] == users - first["completed_total"]
     assert second["completed_total"] == users
     assert second["keys"]["profiles"] == users
     assert second["keys"]["conversations_in_progress"] == 0
     # the resumed users continued from their stored step: fewer /start messages than users
     assert second["updates_handled"] < 4 * (users - first["completed"]) + 8 * (users // 10)
+
+
+def test_memory_store_is_said_to_be_gone_at_exit(cli: Run) -> None:
+    proc = cli("demo", "--users", "5", "--url", "memory://")
+    assert proc.returncode == 0, proc.stderr
+    assert "gone now that the command has ended" in proc.stdout
+    assert "statekit keys memory://" not in proc.stdout  # it could only print nothing
+
+
+def test_help_examples_work_on_the_demos_data(cli: Run, tmp_path: Path) -> None:
+    """Every example in a --help that looks into the demo's store prints something after a
+    finished demo (default users and URL ids: demo:profile:1000000 ...)."""
+    assert cli("demo", "--users", "10").returncode == 0
+    examples = []
+    for command in ([], ["keys"], ["get"], ["demo"], ["migrate"], ["bench"]):
+        text = cli(*command, "--help").stdout
+        for line in text.splitlines():
+            if not line.strip().startswith("statekit ") or "statekit-demo.db" not in line:
+                continue
+            words = shlex.split(line.split("#", 1)[0])
+            if words[1] in ("keys", "get"):
+                examples.append(words[1:])
+    assert len(examples) >= 3, examples
+    for args in examples:
+        proc = cli(*args)
+        assert proc.returncode == 0 and proc.stdout.strip(), (args, proc.stdout, proc.stderr)
 
 
 def _has_profiles(url: str) -> bool:
@@ -188,3 +221,19 @@ def test_redis_going_away_mid_run_is_reported_in_one_line(
     lines = err.strip().splitlines()
     assert all(line.startswith("statekit: ") for line in lines), err  # warnings: one line each
     assert lines[-1].startswith("statekit: error: Redis at ") and "unavailable" in lines[-1]
+
+
+def test_resume_command_drops_fresh_and_never_shows_a_password() -> None:
+    from statekit._cli.demo import _resume_command
+    from statekit.cli import build_parser
+
+    url = "redis://bot:hunter2secret@127.0.0.1:6379/0"
+    args = build_parser().parse_args(
+        ["demo", "--fresh", "--users", "50", "--url", url, "--concurrency", "7"]
+    )
+    command = _resume_command(args)
+    assert command.startswith("statekit demo --users 50 --url ")
+    assert command.endswith(" --concurrency 7")
+    assert "--fresh" not in command and "hunter2secret" not in command
+    defaults = build_parser().parse_args(["demo", "--fresh"])
+    assert _resume_command(defaults) == "statekit demo"  # the same store: sqlite:///statekit-demo.db

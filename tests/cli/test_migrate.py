@@ -32,20 +32,23 @@ def _source(url: str) -> None:
 
 
 def _assert_same_store(src: str, dst: str) -> None:
-    """Same keys and values; TTLs (read side by side, key by key) within a second."""
+    """Same keys and values; TTLs (read side by side, key by key) within a second of each other
+    plus the time the two reads took."""
 
     async def main() -> None:
         async with open_storage(src) as a, open_storage(dst) as b:
             keys = await a.list_keys()
             assert sorted(keys) == sorted(await b.list_keys())
             for key in keys:
+                started = time.monotonic()
                 ttl, other_ttl = await a.get_ttl(key), await b.get_ttl(key)
+                read = time.monotonic() - started  # the two TTLs are this far apart in time
                 value, other_value = await a.get_state(key), await b.get_state(key)
                 assert other_value == value and type(other_value) is type(value), key
                 if ttl is None:
                     assert other_ttl is None, key
                 else:
-                    assert other_ttl is not None and abs(other_ttl - ttl) < 1.0, (
+                    assert other_ttl is not None and abs(other_ttl - ttl) < 1.0 + read, (
                         key,
                         ttl,
                         other_ttl,
@@ -195,23 +198,34 @@ def test_killed_migrate_is_completed_by_a_rerun(
     _assert_same_store(sqlite_url, redis_url)
 
 
-def test_interrupt_says_how_to_resume(tmp_path: Path, sqlite_url: str) -> None:
+def test_interrupt_says_how_to_resume(cli: Run, tmp_path: Path, sqlite_url: str) -> None:
     fill(sqlite_url, {f"user:{i}": i for i in range(400)})
     dst = f"sqlite:///{tmp_path / 'dst.db'}"
     proc = subprocess.Popen(
-        statekit_cmd("migrate", sqlite_url, dst, "--batch-size", "10"),
+        statekit_cmd("migrate", sqlite_url, dst, "--batch-size", "10", "--progress"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "_STATEKIT_TEST_BATCH_DELAY": "0.05"},
         cwd=tmp_path,
     )
-    time.sleep(1.5)
+    assert proc.stderr is not None
+    # Ctrl-C once the copy runs (its first progress line): 40 batches of >= 50 ms are left, so
+    # the interrupt lands mid-copy however slowly the command started
+    first = proc.stderr.readline()
+    assert first.startswith("migrate ["), first
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130
+    _, rest = proc.communicate(timeout=60)
+    err = first + rest
+    assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("statekit: error: interrupted after copying")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("statekit: error: interrupted after copying"), last
+    copied = int(last.split("copying ")[1].split(" keys")[0].replace(",", ""))
+    assert 0 < copied < 400
+    # what it said was copied is what the destination holds, and a re-run copies the rest
+    assert len(dump(dst)) == copied
+    assert load_json(cli("migrate", sqlite_url, dst, "--json"))["copied"] == 400 - copied
 
 
 def test_progress_bar_and_summary(cli: Run, sqlite_url: str, tmp_path: Path) -> None:
@@ -223,6 +237,25 @@ def test_progress_bar_and_summary(cli: Run, sqlite_url: str, tmp_path: Path) -> 
     forced = cli("migrate", sqlite_url, f"sqlite:///{tmp_path / 'dst2.db'}", "--progress")
     assert forced.returncode == 0
     assert "50/50 keys" in forced.stderr and "100%" in forced.stderr
+    # the bar's last rate and the summary's are one figure (keys over the same seconds)
+    bar_rate = forced.stderr.strip().splitlines()[-1].split("100%")[1].split("/s")[0].strip()
+    time_row = next(line for line in forced.stdout.splitlines() if line.startswith("time"))
+    assert f"({bar_rate} keys/s)" in time_row, (forced.stderr, time_row)
+    # nothing left to copy, or a failure before the copy: no bar at all
+    again = cli("migrate", sqlite_url, f"sqlite:///{tmp_path / 'dst2.db'}", "--progress")
+    assert again.returncode == 0 and again.stderr == ""
+    failed = cli("migrate", sqlite_url, "mongodb://x", "--progress")
+    assert failed.returncode == 2 and "migrate [" not in failed.stderr
+
+
+def test_json_seconds_are_rounded_to_milliseconds(
+    cli: Run, sqlite_url: str, tmp_path: Path
+) -> None:
+    fill(sqlite_url, {f"k{i}": i for i in range(20)})
+    proc = cli("migrate", sqlite_url, f"sqlite:///{tmp_path / 'dst.db'}", "--json")
+    doc = load_json(proc)
+    assert doc["seconds"] > 0 and doc["seconds"] == round(doc["seconds"], 3)
+    assert '"seconds": ' + str(doc["seconds"]) in proc.stdout
 
 
 def test_dry_run_writes_nothing(cli: Run, sqlite_url: str, tmp_path: Path) -> None:
@@ -238,22 +271,24 @@ def test_dry_run_writes_nothing(cli: Run, sqlite_url: str, tmp_path: Path) -> No
 def test_keys_expiring_during_the_copy_are_not_resurrected(
     cli: Run, sqlite_url: str, tmp_path: Path
 ) -> None:
-    fill(sqlite_url, {f"k{i}": i for i in range(200)}, ttl=1.0)
-    dst = f"sqlite:///{tmp_path / 'dst.db'}"
-    proc = cli(
-        "migrate",
-        sqlite_url,
-        dst,
-        "--batch-size",
-        "10",
-        "--json",
-        env={"_STATEKIT_TEST_BATCH_DELAY": "0.1"},
-    )
-    doc = load_json(proc)
-    assert doc["expired"] > 0
-    assert doc["copied"] + doc["expired"] == doc["keys"] == 200
-    for key, (_, ttl) in dump(dst).items():
-        assert ttl is not None and ttl <= 1.0, key
+    """200 keys expire while the copy (20 batches, slowed down to outlast their TTL) runs: each is
+    either copied with the time it had left or counted as expired, never copied for good. If the
+    machine was so slow that every key expired before the command even listed them, the run
+    proves nothing and is made again with a longer TTL."""
+    for attempt, ttl in enumerate((1.5, 4.5)):
+        fill(sqlite_url, {f"k{i}": i for i in range(200)}, ttl=ttl)
+        dst = f"sqlite:///{tmp_path / f'dst{attempt}.db'}"
+        delay = str(ttl / 15)  # 20 batches take at least 4/3 of the TTL
+        env = {"_STATEKIT_TEST_BATCH_DELAY": delay}
+        doc = load_json(cli("migrate", sqlite_url, dst, "--batch-size", "10", "--json", env=env))
+        assert doc["copied"] + doc["expired"] == doc["keys"] <= 200
+        if doc["keys"]:
+            break
+    else:
+        raise AssertionError("every key expired before migrate listed them, twice")
+    assert doc["expired"] > 0  # the last batches were read after the keys' end
+    for key, (_, left) in dump(dst).items():
+        assert left is not None and left <= ttl, key  # copied with what it had left
 
 
 def test_migrate_into_redis_cluster_and_list_its_keys(

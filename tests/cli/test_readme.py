@@ -27,7 +27,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = [
     "python3 -m venv .venv && . .venv/bin/activate && pip install . && statekit demo",
-    "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[dev]' && python -m pytest",
+    "python3 -m venv .venv-test && . .venv-test/bin/activate "
+    "&& pip install -c .ci/constraints.txt -e '.[dev]' && python -m pytest",
 ]
 
 
@@ -44,7 +45,8 @@ def test_readme_setup_block_is_unchanged() -> None:
 
 def _copy_project(dest: Path, *, with_tests: bool) -> None:
     dest.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", ".ci/constraints.txt"):
+        (dest / name).parent.mkdir(exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
     for pkg in ("statekit", "middleware") + (("tests", "examples") if with_tests else ()):
@@ -154,3 +156,33 @@ def test_documented_links_exist() -> None:
             path = (base / target).resolve()
             rel = path.relative_to(ROOT).as_posix()
             assert path.exists() or rel in pending, f"{doc} links to missing {target}"
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    """``.ci/run``'s blocking test run is the README's second command: the same install (pinned by
+    ``.ci/constraints.txt``) and the same pytest command."""
+    install, test = SETUP[1].split(" && ")[2:]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert install.replace("pip install", "python -m pip install -q", 1).replace(
+        ".ci/constraints.txt", '"$constraints"'
+    ) in ci
+    assert f"\n{test}\n" in ci
+
+
+def test_checkers_are_pinned_exactly_and_constraints_agree() -> None:
+    """A new release of mypy or ruff cannot fail CI: pyproject pins them exactly, and every pin
+    of pyproject is the version in .ci/constraints.txt (the blocking run's versions)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = dict(
+        line.split("==", 1)
+        for line in (ROOT / ".ci" / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    dev = project["optional-dependencies"]["dev"]
+    for tool in ("mypy", "ruff"):
+        assert f"{tool}=={pins[tool]}" in dev, (tool, dev)
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+        assert "<" in requirement, f"{requirement}: no upper bound"
+        assert name.lower() in {k.lower() for k in pins}, f"{name} missing from constraints"

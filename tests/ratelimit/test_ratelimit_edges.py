@@ -10,6 +10,7 @@ timing always holds, so those backends always assert on the first try.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -164,47 +165,93 @@ async def test_fixed_window_starts_at_first_hit_and_allows_its_documented_edge_b
     await scene.retry(opened)
 
 
+@pytest.mark.parametrize("strategy", ["fixed", "sliding", "gcra"])
 async def test_refused_hit_reports_when_to_retry(
-    make_limiter: Callable[..., RateLimiter], clock: Any, real_time: bool
+    make_limiter: Callable[..., RateLimiter], timing: Callable[[str], Any], strategy: str
 ) -> None:
-    period = 0.3 if real_time else 10.0
-    for strategy in ("fixed", "sliding", "gcra"):
-        limiter = make_limiter(Rate(5, period), strategy=strategy)
-        results = [await limiter.hit("u") for _ in range(5)]
-        assert [r.remaining for r in results] == [4, 3, 2, 1, 0]
-        assert all(r.allowed and r.retry_after == 0 for r in results)
-        refused = await limiter.hit("u")
-        assert not refused.allowed and refused.remaining == 0
-        assert 0 < refused.retry_after <= 2 * period
-        assert 0 < refused.reset_after <= 2 * period
-        await clock.advance(refused.retry_after + 0.05)
-        assert (await limiter.hit("u")).allowed, strategy
-
+    time_ = timing(strategy)
+    period = 0.3 if time_.real else 10.0
+    limiter = make_limiter(Rate(5, period), strategy=strategy, **time_.options)
+    for key in ("u1", "u2", "u3"):
+        started = time_.now()
+        results = [await limiter.hit(key) for _ in range(5)]
+        refused = await limiter.hit(key)
+        if time_.now() - started < period:  # else a stall outlasted the window: again
+            break
+    else:
+        raise AssertionError("the machine stalled through three tries; timing never held")
+    assert [r.remaining for r in results] == [4, 3, 2, 1, 0]
+    assert all(r.allowed and r.retry_after == 0 for r in results)
+    assert not refused.allowed and refused.remaining == 0
+    assert 0 < refused.retry_after <= 2 * period
+    assert 0 < refused.reset_after <= 2 * period
+    await time_.advance(refused.retry_after + 0.05)
+    assert (await limiter.hit(key)).allowed
 
 
 async def test_waiting_retry_after_is_enough_when_the_store_starts_the_window_late(
     storage: BaseStorage,
     make_limiter: Callable[..., RateLimiter],
     clock: Any,
-    real_time: bool,
+    fake_clock: FakeClock | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The fixed window starts when the store applies the first hit, which may be well after the
     limiter read its clock (a busy event loop, a slow network): the ``retry_after`` it reports
     must still not be short, or a client that waits exactly that long is refused again."""
-    period, lag = (0.5, 0.15) if real_time else (10.0, 1.0)
+    scene = Scene(clock, fake_clock)
+    period, lag = (scene.period, 1.0) if fake_clock is not None else (0.5, 0.15)
     limiter = make_limiter(Rate(2, period), strategy="fixed")
     punctual = storage.increment
 
-    async def late(key: str, amount: int = 1, **options: Any) -> int:
-        monkeypatch.setattr(storage, "increment", punctual)  # only the window's first hit is late
-        await clock.advance(lag)
-        return await punctual(key, amount, **options)
+    async def scenario(key: str) -> bool:
+        async def late(name: str, amount: int = 1, **options: Any) -> int:
+            monkeypatch.setattr(storage, "increment", punctual)  # only the first hit is late
+            await clock.advance(lag)
+            return await punctual(name, amount, **options)
 
-    monkeypatch.setattr(storage, "increment", late)
-    assert (await limiter.hit("u")).allowed
-    assert (await limiter.hit("u")).allowed
-    refused = await limiter.hit("u")
-    assert not refused.allowed
-    await clock.advance(refused.retry_after)
-    assert (await limiter.hit("u")).allowed
+        monkeypatch.setattr(storage, "increment", late)
+        started = scene.now()
+        assert (await limiter.hit(key)).allowed
+        assert (await limiter.hit(key)).allowed
+        refused = await limiter.hit(key)
+        if scene.now() - started >= period:  # a stall outlasted the window: not this test
+            return False
+        assert not refused.allowed
+        await clock.advance(refused.retry_after)
+        assert (await limiter.hit(key)).allowed
+        return True
+
+    await scene.retry(scenario)
+
+
+@pytest.mark.parametrize("strategy", ["fixed", "sliding", "gcra"])
+async def test_waiting_exactly_retry_after_is_enough(
+    make_limiter: Callable[..., RateLimiter], timing: Callable[[str], Any], strategy: str
+) -> None:
+    """A client that waits ``retry_after`` (and not a millisecond more) is let through, also on
+    Redis, whose keys live through the millisecond they expire in. On real time (a fixed window
+    on Redis) the wait is measured from when the result came back, so it is never shorter than
+    asked; a round in which a stall let the window lapse before the second hit proves nothing and
+    is not counted. The 10 µs added to each wait: limiters reckon in whole microseconds."""
+    time_ = timing(strategy)
+    period = 0.1 if time_.real else 10.0
+    limiter = make_limiter(Rate(1, period), strategy=strategy, **time_.options)
+    proved = 0
+    for round_ in range(20 if time_.real else 3):
+        key = f"exact{round_}"
+        started = time_.now()
+        assert (await limiter.hit(key)).allowed
+        refused = await limiter.hit(key)
+        if time_.now() - started >= period:
+            continue  # the first hit's window may have lapsed: not this test
+        assert not refused.allowed and refused.retry_after > 0
+        if time_.real:
+            until = time.time() + refused.retry_after + 1e-5
+            while time.time() < until:
+                await asyncio.sleep(0)
+        else:
+            await time_.advance(refused.retry_after + 1e-5)
+        assert (await limiter.hit(key)).allowed, (round_, refused)
+        proved += 1
+    assert proved >= (5 if time_.real else 3), "the machine stalled through most rounds"

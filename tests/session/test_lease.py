@@ -58,13 +58,15 @@ async def test_release_deletes_only_our_own_lease(storage: BaseStorage) -> None:
 async def test_a_lease_that_is_not_renewed_lapses_and_can_be_taken(
     storage: BaseStorage, clock: Any
 ) -> None:
-    dead = SessionStore(storage, "bot", lease_ttl=0.4)
+    # 1 s: on real time (Redis) a stall of the machine well under a second cannot let it lapse
+    # before the second open below
+    dead = SessionStore(storage, "bot", lease_ttl=1.0)
     await dead.open()
     assert dead.lease is not None and dead.lease._task is not None
     dead.lease._task.cancel()  # the holder "dies": nothing renews its lease any more
     with pytest.raises(SessionLockedError):
-        await SessionStore(storage, "bot", lease_ttl=0.4).open()
-    await clock.advance(0.6)
+        await SessionStore(storage, "bot", lease_ttl=1.0).open()
+    await clock.advance(1.2)
     heir = SessionStore(storage, "bot", lease_ttl=5)
     await heir.open()
     # the old holder notices on its next renewal: its writes are refused from then on
@@ -76,13 +78,18 @@ async def test_a_lease_that_is_not_renewed_lapses_and_can_be_taken(
 
 
 async def test_a_renewed_lease_outlives_its_ttl(storage: BaseStorage, clock: Any) -> None:
-    holder = SessionStore(storage, "bot", lease_ttl=0.3)
+    # on real time (Redis) the lease is 1.2 s, renewed every 0.4 s, so that a stall of the machine
+    # shorter than 0.8 s does not let it lapse; on a fake clock storage time moves by 0.1 s while
+    # the renewing task (every 0.1 s of real time) gets 0.12 s
+    ttl = 1.2 if clock.fake is None else 0.3
+    holder = SessionStore(storage, "bot", lease_ttl=ttl)
     await holder.open()
-    for _ in range(6):  # 0.6 s of storage time, renewed every 0.1 s
-        await clock.advance(0.1)
-        await asyncio.sleep(0.12)
+    for _ in range(6):  # twice the TTL of storage time
+        await clock.advance(ttl / 3)
+        if clock.fake is not None:
+            await asyncio.sleep(0.12)
     with pytest.raises(SessionLockedError):
-        await SessionStore(storage, "bot", lease_ttl=0.3).open()
+        await SessionStore(storage, "bot", lease_ttl=ttl).open()
     assert holder.lease is not None and holder.lease.held
     await holder.close()
 
@@ -107,13 +114,13 @@ async def test_a_retaken_lease_drops_what_the_store_cached(
     make_storage: Callable[..., BaseStorage], clock: Any
 ) -> None:
     storage = make_storage()
-    store = SessionStore(storage, "bot", lease_ttl=0.4)
+    store = SessionStore(storage, "bot", lease_ttl=1.0)  # 1 s: see the test above
     await store.open()
     await store.save(SessionData(dc_id=2, auth_key=KEY))
     assert (await store.load()).dc_id == 2  # type: ignore[union-attr]
     assert store.lease is not None and store.lease._task is not None
     store.lease._task.cancel()
-    await clock.advance(0.6)
+    await clock.advance(1.2)
     # meanwhile another process takes the session, changes it, and leaves
     other = SessionStore(storage, "bot", lease_ttl=5)
     await other.open()
@@ -147,6 +154,8 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def _child(url: str, mode: str, wait: float = 0.0) -> subprocess.Popen[str]:
     return subprocess.Popen(
+        # a 3 s lease, renewed every second: after the holder is killed it lives on for at least
+        # 2 s, longer than the next child takes to start even on a busy machine
         [sys.executable, str(CHILD), url, "bot", "3.0", mode, str(wait)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -179,7 +188,7 @@ def test_second_process_fails_fast_and_a_third_gets_in_after_the_first_is_killed
         assert third.returncode == 0, out + err
         assert out.startswith("OPENED ")
         assert float(out.split()[1]) > 0.2  # it had to wait: the lease was not released...
-        assert time.monotonic() - killed < 15  # ...it lapsed by itself (3 s ttl, longer than a child's start-up)
+        assert time.monotonic() - killed < 15  # ...it lapsed by itself (3 s ttl)
     finally:
         if first.poll() is None:
             first.kill()
