@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import quote as quote_url
 
 import asyncpg
 
@@ -173,38 +174,45 @@ class PostgresStorage(FastPathStorage):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStorage:
         """A storage for a ``postgresql://`` or ``postgres://`` URL; ``options`` override the URL's
-        query parameters. Raises ``ValueError`` (password masked) for another scheme, a bad port,
-        a bad parameter value, or unknown parameters (named)."""
-        from statekit.storage.url import mask_url
+        query parameters. The password may hold a raw ``/``, ``@`` or ``:`` (``?`` and ``#``
+        must be percent-encoded). Raises ``ValueError`` naming the problem, never quoting the
+        URL, for another scheme, a bad port, a bad parameter value, or unknown parameters."""
+        from statekit.storage.url import StorageURL, url_error
 
-        try:
-            parts = urlsplit(url) if isinstance(url, str) else None
-        except ValueError as exc:
-            raise ValueError(f"cannot open {mask_url(url)!r}: {exc}") from None
-        if parts is None or parts.scheme.lower() not in ("postgresql", "postgres"):
-            shown = mask_url(url) if isinstance(url, str) else repr(url)
-            raise ValueError(f"not a postgresql:// or postgres:// URL: {shown!r}")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"cannot open {mask_url(url)!r}: the port is not a number") from None
+        parsed = StorageURL.parse(url)
+        scheme = parsed.scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise url_error(scheme, "not a postgresql:// or postgres:// URL")
+        if parsed.host.startswith("[") and "]" not in parsed.host:
+            raise url_error(scheme, "an IPv6 host is missing its closing ']'")
+        port = parsed.host.rpartition("]")[2]
+        port = port.rpartition(":")[2] if ":" in port else ""
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise url_error(scheme, "the port is not a number from 1 to 65535")
         params: dict[str, Any] = {}
         driver: list[tuple[str, str]] = []
         unknown: list[str] = []
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        for name, value in parsed.params:
             if name in _OWN_PARAMS:
-                params[name] = _convert(url, name, value)
+                params[name] = _convert(scheme, name, value)
             elif name in _DRIVER_PARAMS:
                 driver.append((name, value))
             else:
                 unknown.append(name)
         if unknown:
-            raise ValueError(
-                f"cannot open {mask_url(url)!r}: unknown parameters {sorted(set(unknown))}; "
-                f"accepted: {', '.join(_OWN_PARAMS + _DRIVER_PARAMS)}"
+            raise url_error(
+                scheme,
+                f"unknown parameters {sorted(set(unknown))}; accepted: "
+                + ", ".join(_OWN_PARAMS + _DRIVER_PARAMS),
             )
-        query = urlencode(driver)
-        dsn = parts._replace(scheme="postgresql", query=query).geturl()
+        user = ""
+        if parsed.userinfo is not None:
+            user = quote_url(parsed.username or "", safe="")
+            if parsed.password is not None:
+                user += ":" + quote_url(parsed.password, safe="")
+            user += "@"
+        query = f"?{urlencode(driver)}" if driver else ""
+        dsn = f"postgresql://{user}{parsed.host}{parsed.path}{query}"
         params.update(options)
         return cls(dsn, **params)
 
@@ -675,8 +683,8 @@ def _where_of(dsn: str) -> str:
     return f"postgresql://{host}:{port}/{database}{user}"
 
 
-def _convert(url: str, name: str, value: str) -> Any:
-    from statekit.storage.url import mask_url
+def _convert(scheme: str, name: str, value: str) -> Any:
+    from statekit.storage.url import url_error
 
     try:
         if name in ("namespace", "table"):
@@ -687,5 +695,6 @@ def _convert(url: str, name: str, value: str) -> Any:
             return int(value)
         return float(value)
     except ValueError:
-        raise ValueError(f"cannot open {mask_url(url)!r}: bad value {value!r} for {name}") from None
+        kind = "a non-empty name" if name in ("namespace", "table") else "a number"
+        raise url_error(scheme, f"parameter {name} must be {kind}") from None
 
