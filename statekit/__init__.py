@@ -1,7 +1,8 @@
 """statekit: the state a Telegram bot lives on — FSM state, MTProto sessions and rate-limit
 counters — over memory, one SQLite file or Redis, behind one async storage contract.
 
-``RedisStorage`` and ``SQLiteStorage`` are imported on first use, with their drivers.
+``RedisStorage``, ``SQLiteStorage`` and ``PostgresStorage`` are imported on first use, with their
+drivers (``PostgresStorage`` needs the ``postgres`` extra: asyncpg).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from statekit.storage.memory import MemoryStorage
 from statekit.storage.url import open_storage, register_storage
 
 if TYPE_CHECKING:
+    from statekit.storage.postgres import PostgresStorage
     from statekit.storage.redis import RedisStorage
     from statekit.storage.sqlite import SQLiteStorage
 
@@ -44,6 +46,7 @@ __all__ = [
     "MemoryStorage",
     "MsgpackCodec",
     "Peer",
+    "PostgresStorage",
     "RateLimitedError",
     "RedisStorage",
     "SQLiteStorage",
@@ -67,6 +70,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "PostgresStorage": "statekit.storage.postgres",
     "RedisStorage": "statekit.storage.redis",
     "SQLiteStorage": "statekit.storage.sqlite",
 }

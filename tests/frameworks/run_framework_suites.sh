@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The frameworks' own test suites on statekit: aiogram's tests/test_fsm/ and aiogram-dialog's
 # tests/, with their storage swapped for statekit's AiogramStorage over memory, SQLite and Redis
-# (STATEKIT_FW_BACKENDS to choose; "url" runs on any statekit URL given in STATEKIT_FW_URL,
+# (and PostgreSQL; STATEKIT_FW_BACKENDS to choose; "url" runs on any statekit URL given in STATEKIT_FW_URL,
 # e.g. PostgreSQL). The sdists are fetched from PyPI with pip into a temporary
 # directory (never committed): aiogram at the version installed here (what pip resolved for the
 # `aiogram` extra), aiogram-dialog pinned below. Our conftests replace / add to theirs
@@ -12,7 +12,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dialog_version="${AIOGRAM_DIALOG_VERSION:-2.6.0}"
-backends="${STATEKIT_FW_BACKENDS:-memory sqlite redis}"
+backends="${STATEKIT_FW_BACKENDS:-memory sqlite redis postgres}"
 aiogram_version="$(python -c 'import aiogram; print(aiogram.__version__)')"
 
 work="$(mktemp -d)"

@@ -1,7 +1,8 @@
 """Shared by the conftests that run aiogram's and aiogram-dialog's own test suites on statekit
 (see run_framework_suites.sh): ``SwappedStorage`` is an ``AiogramStorage`` over a fresh statekit
-storage of the backend named by ``STATEKIT_FW_BACKEND`` (``memory``, ``sqlite``, ``redis``, or
-``url``: any statekit URL in ``STATEKIT_FW_URL``, e.g. a PostgreSQL one), and
+storage of the backend named by ``STATEKIT_FW_BACKEND`` (``memory``, ``sqlite``, ``redis``,
+``postgres``: a throwaway PostgreSQL cluster of the run's own, or ``url``: any statekit URL in
+``STATEKIT_FW_URL``), and
 ``TOLERATED`` marks the framework tests allowed to fail, each with its reason.
 
 Not collected by statekit's own test run (no ``test_`` prefix, no ``conftest.py`` name).
@@ -20,15 +21,20 @@ import pytest
 from statekit import BaseStorage, MemoryStorage, RedisStorage, SQLiteStorage, open_storage
 from statekit.adapters.aiogram import AiogramStorage
 from statekit.testing import RedisServer
+from statekit.testing.postgres_server import PostgresServer
 
 BACKEND = os.environ.get("STATEKIT_FW_BACKEND", "memory")
-if BACKEND not in ("memory", "sqlite", "redis", "url"):
-    raise SystemExit(f"STATEKIT_FW_BACKEND must be memory, sqlite, redis or url, not {BACKEND!r}")
+if BACKEND not in ("memory", "sqlite", "redis", "postgres", "url"):
+    raise SystemExit(
+        f"STATEKIT_FW_BACKEND must be memory, sqlite, redis, postgres or url, not {BACKEND!r}"
+    )
 
 _made: list[BaseStorage] = []
 made_total = 0  # storages made in this run: 0 at the end means the swap did not take
 _tmp = Path(tempfile.mkdtemp(prefix="statekit-fw-"))
 _redis: RedisServer | None = None
+_postgres: PostgresServer | None = None
+_postgres_url = ""
 
 
 def new_statekit_storage() -> BaseStorage:
@@ -41,6 +47,13 @@ def new_statekit_storage() -> BaseStorage:
         storage = SQLiteStorage(_tmp / f"{namespace}.db", namespace=namespace)
     elif BACKEND == "url":
         storage = open_storage(os.environ["STATEKIT_FW_URL"], namespace=namespace)
+    elif BACKEND == "postgres":
+        global _postgres, _postgres_url
+        if _postgres is None:
+            _postgres = PostgresServer()
+            _postgres.start()
+            _postgres_url = _postgres.create_database("frameworks")
+        storage = open_storage(_postgres_url, namespace=namespace)
     else:
         global _redis
         if _redis is None:
@@ -64,7 +77,7 @@ async def stop_made() -> None:
     """Stop (and on Redis, clear) every storage made since the last call."""
     made, _made[:] = list(_made), []
     for storage in made:
-        if BACKEND in ("redis", "url") and storage.started:
+        if BACKEND in ("redis", "postgres", "url") and storage.started:
             await storage.clear_namespace()
         await storage.stop()
 
@@ -76,10 +89,12 @@ async def _statekit_storages_stopped() -> Any:
 
 
 def finish(session: pytest.Session) -> None:
-    """End of the run: stop the Redis server, if one was started; fail the run if no test used
+    """End of the run: stop the Redis or PostgreSQL server, if one was started; fail the run if no test used
     a statekit storage (the swap did not take)."""
     if _redis is not None:
         _redis.cleanup()
+    if _postgres is not None:
+        _postgres.cleanup()
     if made_total == 0 and session.testscollected:
         print(f"statekit_swap: no test used a statekit storage ({BACKEND}): the swap failed")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -36,6 +36,8 @@ def _binary() -> str | None:
 def bouncer_url(postgres_server: PostgresServer, postgres_url: str) -> Iterator[str]:
     binary = _binary()
     if binary is None:
+        if os.environ.get("STATEKIT_REQUIRE_POSTGRES") == "1":  # CI installs Debian's pgbouncer
+            pytest.fail("STATEKIT_REQUIRE_POSTGRES=1 but no pgbouncer binary (.ci/run installs it)")
         pytest.skip("no pgbouncer binary (set STATEKIT_PGBOUNCER to one)")
     folder = postgres_server.dir / f"pgbouncer-{uuid.uuid4().hex[:6]}"
     folder.mkdir()
