@@ -119,3 +119,28 @@ async def test_kurigram_example_expires_a_silent_form_once(memory: MemoryStorage
         await asyncio.sleep(0.5)
     assert sent == [(3, bot_module.EXPIRED)]
     assert await fsm.context_for(StorageKey(777, 3, 3)).get_state() is None
+
+
+async def test_telethon_example_expires_a_silent_form_once(memory: MemoryStorage) -> None:
+    from telethon import TelegramClient
+    from telethon.sessions import MemorySession
+
+    bot_module = load_example("telethon_timeout_bot")
+    client = TelegramClient(MemorySession(), api_id=1, api_hash="0" * 32)  # never connected
+    sent: list[tuple[int, str]] = []
+
+    async def send_message(chat_id: int, text: str, **_: Any) -> None:
+        sent.append((chat_id, text))
+
+    client.send_message = send_message  # type: ignore[method-assign]
+    timeouts = bot_module.register(client, memory, bot_id=777, after=0.2)
+    timeouts.poll_interval = 0.05
+    assert len(client.list_event_handlers()) == 2  # /start and the answers
+    async with timeouts:
+        await FSMContext(memory, StorageKey(777, 5, 5)).set_state(bot_module.Form.name)  # a /start
+        await FSMContext(memory, StorageKey(777, 6, 6)).set_state(bot_module.Form.age)
+        await FSMContext(memory, StorageKey(777, 6, 6)).clear()  # finished in time
+        await eventually(lambda: (5, bot_module.EXPIRED) in sent, "the expiry")
+        await asyncio.sleep(0.5)
+    assert sent == [(5, bot_module.EXPIRED)]
+    assert await FSMContext(memory, StorageKey(777, 5, 5)).get_state() is None
