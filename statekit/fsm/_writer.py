@@ -80,12 +80,12 @@ class Writer:
 
     cache_size = 4096
 
-    def __init__(self, storage: BaseStorage) -> None:
+    def __init__(self, storage: BaseStorage, timers: Timers | None = None) -> None:
         self.storage = storage
         self._seen: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # key: (value, stored form)
         self._queues: dict[tuple[str, Any, int], deque[Op]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.timers: Timers = timers_for(storage)
+        self.timers: Timers = timers if timers is not None else timers_for(storage)
 
     # ------------------------------------------------------------------ memory of records
 
@@ -302,5 +302,7 @@ def writer_for(storage: BaseStorage) -> Writer:
         return storage.attachment("statekit.fsm.writer", Writer)
     writer = _writers.get(storage)
     if writer is None:
-        writer = _writers[storage] = Writer(cast(BaseStorage, weakref.proxy(storage)))
+        writer = _writers[storage] = Writer(
+            cast(BaseStorage, weakref.proxy(storage)), timers_for(storage)
+        )
     return writer

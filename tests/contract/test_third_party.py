@@ -96,6 +96,31 @@ async def test_fsm_works_through_the_public_contract() -> None:
     assert await FSMContext(storage, key).get_state() == "Form:name"
 
 
+async def test_conversation_timeouts_fire_through_the_public_contract() -> None:
+    from statekit.fsm import State, StatesGroup, TimeoutEvent, Timeouts
+
+    class Form(StatesGroup):
+        name = State()
+
+    storage = DictStorage()
+    timeouts = Timeouts(storage, poll_interval=0.02)
+    fired: list[TimeoutEvent] = []
+    done = asyncio.Event()
+
+    @timeouts.on(Form.name, after=0.05)
+    async def expired(event: TimeoutEvent) -> None:
+        fired.append(event)
+        assert await event.clear()
+        done.set()
+
+    key = StorageKey(bot_id=1, chat_id=2, user_id=3)
+    async with timeouts:
+        await FSMContext(storage, key).set_state(Form.name)
+        await asyncio.wait_for(done.wait(), 30)
+    assert [(e.key, e.state) for e in fired] == [(key, "Form:name")]
+    assert await FSMContext(storage, key).get_state() is None
+
+
 async def test_session_peers_are_written_through_the_public_contract() -> None:
     storage = DictStorage()
     store = SessionStore(storage, "acct")
