@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,9 @@ from statekit.storage.url import StorageURL, int_param, url_error
 __all__ = ["MemoryStorage"]
 
 _INT_BYTES = 8  # what a native integer counts towards max_bytes
+_CHUNK = 2000
+"""Keys a scan, sweep or clear handles between two yields to the event loop (about a
+millisecond of work), so a million keys never hold the loop in one piece."""
 
 
 class MemoryStorage(FastPathStorage):
@@ -124,7 +128,26 @@ class MemoryStorage(FastPathStorage):
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval)
-            self.sweep()
+            await self._sweep_in_chunks()
+
+    async def _sweep_in_chunks(self) -> int:
+        """``sweep()`` in chunks of ``_CHUNK`` keys with a yield to the loop between them;
+        return how many keys were removed. A key re-set meanwhile is re-checked, not lost."""
+        keys = list(self._expiry)  # one C-level copy (~15 ms per million keys)
+        removed = 0
+        for start in range(0, len(keys), _CHUNK):
+            now = self._now_ms()
+            expiry, data = self._expiry, self._data
+            for k in keys[start : start + _CHUNK]:
+                at = expiry.get(k)
+                if at is not None and at <= now:
+                    del expiry[k]
+                    stored = data.pop(k, None)
+                    removed += 1
+                    if stored is not None and self._sized:
+                        self._size -= self._cost(k, stored)
+            await asyncio.sleep(0)
+        return removed
 
     def sweep(self) -> int:
         """Remove every expired key now; return how many were removed."""
@@ -268,20 +291,34 @@ class MemoryStorage(FastPathStorage):
     async def _delete_many(self, keys: list[str]) -> int:
         return sum(self._remove(key) for key in keys)
 
+    _scan_may_repeat = False  # a scan walks a snapshot of the keys: each comes at most once
+
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         matches = compile_glob(pattern)
-        batch = 0
-        for key in list(self._data):
-            if key in self._data and self._live(key) is not None and matches(key):
-                yield key
-                batch += 1
-                if batch % 1000 == 0:
-                    await asyncio.sleep(0)
+        # The snapshot is a plain-dict copy of the keys (~15 ms per million; iterating the
+        # OrderedDict itself costs 15x that). Keys are then checked and yielded in chunks,
+        # with a yield to the loop after each, whether or not anything matched.
+        keys = list(dict.keys(self._data))
+        for start in range(0, len(keys), _CHUNK):
+            for key in keys[start : start + _CHUNK]:
+                if key in self._data and self._live(key) is not None and matches(key):
+                    yield key
+            await asyncio.sleep(0)
 
     async def _clear(self) -> int:
-        self.sweep()
-        count = len(self._data)
-        self._data.clear()
-        self._expiry.clear()
-        self._size = 0
+        # Swap in empty maps at once (so the namespace is empty from this instant: every key
+        # present now is deleted, keys set from now on survive), then count and free the old
+        # ones in chunks: freeing a million values in one piece holds the loop ~50 ms.
+        data, expiry = self._data, self._expiry
+        self._data, self._expiry, self._size = OrderedDict(), {}, 0
+        now = self._now_ms()
+        count = len(data)
+        pending = iter(expiry.items())  # the old maps are private now: no one mutates them
+        while chunk := list(itertools.islice(pending, _CHUNK)):
+            count -= sum(1 for k, at in chunk if at <= now and k in data)
+            await asyncio.sleep(0)
+        while data:
+            for _ in range(min(_CHUNK, len(data))):
+                data.popitem()
+            await asyncio.sleep(0)
         return count
