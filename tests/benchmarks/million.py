@@ -1,7 +1,7 @@
 """A million keys: event-loop stalls of scan / list / clear / sweep, and the get/set curve.
 
 Run by hand: ``python -m tests.benchmarks.million [--sizes 1000,10000,100000,1000000]
-[--backends memory,sqlite,redis] [--base PATH] [--skip-stall] [--skip-curve]``.
+[--backends memory,sqlite,redis,postgres] [--base PATH] [--skip-stall] [--skip-curve]``.
 
 Stall: each measurement runs in a fresh child process that fills one store with N keys (in
 ``set_many`` batches), starts a ticker task sleeping 1 ms in a loop and reports the longest gap
@@ -13,7 +13,7 @@ against that checkout's ``statekit`` too, side by side.
 Curve: per backend, one child fills 1k, then 10k, 100k, 1M keys and at each size measures
 ``get`` and ``set`` (random existing keys, 100 tasks), and what a key costs: RSS growth
 (memory), file size with the WAL (SQLite) or ``used_memory`` growth (Redis) per key.
-Redis runs on its own ``redis-server`` on a free loopback port.
+Redis and PostgreSQL run on their own servers (``statekit.testing``) on free loopback ports.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ async def open_store(backend: str, redis_url: str, tmp: str) -> AsyncIterator[An
         from statekit.storage.sqlite import SQLiteStorage
 
         store = SQLiteStorage(os.path.join(tmp, "million.db"))
+    elif backend == "postgres":
+        from statekit.storage.postgres import PostgresStorage
+
+        store = PostgresStorage(os.environ["STATEKIT_BENCH_PG_URL"])
     else:
         from statekit.storage.redis import RedisStorage
 
@@ -78,6 +82,19 @@ async def fill(store: Any, start: int, stop: int, ttl: float | None = None) -> N
         else:
             await store.set_many(batch, ttl=ttl)
         await asyncio.sleep(0)
+
+
+async def analyze(backend: str) -> None:
+    """On PostgreSQL, refresh the planner's statistics after a bulk fill (as autovacuum would
+    soon), so that the measurement does not depend on when autovacuum last ran."""
+    if backend == "postgres":
+        import asyncpg
+
+        pg = await asyncpg.connect(os.environ["STATEKIT_BENCH_PG_URL"])
+        try:
+            await pg.execute("ANALYZE statekit_kv")
+        finally:
+            await pg.close()
 
 
 async def longest_gap(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
@@ -113,6 +130,7 @@ async def child_stall(backend: str, n: int, redis_url: str) -> dict[str, Any]:
         async with open_store(backend, redis_url, tmp) as store:
             await store.clear_namespace()
             await fill(store, 0, n)
+            await analyze(backend)
 
             async def scan() -> None:
                 async for _ in store.scan_keys("*"):
@@ -152,10 +170,16 @@ async def child_curve(backend: str, sizes: list[int], redis_url: str, seconds: f
             await store.clear_namespace()
             client = getattr(store, "client", None)
             base_mem = (await client.info("memory"))["used_memory"] if backend == "redis" else 0
+            if backend == "postgres":
+                import asyncpg
+
+                pg = await asyncpg.connect(os.environ["STATEKIT_BENCH_PG_URL"])
+                await pg.execute("VACUUM FULL statekit_kv")  # drop what earlier runs left behind
             base_rss = rss_bytes()
             have = 0
             for n in sizes:
                 await fill(store, have, n)
+                await analyze(backend)
                 have = n
                 rng = random.Random(n)
 
@@ -171,6 +195,11 @@ async def child_curve(backend: str, sizes: list[int], redis_url: str, seconds: f
                 if backend == "memory":
                     row["bytes_per_key"] = (rss_bytes() - base_rss) / n
                     row["cost"] = "RSS"
+                elif backend == "postgres":
+                    await pg.execute("VACUUM ANALYZE statekit_kv")
+                    size = await pg.fetchval("SELECT pg_total_relation_size('statekit_kv')")
+                    row["bytes_per_key"] = size / n
+                    row["cost"] = "table+indexes"
                 elif backend == "sqlite":
                     db = Path(tmp, "million.db")
                     size = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
@@ -182,6 +211,8 @@ async def child_curve(backend: str, sizes: list[int], redis_url: str, seconds: f
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
             await store.clear_namespace()
+            if backend == "postgres":
+                await pg.close()
     return rows
 
 
@@ -218,7 +249,7 @@ def main() -> None:
     parser.add_argument("--child", nargs="*")
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--stall-keys", type=int, default=1_000_000)
-    parser.add_argument("--backends", default="memory,sqlite,redis")
+    parser.add_argument("--backends", default="memory,sqlite,redis,postgres")
     parser.add_argument("--base", default="/tmp/integ-base")
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--skip-stall", action="store_true")
@@ -239,6 +270,13 @@ def main() -> None:
     server = RedisServer(extra=("--save", "", "--appendonly", "no")) if "redis" in backends else None
     if server is not None:
         server.start()
+    pg_server = None
+    if "postgres" in backends:
+        from statekit.testing.postgres_server import PostgresServer
+
+        pg_server = PostgresServer()
+        pg_server.start()
+        os.environ["STATEKIT_BENCH_PG_URL"] = pg_server.create_database("million")
     url = server.url if server is not None else "-"
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     try:
@@ -274,6 +312,9 @@ def main() -> None:
         if server is not None:
             server.stop()
             server.cleanup()
+        if pg_server is not None:
+            pg_server.stop()
+            pg_server.cleanup()
 
 
 if __name__ == "__main__":
