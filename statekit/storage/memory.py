@@ -27,7 +27,7 @@ from statekit.storage.url import StorageURL, int_param, url_error
 __all__ = ["MemoryStorage"]
 
 _INT_BYTES = 8  # what a native integer counts towards max_bytes
-_BUCKET_SHIFT = 10  # expiry buckets of 1024 ms
+_BUCKET_SHIFT = 6  # expiry buckets of 64 ms: what the sweeper may leave behind
 _CHUNK = 2000
 """Keys a scan, sweep or clear handles between two yields to the event loop (about a
 millisecond of work), so a million keys never hold the loop in one piece."""
@@ -89,7 +89,7 @@ class MemoryStorage(FastPathStorage):
         self._data: OrderedDict[str, Stored] = OrderedDict()
         self._expiry: dict[str, int] = {}
         self._due: dict[int, set[str]] = {}
-        """Keys with an expiry by ``at >> _BUCKET_SHIFT`` (about a second): the sweeper walks
+        """Keys with an expiry by ``at >> _BUCKET_SHIFT`` (64 ms buckets): the sweeper walks
         only the buckets that are due, never every key with an expiry."""
         self._due_order: list[int] = []
         """A heap of the bucket numbers in ``_due`` (possibly some already taken)."""
@@ -138,53 +138,34 @@ class MemoryStorage(FastPathStorage):
             await self._sweep_in_chunks()
 
     async def _sweep_in_chunks(self) -> int:
-        """Remove every key expired now, ``_CHUNK`` keys at a time with a yield to the loop
+        """Remove the keys of every expiry bucket wholly in the past (so every key expired at
+        least one bucket, 64 ms, ago), ``_CHUNK`` keys at a time with a yield to the loop
         between chunks; return how many keys were removed.
 
-        Only the expiry buckets that have begun are visited (never every key with an expiry).
-        A bucket is taken out of ``_due`` before it is walked, so it is private to this sweep;
-        each key is checked against its current expiry: one that moved meanwhile, or that
-        expires later in the current bucket, is kept (the latter put back in its bucket)."""
+        Only due buckets are visited (never every key with an expiry). A bucket is taken out of
+        ``_due`` before it is walked, so it is private to this sweep; a key whose expiry moved
+        meanwhile is checked against its current expiry and kept if that is still ahead."""
         removed = 0
         now = self._now_ms()
         limit = now >> _BUCKET_SHIFT
         heap = self._due_order
-        later: list[tuple[int, list[str]]] = []
-        while heap and heap[0] <= limit:
-            b = heapq.heappop(heap)
-            keys = self._due.pop(b, None)
+        while heap and heap[0] < limit:
+            keys = self._due.pop(heapq.heappop(heap), None)
             if not keys:
                 continue
-            keep: list[str] = []
             while keys:
                 expiry, data = self._expiry, self._data
                 # popped, not iterated: the bucket may hold the last reference to a million
                 # keys, and freeing them all at once would hold the loop
                 for k in [keys.pop() for _ in range(min(_CHUNK, len(keys)))]:
                     at = expiry.get(k)
-                    if at is None:
-                        continue
-                    if at <= now:
+                    if at is not None and at <= now:
                         del expiry[k]
                         stored = data.pop(k, None)
                         removed += 1
                         if stored is not None and self._sized:
                             self._size -= self._cost(k, stored)
-                    elif at >> _BUCKET_SHIFT == b:
-                        keep.append(k)
                 await asyncio.sleep(0)
-            if keep:
-                later.append((b, keep))
-        for b, keep in later:
-            live = [k for k in keep if self._expiry.get(k, -1) >> _BUCKET_SHIFT == b]
-            if not live:
-                continue
-            bucket = self._due.get(b)
-            if bucket is None:
-                self._due[b] = set(live)
-                heapq.heappush(self._due_order, b)
-            else:
-                bucket.update(live)
         return removed
 
     def sweep(self) -> int:
