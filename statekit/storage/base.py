@@ -61,6 +61,7 @@ Redis's own bound (2**63 - 1 milliseconds from now) and PostgreSQL's timestamp r
 milliseconds stay below 2**53, so they are exact in a Lua number or a float."""
 
 _NEW, _STARTED, _STOPPED = "new", "started", "stopped"
+_DEDUPE_PARTS = 256  # list_keys dedupes into this many sets (a power of two)
 
 
 def _utf8(text: str, what: str) -> bytes:
@@ -109,6 +110,9 @@ class BaseStorage(abc.ABC):
     """
 
     backend_name: str = "storage"
+    _scan_may_repeat: bool = True
+    """Whether ``_scan`` may yield a key more than once (Redis SCAN can); a backend whose scan
+    never repeats a key sets it False and ``list_keys`` skips deduplication."""
 
     def __init__(
         self,
@@ -415,8 +419,26 @@ class BaseStorage(abc.ABC):
             yield key
 
     async def list_keys(self, pattern: str = "*") -> list[str]:
-        """Return ``scan_keys(pattern)`` collected into a list, each key once."""
-        return list(dict.fromkeys([k async for k in self.scan_keys(pattern)]))
+        """Return ``scan_keys(pattern)`` collected into a list, each key once.
+
+        The keys are collected (and, for a backend whose scan may repeat a key, deduplicated)
+        as the scan streams them, never in one piece at the end, so a million keys do not hold
+        the event loop for longer than one scan page does."""
+        if not self._scan_may_repeat:
+            return [k async for k in self.scan_keys(pattern)]
+        # Deduplicate into many small sets rather than one: a single set of a million keys
+        # rehashes everything when it grows (tens of milliseconds in one piece).
+        seen: list[set[str]] = [set() for _ in range(_DEDUPE_PARTS)]
+        out: list[str] = []
+        async for k in self.scan_keys(pattern):
+            part = seen[hash(k) & (_DEDUPE_PARTS - 1)]
+            if k not in part:
+                part.add(k)
+                out.append(k)
+        while seen:  # free the sets a few at a time too (a million entries take ~10 ms)
+            del seen[-32:]
+            await asyncio.sleep(0)
+        return out
 
     async def clear_namespace(self) -> int:
         """Delete every key of this namespace (and nothing else); return how many."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +27,10 @@ from statekit.storage.url import StorageURL, int_param, url_error
 __all__ = ["MemoryStorage"]
 
 _INT_BYTES = 8  # what a native integer counts towards max_bytes
+_BUCKET_SHIFT = 6  # expiry buckets of 64 ms: what the sweeper may leave behind
+_CHUNK = 2000
+"""Keys a scan, sweep or clear handles between two yields to the event loop (about a
+millisecond of work), so a million keys never hold the loop in one piece."""
 
 
 class MemoryStorage(FastPathStorage):
@@ -82,6 +88,11 @@ class MemoryStorage(FastPathStorage):
         self._sweep_interval = sweep_interval
         self._data: OrderedDict[str, Stored] = OrderedDict()
         self._expiry: dict[str, int] = {}
+        self._due: dict[int, set[str]] = {}
+        """Keys with an expiry by ``at >> _BUCKET_SHIFT`` (64 ms buckets): the sweeper walks
+        only the buckets that are due, never every key with an expiry."""
+        self._due_order: list[int] = []
+        """A heap of the bucket numbers in ``_due`` (possibly some already taken)."""
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -124,18 +135,77 @@ class MemoryStorage(FastPathStorage):
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval)
-            self.sweep()
+            await self._sweep_in_chunks()
+
+    async def _sweep_in_chunks(self) -> int:
+        """Remove the keys of every expiry bucket wholly in the past (so every key expired at
+        least one bucket, 64 ms, ago), ``_CHUNK`` keys at a time with a yield to the loop
+        between chunks; return how many keys were removed.
+
+        Only due buckets are visited (never every key with an expiry). A bucket is taken out of
+        ``_due`` before it is walked, so it is private to this sweep; a key whose expiry moved
+        meanwhile is checked against its current expiry and kept if that is still ahead."""
+        removed = 0
+        now = self._now_ms()
+        limit = now >> _BUCKET_SHIFT
+        heap = self._due_order
+        while heap and heap[0] < limit:
+            keys = self._due.pop(heapq.heappop(heap), None)
+            if not keys:
+                continue
+            while keys:
+                expiry, data = self._expiry, self._data
+                # popped, not iterated: the bucket may hold the last reference to a million
+                # keys, and freeing them all at once would hold the loop
+                for k in [keys.pop() for _ in range(min(_CHUNK, len(keys)))]:
+                    at = expiry.get(k)
+                    if at is not None and at <= now:
+                        del expiry[k]
+                        stored = data.pop(k, None)
+                        removed += 1
+                        if stored is not None and self._sized:
+                            self._size -= self._cost(k, stored)
+                await asyncio.sleep(0)
+        return removed
 
     def sweep(self) -> int:
         """Remove every expired key now; return how many were removed."""
         now = self._now_ms()
         dead = [k for k, at in self._expiry.items() if at <= now]
         for k in dead:
-            del self._expiry[k]
+            self._drop_expiry(k)
             stored = self._data.pop(k, None)
             if stored is not None and self._sized:
                 self._size -= self._cost(k, stored)
         return len(dead)
+
+    def _set_expiry(self, key: str, at: int) -> None:
+        """Make ``key`` expire at ``at`` (ms), moving it to the expiry bucket of ``at``."""
+        old = self._expiry.get(key)
+        self._expiry[key] = at
+        b = at >> _BUCKET_SHIFT
+        if old is not None:
+            if old >> _BUCKET_SHIFT == b:
+                return
+            self._undue(key, old)
+        bucket = self._due.get(b)
+        if bucket is None:
+            self._due[b] = {key}
+            heapq.heappush(self._due_order, b)
+        else:
+            bucket.add(key)
+
+    def _undue(self, key: str, at: int) -> None:
+        """Take ``key`` out of the expiry bucket of ``at`` (unless a sweep has taken the bucket)."""
+        bucket = self._due.get(at >> _BUCKET_SHIFT)
+        if bucket is not None:
+            bucket.discard(key)
+
+    def _drop_expiry(self, key: str) -> None:
+        """Remove the expiry of ``key``, if any."""
+        at = self._expiry.pop(key, None)
+        if at is not None:
+            self._undue(key, at)
 
     # ------------------------------------------------------------------ helpers
 
@@ -147,7 +217,7 @@ class MemoryStorage(FastPathStorage):
         at = self._expiry.get(key)
         if at is not None and at <= self._now_ms():
             del self._data[key]
-            del self._expiry[key]
+            self._drop_expiry(key)
             if self._sized:
                 self._size -= self._cost(key, stored)
             return None
@@ -161,9 +231,10 @@ class MemoryStorage(FastPathStorage):
         if keep_ttl and old is not None:
             pass
         elif ttl_ms is None:
-            self._expiry.pop(key, None)
+            if self._expiry:
+                self._drop_expiry(key)
         else:
-            self._expiry[key] = self._now_ms() + ttl_ms
+            self._set_expiry(key, self._now_ms() + ttl_ms)
         if self._sized:
             self._size += self._cost(key, stored) - (0 if old is None else self._cost(key, old))
         if self._bounded:
@@ -176,7 +247,7 @@ class MemoryStorage(FastPathStorage):
         most_bytes = self.max_bytes if self.max_bytes is not None else self._size
         while len(self._data) > most_keys or self._size > most_bytes:
             old, stored = self._data.popitem(last=False)
-            self._expiry.pop(old, None)
+            self._drop_expiry(old)
             if self._sized:
                 self._size -= self._cost(old, stored)
 
@@ -185,7 +256,7 @@ class MemoryStorage(FastPathStorage):
         if stored is None:
             return False
         del self._data[key]
-        self._expiry.pop(key, None)
+        self._drop_expiry(key)
         if self._sized:
             self._size -= self._cost(key, stored)
         return True
@@ -248,9 +319,9 @@ class MemoryStorage(FastPathStorage):
         if self._live(key) is None:
             return False
         if ttl_ms is None:
-            self._expiry.pop(key, None)
+            self._drop_expiry(key)
         else:
-            self._expiry[key] = self._now_ms() + ttl_ms
+            self._set_expiry(key, self._now_ms() + ttl_ms)
         return True
 
     async def _get_many(self, keys: list[str]) -> dict[str, Stored]:
@@ -268,20 +339,36 @@ class MemoryStorage(FastPathStorage):
     async def _delete_many(self, keys: list[str]) -> int:
         return sum(self._remove(key) for key in keys)
 
+    _scan_may_repeat = False  # a scan walks a snapshot of the keys: each comes at most once
+
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         matches = compile_glob(pattern)
-        batch = 0
-        for key in list(self._data):
-            if key in self._data and self._live(key) is not None and matches(key):
-                yield key
-                batch += 1
-                if batch % 1000 == 0:
-                    await asyncio.sleep(0)
+        # The snapshot is a plain-dict copy of the keys (~15 ms per million; iterating the
+        # OrderedDict itself costs 15x that). Keys are then checked and yielded in chunks,
+        # with a yield to the loop after each, whether or not anything matched.
+        keys = list(dict.keys(self._data))
+        for start in range(0, len(keys), _CHUNK):
+            for key in keys[start : start + _CHUNK]:
+                if key in self._data and self._live(key) is not None and matches(key):
+                    yield key
+            await asyncio.sleep(0)
 
     async def _clear(self) -> int:
-        self.sweep()
-        count = len(self._data)
-        self._data.clear()
-        self._expiry.clear()
-        self._size = 0
+        # Swap in empty maps at once (so the namespace is empty from this instant: every key
+        # present now is deleted, keys set from now on survive), then count and free the old
+        # ones in chunks: freeing a million values in one piece holds the loop ~50 ms.
+        data, expiry = self._data, self._expiry
+        self._data, self._expiry, self._size = OrderedDict(), {}, 0
+        self._due, self._due_order = {}, []
+        now = self._now_ms()
+        count = len(data)
+        pending = iter(expiry.items())  # the old maps are private now: no one mutates them
+        while chunk := list(itertools.islice(pending, _CHUNK)):
+            count -= sum(1 for k, at in chunk if at <= now and k in data)
+            await asyncio.sleep(0)
+        for old in (data, expiry):
+            while old:
+                for _ in range(min(_CHUNK, len(old))):
+                    old.popitem()
+                await asyncio.sleep(0)
         return count

@@ -38,6 +38,10 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 _TABLE = "statekit_kv"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
+_SCAN_PAGE = 1000
+"""Keys per scan page: one read in the worker thread, then this many keys filtered on the loop
+(well under a millisecond) before the next page is awaited."""
+
 _MIGRATIONS: tuple[str, ...] = (
     # version 1
     f"""
@@ -543,6 +547,8 @@ class SQLiteStorage(FastPathStorage):
     async def _delete_many(self, keys: list[str]) -> int:
         return int(await self._submit(lambda db: self._delete_rows(db, keys), True))
 
+    _scan_may_repeat = False  # keyset pagination: each page starts strictly after the last key
+
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         matches = compile_glob(pattern)
         prefix = literal_prefix(pattern)
@@ -552,8 +558,8 @@ class SQLiteStorage(FastPathStorage):
             bound, op = (prefix, ">=") if after is None else (after, ">")
             rows = db.execute(
                 f"SELECT key FROM {_TABLE} WHERE namespace = ? AND key {op} ? AND {_LIVE} "
-                "ORDER BY key LIMIT 500",
-                (self.namespace, bound, self._now_ms()),
+                "ORDER BY key LIMIT ?",
+                (self.namespace, bound, self._now_ms(), _SCAN_PAGE),
             ).fetchall()
             return [r[0] for r in rows]
 
@@ -564,7 +570,7 @@ class SQLiteStorage(FastPathStorage):
                     return
                 if matches(key):
                     yield key
-            if len(keys) < 500:
+            if len(keys) < _SCAN_PAGE:
                 return
             after = keys[-1]
 

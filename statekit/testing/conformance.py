@@ -674,6 +674,64 @@ class StorageConformance:
             seen.add(key)
         assert len(seen) == 2500
 
+    async def test_list_keys_during_concurrent_writes_has_each_key_once(self, storage: BaseStorage) -> None:
+        """A key live for the whole scan (even rewritten meanwhile) is listed exactly once;
+        keys added or removed during the scan may or may not be; nothing is listed twice."""
+        stable = {f"stable:{i:05d}": i for i in range(4000)}
+        await storage.set_many(stable)
+        await storage.set_many({f"gone:{i:05d}": i for i in range(1000)})
+        done = False
+
+        async def churn() -> int:
+            i = 0
+            while not done:
+                await storage.set_state(f"stable:{(i * 37) % 4000:05d}", -i)  # rewrite a stable key
+                await storage.set_state(f"new:{i:05d}", i)
+                await storage.delete_state(f"gone:{i % 1000:05d}")
+                await asyncio.sleep(0)
+                i += 1
+            return i
+
+        writer = asyncio.create_task(churn())
+        try:
+            listed = await storage.list_keys()
+        finally:
+            done = True
+            rounds = await writer
+        assert rounds > 0
+        assert len(listed) == len(set(listed))
+        assert set(stable) <= set(listed)
+        assert all(k.startswith(("stable:", "new:", "gone:")) for k in listed)
+
+    async def test_clear_namespace_during_concurrent_sets(self, storage: BaseStorage) -> None:
+        """Every key present when ``clear_namespace`` starts is deleted; a key set meanwhile
+        either survives with its value or is gone; the storage stays usable."""
+        await storage.set_many({f"old:{i:05d}": i for i in range(3000)})
+        done = False
+
+        async def writer() -> int:
+            i = 0
+            while not done:
+                await storage.set_state(f"new:{i:05d}", i)
+                await asyncio.sleep(0)
+                i += 1
+            return i
+
+        task = asyncio.create_task(writer())
+        try:
+            removed = await storage.clear_namespace()
+        finally:
+            done = True
+            written = await task
+        assert removed >= 3000
+        left = await storage.list_keys()
+        assert [k for k in left if not k.startswith("new:")] == []
+        assert len(left) <= written
+        values = await storage.get_many(left)
+        assert all(values[k] == int(k[4:]) for k in left)
+        await storage.set_state("after", 1)
+        assert await storage.get_state("after") == 1
+
     async def test_scan_pattern_must_be_str(self, storage: BaseStorage) -> None:
         with pytest.raises(TypeError):
             await storage.list_keys(b"*")  # type: ignore[arg-type]
