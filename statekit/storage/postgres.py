@@ -105,6 +105,7 @@ class PostgresStorage(FastPathStorage):
     """
 
     backend_name = "postgresql"
+    _scan_may_repeat = False  # keyset pagination: each page starts strictly after the last key
 
     def __init__(
         self,
