@@ -15,7 +15,6 @@ import contextlib
 import functools
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -27,7 +26,7 @@ import aiosqlite
 
 from statekit.codec import Codec
 from statekit.errors import StatekitError, StorageClosedError, StorageUnavailableError
-from statekit.storage._aiosqlite import raw_connection, run_in_thread
+from statekit.storage._aiosqlite import daemon_worker, raw_connection, run_in_thread
 from statekit.storage._fastpath import FastPathStorage
 from statekit.storage._glob import compile_glob, literal_prefix
 from statekit.storage.base import Stored, same_stored
@@ -206,11 +205,7 @@ class SQLiteStorage(FastPathStorage):
                 raise StorageUnavailableError(f"SQLite database {self.path!r} is a directory")
         try:
             pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self._busy_timeout)
-            # aiosqlite's worker thread is not a daemon: a storage never stopped would keep a
-            # finished program alive forever. Committed rows are on disk either way.
-            worker = getattr(pending, "_thread", None)
-            if isinstance(worker, threading.Thread):
-                worker.daemon = True
+            daemon_worker(pending)  # a storage never stopped must not keep a program alive
             conn = await pending
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc

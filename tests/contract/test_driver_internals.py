@@ -14,7 +14,7 @@ from redis.asyncio.cluster import ClusterNode, NodesManager, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from statekit.storage._aiosqlite import raw_connection, run_in_thread
+from statekit.storage._aiosqlite import daemon_worker, raw_connection, run_in_thread
 
 
 def _needs(owner: object, *names: str) -> None:
@@ -31,6 +31,16 @@ async def test_aiosqlite_runs_a_function_on_its_thread_and_exposes_the_connectio
         db = raw_connection(conn)
         assert type(db).__name__ == "Connection" and db.__class__.__module__ == "sqlite3"
         assert await run_in_thread(conn, lambda c: c.execute("SELECT 41 + 1").fetchone()[0], db) == 42
+
+
+async def test_aiosqlite_worker_thread_can_be_made_a_daemon() -> None:
+    pending = aiosqlite.connect(":memory:")
+    assert daemon_worker(pending), (
+        f"aiosqlite {aiosqlite.__version__} has no worker thread at Connection._thread: an "
+        "unstopped SQLiteStorage may keep a finished program alive"
+    )
+    async with pending as conn:
+        assert conn._thread.daemon
 
 
 def test_redis_pool_keeps_its_connection_kwargs() -> None:
