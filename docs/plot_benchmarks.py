@@ -9,7 +9,9 @@ Each JSON file is what ``python -m tests.benchmarks.NAME --json PATH`` writes: `
 ``date``, ``machine`` and ``rows`` with the fields ``group``, ``subject``, ``operation``,
 ``concurrency``, ``ops_per_s``, ``baseline``, ``ratio`` and ``note``. The chart has one
 horizontal bar per row (ops/s, logarithmic when the figures span more than 50x), coloured by
-group, with the ratio against the row's baseline written after the bar.
+group, with the ratio against the row's baseline written after the bar. Rows measured once per
+round (the session scripts) may also carry ``median`` (drawn as a black tick on the bar) and
+``median_ratio`` (the median of the round-by-round ratios, written after the best one).
 """
 
 from __future__ import annotations
@@ -49,8 +51,16 @@ def _label(row: dict[str, Any]) -> str:
 def _annotation(row: dict[str, Any]) -> str:
     text = f"{row['ops_per_s']:,.0f}/s"
     if row.get("ratio") is not None and row.get("baseline"):
-        text += f"  ({row['ratio']:.2f}× {row['baseline']})"
+        median = row.get("median_ratio")
+        text += f"  ({row['ratio']:.2f}× {row['baseline']}" + (
+            f", median {median:.2f}×)" if isinstance(median, int | float) else ")"
+        )
     return text
+
+
+def _median(row: dict[str, Any]) -> float | None:
+    value = row.get("median")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def plot(doc: dict[str, Any], name: str, out: Path) -> Path:
@@ -77,15 +87,21 @@ def plot(doc: dict[str, Any], name: str, out: Path) -> Path:
     ax.set_yticks(positions, [_label(r) for r in rows], fontsize=8)
     if max(values) / min(values) > 50:
         ax.set_xscale("log")
-    ax.set_xlim(right=max(values) * (8 if ax.get_xscale() == "log" else 1.45))
+    ax.set_xlim(right=max(values) * (25 if ax.get_xscale() == "log" else 1.6))
     for pos, row, value in zip(positions, rows, values, strict=True):
         ax.text(value, pos, "  " + _annotation(row), va="center", fontsize=7)
     ax.set_xlabel("operations per second (higher is better)")
     title = doc.get("benchmark", name)
     subtitle = " · ".join(str(doc[k]) for k in ("date", "machine") if doc.get(k))
     ax.set_title(f"{title}\n{subtitle}", fontsize=10)
-    handles = [Rectangle((0, 0), 1, 1, color=colours[g]) for g in groups]
-    ax.legend(handles, groups, fontsize=7, loc="lower right")
+    handles: list[Any] = [Rectangle((0, 0), 1, 1, color=colours[g]) for g in groups]
+    labels = list(groups)
+    medians = [(m, pos) for pos, row in zip(positions, rows, strict=True) if (m := _median(row))]
+    if medians:
+        (tick,) = ax.plot(*zip(*medians, strict=True), "k|", markersize=12, markeredgewidth=2)
+        handles.append(tick)
+        labels.append("median of the rounds")
+    ax.legend(handles, labels, fontsize=7, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

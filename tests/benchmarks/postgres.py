@@ -168,23 +168,23 @@ async def main_async(
 
 async def sessions(url: str, tmp: Path, peer_counts: list[int], rounds: int) -> list[Result]:
     """Durable peer saves: statekit PyrogramStorage on PostgreSQL vs kurigram SQLiteStorage."""
-    from tests.benchmarks.session import run_kurigram, run_statekit
+    from tests.benchmarks.session import make_batch, run_kurigram, run_statekit
 
     rows: list[Result] = []
     storage = PostgresStorage(url, namespace="bench-sessions", max_size=POOL)
     await storage.start()
     for peers in peer_counts:
-        args = argparse.Namespace(peers=peers, by_id=1000, by_username=200)
+        batch = make_batch(peers)
         kuri, mine = [], []
         for n in range(rounds):
-            kuri.append(await run_kurigram(tmp, f"k{peers}-{n}", args))
-            mine.append(await run_statekit(storage, f"p{peers}-{n}", args))
+            kuri.append(await run_kurigram(tmp, f"k{peers}-{n}", batch))
+            mine.append(await run_statekit(storage, f"p{peers}-{n}", batch))
         op = f"update_peers+update_usernames+save() ×{peers:,}"
-        base = max(r["write"] for r in kuri)
-        best_pg = max(r["write"] for r in mine)
-        lag = min(r["lag"] for r in mine) * 1000
+        base = max(r["write_new"] for r in kuri)
+        best_pg = max(r["write_new"] for r in mine)
+        lag = min(r["lag_new"] for r in mine) * 1000
         rows.append(Result("session save", "kurigram SQLiteStorage (file)", op, 1, base,
-                           note=f"max loop lag {min(r['lag'] for r in kuri) * 1000:.0f} ms"))
+                           note=f"max loop lag {min(r['lag_new'] for r in kuri) * 1000:.0f} ms"))
         rows.append(Result("session save", "statekit PyrogramStorage on PostgreSQL", op, 1, best_pg,
                            "kurigram", best_pg / base, f"max loop lag {lag:.0f} ms"))
     await storage.clear_namespace()

@@ -1,20 +1,38 @@
 """Session benchmark: a Pyrogram-family client's peer cache on statekit vs kurigram's own storage.
 
-Run: ``python -m tests.benchmarks.session [--peers 10000] [--by-id 10000] [--by-username 2000]
-[--rounds 15] [--json out.json]``.
+Run: ``python -m tests.benchmarks.session [--peers 10000,100000] [--lookups 5000] [--rounds 7]
+[--json out.json]``.
 
-Each subject goes through the same interface a kurigram ``Client`` uses: ``update_peers`` of
-N peers as ``(id, access_hash, type, phone)`` tuples followed by ``update_usernames`` (what
-``Client.fetch_peers`` does) and a commit (``save()``), then ``get_peer_by_id`` / ``get_peer_by_username``
-returning ``InputPeer`` objects. Subjects: kurigram's ``SQLiteStorage`` on a file (the baseline),
-``PyrogramStorage`` over statekit SQLite (file) and real Redis (a ``redis-server`` started for the
-run) holding the ownership lease (hot lookups served from memory), and the same data read by a
-``PyrogramStorage`` that does not hold the lease (every lookup reads the storage; on Redis the
-commands per lookup are counted on the server). Rounds are interleaved; the best round is kept.
+Subjects: kurigram's ``SQLiteStorage`` on a file (the baseline) and statekit's
+``PyrogramStorage`` over statekit SQLite (a file) and over real Redis (a ``redis-server`` started
+for the run on a loopback port, no persistence), each driven through the interface a kurigram
+``Client`` uses. For each size N of ``--peers``, in every round, each subject in turn (the order
+rotates from round to round; an uncounted warm-up round at the smallest size runs first):
 
-Event-loop blocking: a ticker task sleeping 1 ms records the longest gap between its wake-ups
-while the peers are written; kurigram calls sqlite3 synchronously inside its coroutines, so its
-whole write blocks the loop. Goal (issue 4): statekit >= 1x kurigram on SQLite without blocking.
+1. Durable write of N NEW peers into a fresh session: ``update_peers`` of N
+   ``(id, access_hash, type, phone)`` tuples, then ``update_usernames`` (what
+   ``Client.fetch_peers`` does), then ``save()``; timed until ``save()`` returns. "staged" is the
+   time until ``update_usernames`` returns (kurigram commits nothing before ``save()``).
+2. Durable write of the same N peers UPDATED, into the same open session that holds them: every
+   peer with another access_hash and another username, so every row really changes (the old
+   usernames must stop resolving).
+3. The session is closed (statekit: the ownership lease released), and a NEW PROCESS opens the
+   same store as a client would (statekit: ``PyrogramStorage(storage, name)`` + ``open()``, which
+   takes the lease; kurigram: ``SQLiteStorage(name, workdir=...)`` + ``open()``) and times
+   ``get_peer_by_id`` for ``--lookups`` distinct ids never looked up in that process, then
+   ``get_peer_by_username`` for as many distinct usernames of other peers (uncached lookups),
+   then the same lookups again (warm: statekit serves them from its peer cache; kurigram runs its
+   query again). It checks every answer (the updated access_hash; old usernames raise
+   ``KeyError``), counts the Redis commands per uncached lookup on the server, and prints JSON.
+
+Each write runs under a ticker task sleeping 1 ms that records the longest gap between its
+wake-ups (the event loop's longest stall); kurigram calls sqlite3 synchronously inside its
+coroutines, so its whole write is one stall. The table gives the best round of each subject
+(ratio best against best) and, in the note, the median, the median and range of the
+round-by-round ratios against kurigram measured in the same round, and the worst and median
+stall. Targets (issue 16): durable writes >= 1.5x kurigram at 10k and 100k peers, new and
+updated, on SQLite and on Redis; no stall above 20 ms; uncached lookups from a fresh process
+>= 1x kurigram on SQLite.
 """
 
 from __future__ import annotations
@@ -22,208 +40,268 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import shutil
-import tempfile
+import json
+import random
+import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 from pyrogram.storage import SQLiteStorage as KurigramSQLiteStorage
 
-from statekit import BaseStorage, RedisStorage, SQLiteStorage
+from statekit import BaseStorage, open_storage
 from statekit.adapters.pyrogram import PyrogramStorage
-from statekit.testing import RedisServer
-from tests.benchmarks._harness import Result, print_table, write_json
+from tests.benchmarks._harness import compare_in_rounds, compare_rows, rounds_parser, timed_save
 
-AUTH_KEY = bytes(range(256))
+if TYPE_CHECKING:
+    from tests.benchmarks._harness import Result, Run, Stores
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRST_ID = 100_000
+HASH_NEW = 7_000_000_000
+HASH_UPDATED = 8_000_000_000
+KURIGRAM = "kurigram SQLiteStorage (file)"
+SUBJECTS = {"kurigram": KURIGRAM, "sqlite": "statekit SQLite (file)", "redis": "statekit Redis"}
 
 
-def make_peers(n: int) -> tuple[list[tuple[int, int, str, str | None]], list[tuple[int, list[str | None]]]]:
+def username(i: int, *, updated: bool) -> str:
+    return f"renamed{i}" if updated else f"user{i}"
+
+
+@dataclass(frozen=True)
+class Batch:
     """What ``Client.fetch_peers`` hands the storage for ``n`` users, each with a username."""
-    peers = [(100_000 + i, 7_000_000_000 + i, "user", None) for i in range(n)]
-    names: list[tuple[int, list[str | None]]] = [(100_000 + i, [f"user{i}"]) for i in range(n)]
-    return peers, names
+
+    peers: list[tuple[int, int, str, str | None]]
+    names: list[tuple[int, list[str | None]]]
 
 
-class LoopLag:
-    """Longest gap (seconds) between the wake-ups of a task that sleeps 1 ms at a time."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            self.worst = max(self.worst, now - last - 0.001)
-            last = now
-
-    async def __aenter__(self) -> LoopLag:
-        self._task = asyncio.create_task(self._tick())
-        await asyncio.sleep(0.005)
-        self.worst = 0.0
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.sleep(0.005)  # let it notice the end of a blocking stretch
-        assert self._task is not None
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+def make_batch(n: int, *, updated: bool = False) -> Batch:
+    """``n`` users; ``updated=True``: the same ids with another access_hash and username."""
+    first_hash = HASH_UPDATED if updated else HASH_NEW
+    return Batch(
+        [(FIRST_ID + i, first_hash + i, "user", None) for i in range(n)],
+        [(FIRST_ID + i, [username(i, updated=updated)]) for i in range(n)],
+    )
 
 
-async def timed_write(storage: Any, peers: list[Any], names: list[Any]) -> tuple[float, float, float]:
-    """(seconds to stage, seconds until durable, worst loop lag in seconds) of what
-    ``Client.fetch_peers`` does (update_peers then update_usernames) followed by ``save()``.
+async def timed_write(storage: Any, batch: Batch) -> tuple[float, float, float]:
+    """(seconds to stage, seconds until durable, longest loop stall in seconds) of what
+    ``Client.fetch_peers`` does (update_peers then update_usernames) followed by ``save()``."""
 
-    A full garbage collection runs first, so each subject starts from the same collector state
-    and a full collection that earlier rounds' garbage made due does not land in one subject's
-    timing (collections its own allocations cause are still timed)."""
-    gc.collect()
-    async with LoopLag() as lag:
-        start = time.perf_counter()
-        await storage.update_peers(peers)
-        await storage.update_usernames(names)
-        staged = time.perf_counter() - start
-        await storage.save()
-        durable = time.perf_counter() - start
-    return staged, durable, lag.worst
+    async def stage() -> None:
+        await storage.update_peers(batch.peers)
+        await storage.update_usernames(batch.names)
+
+    return await timed_save(stage, storage.save)
 
 
-async def lookups(storage: Any, n_id: int, n_name: int, n_peers: int) -> tuple[float, float]:
-    """(by-id ops/s, by-username ops/s) on ``storage``; every lookup must hit."""
-    gc.collect()
-    start = time.perf_counter()
-    for i in range(n_id):
-        await storage.get_peer_by_id(100_000 + (i * 7919) % n_peers)
-    by_id = n_id / (time.perf_counter() - start)
-    start = time.perf_counter()
-    for i in range(n_name):
-        await storage.get_peer_by_username(f"user{(i * 7919) % n_peers}")
-    by_name = n_name / (time.perf_counter() - start)
-    return by_id, by_name
+async def write_new_then_updated(storage: Any, new: Batch, updated: Batch | None) -> dict[str, float]:
+    """Timed writes of ``new`` and then (if given) ``updated`` into the open ``storage``:
+    ``stage_new``, ``write_new`` (peers/s), ``lag_new`` (seconds), and the same ``_updated``."""
+    result: dict[str, float] = {}
+    for kind, batch in (("new", new), ("updated", updated)):
+        if batch is None:
+            continue
+        staged, durable, lag = await timed_write(storage, batch)
+        result[f"stage_{kind}"] = len(batch.peers) / staged
+        result[f"write_{kind}"] = len(batch.peers) / durable
+        result[f"lag_{kind}"] = lag
+    return result
 
 
-async def run_kurigram(workdir: Path, tag: str, args: argparse.Namespace) -> dict[str, float]:
-    peers, names = make_peers(args.peers)
-    storage = KurigramSQLiteStorage(f"bench-{tag}", workdir=workdir)
+async def fresh_process_lookups(spec: dict[str, Any]) -> dict[str, float]:
+    """Run ``child_lookups(spec)`` in a new Python process and return what it measured."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.benchmarks.session", "--child", json.dumps(spec),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"lookup process for {spec['name']} failed:\n{err.decode()[-3000:]}")
+    result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def run_kurigram(
+    workdir: Path, tag: str, new: Batch, updated: Batch | None = None, lookups: int = 0
+) -> dict[str, float]:
+    """One round of kurigram's ``SQLiteStorage``: the writes, then (``lookups`` > 0) the lookups
+    of a new process; the session file is deleted at the end."""
+    name = f"bench-{tag}"
+    storage = KurigramSQLiteStorage(name, workdir=workdir)
     await storage.open()
-    staged, durable, lag = await timed_write(storage, peers, names)
-    by_id, by_name = await lookups(storage, args.by_id, args.by_username, args.peers)
-    await storage.close()
-    return {
-        "stage": args.peers / staged,
-        "write": args.peers / durable,
-        "lag": lag,
-        "by_id": by_id,
-        "by_name": by_name,
-    }
+    try:
+        result = await write_new_then_updated(storage, new, updated)
+    finally:
+        await storage.close()
+    if lookups:
+        result |= await fresh_process_lookups(
+            {"subject": "kurigram", "where": str(workdir), "name": name,
+             "peers": len(new.peers), "lookups": lookups, "updated": updated is not None}
+        )
+    (workdir / f"{name}{KurigramSQLiteStorage.FILE_EXTENSION}").unlink()
+    return result
 
 
 async def run_statekit(
-    storage: BaseStorage, tag: str, args: argparse.Namespace, count_commands: Any = None
+    storage: BaseStorage,
+    tag: str,
+    new: Batch,
+    updated: Batch | None = None,
+    lookups: int = 0,
+    url: str | None = None,
+    probe: str | None = None,
 ) -> dict[str, float]:
-    peers, names = make_peers(args.peers)
-    leased = PyrogramStorage(storage, f"bench-{tag}")
+    """One round of ``PyrogramStorage`` over ``storage``: the writes holding the lease, then
+    (``lookups`` > 0) the lookups of a new process opening ``url`` (``probe``: the Redis server's
+    URL, to count commands); the session is deleted at the end."""
+    name = f"bench-{tag}"
+    leased = PyrogramStorage(storage, name)
     await leased.open()
-    staged, durable, lag = await timed_write(leased, peers, names)
-    by_id, by_name = await lookups(leased, args.by_id, args.by_username, args.peers)
-    reader = PyrogramStorage(storage, f"bench-{tag}")  # no lease: reads the storage every time
-    n_id, n_name = max(1, args.by_id // 5), max(1, args.by_username // 2)
-    before = await count_commands() if count_commands else 0
-    cold_id, cold_name = await lookups(reader, n_id, n_name, args.peers)
-    per_lookup = ((await count_commands() - before - 1) / (n_id + n_name)) if count_commands else 0.0
-    await leased.delete()
-    await leased.close()
-    return {
-        "stage": args.peers / staged,
-        "write": args.peers / durable,
-        "lag": lag,
-        "by_id": by_id,
-        "by_name": by_name,
-        "cold_by_id": cold_id,
-        "cold_by_name": cold_name,
-        "commands_per_lookup": per_lookup,
-    }
+    try:
+        result = await write_new_then_updated(leased, new, updated)
+    finally:
+        await leased.close()  # releases the lease: the new process takes it
+    try:
+        if lookups:
+            assert url is not None, "the lookup process needs the storage URL"
+            result |= await fresh_process_lookups(
+                {"subject": "statekit", "where": url, "name": name, "peers": len(new.peers),
+                 "lookups": lookups, "updated": updated is not None, "probe": probe}
+            )
+    finally:
+        await leased.delete()
+    return result
 
 
-def best(runs: list[dict[str, float]], key: str, low: bool = False) -> float:
-    values = [r[key] for r in runs]
-    return min(values) if low else max(values)
+# ---------------------------------------------------------------------- the lookup process
 
 
-async def main_async(args: argparse.Namespace) -> list[Result]:
-    workdir = Path(tempfile.mkdtemp(prefix="statekit-session-bench-"))
-    server = RedisServer()
-    server.start()
-    sqlite = SQLiteStorage(workdir / "statekit.db", namespace="bench")
-    rstore = RedisStorage(server.url, namespace="bench")
-    probe = redis.asyncio.Redis.from_url(server.url)
+async def _timed_lookups(lookup: Callable[[Any], Awaitable[Any]], keys: list[Any]) -> tuple[float, list[Any]]:
+    """(ops/s, answers) of ``lookup`` awaited once per key, one after the other."""
+    gc.collect()
+    found: list[Any] = []
+    add = found.append
+    start = time.perf_counter()
+    for key in keys:
+        add(await lookup(key))
+    return len(keys) / (time.perf_counter() - start), found
+
+
+async def child_lookups(spec: dict[str, Any]) -> dict[str, float]:
+    """In a fresh process: open the session as a client would and time uncached, then warm,
+    lookups by id and by username (distinct peers for each); check every answer."""
+    n, updated = spec["peers"], spec["updated"]
+    want = max(1, min(spec["lookups"], n // 2))
+    picks = random.Random(n).sample(range(n), 2 * want)
+    first_hash = HASH_UPDATED if updated else HASH_NEW
+    ids = [FIRST_ID + i for i in picks[:want]]
+    names = [username(i, updated=updated) for i in picks[want:]]
+    backing: BaseStorage | None = None
+    if spec["subject"] == "kurigram":
+        storage: Any = KurigramSQLiteStorage(spec["name"], workdir=Path(spec["where"]))
+    else:
+        backing = open_storage(spec["where"])
+        storage = PyrogramStorage(backing, spec["name"])
+    probe = redis.asyncio.Redis.from_url(spec["probe"]) if spec.get("probe") else None
 
     async def commands() -> int:
-        return int((await probe.info("stats"))["total_commands_processed"])
+        return int((await probe.info("stats"))["total_commands_processed"]) if probe else 0
 
-    runs: dict[str, list[dict[str, float]]] = {"kurigram": [], "sqlite": [], "redis": []}
+    await storage.open()
+    result: dict[str, float] = {}
+    wrong = 0
     try:
-        for n in range(args.rounds):
-            runs["kurigram"].append(await run_kurigram(workdir, f"k{n}", args))
-            runs["sqlite"].append(await run_statekit(sqlite, f"s{n}", args))
-            runs["redis"].append(await run_statekit(rstore, f"r{n}", args, commands))
+        for prefix in ("", "warm_"):
+            before = await commands()
+            result[f"{prefix}by_id"], by_id = await _timed_lookups(storage.get_peer_by_id, ids)
+            result[f"{prefix}by_name"], by_name = await _timed_lookups(storage.get_peer_by_username, names)
+            if probe and not prefix:
+                result["commands_per_lookup"] = (await commands() - before - 1) / (2 * want)
+            wrong += sum(p.access_hash != first_hash + i - FIRST_ID for p, i in zip(by_id, ids, strict=True))
+            wrong += sum(p.user_id != FIRST_ID + i for p, i in zip(by_name, picks[want:], strict=True))
+        if updated:
+            for i in picks[:5]:  # an old username must no longer resolve
+                try:
+                    await storage.get_peer_by_username(username(i, updated=False))
+                    wrong += 1
+                except KeyError:
+                    pass
     finally:
-        await probe.aclose()
-        await sqlite.stop()
-        await rstore.stop()
-        server.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
+        await storage.close()
+        if backing is not None:
+            await backing.stop()
+        if probe is not None:
+            await probe.aclose()
+    if wrong:
+        raise AssertionError(f"{spec['name']}: {wrong} lookups answered wrong")
+    return result
 
-    k = runs["kurigram"]
-    base = {key: best(k, key) for key in ("stage", "write", "by_id", "by_name")}
+
+# ---------------------------------------------------------------------- the run
+
+
+def size_rows(runs: dict[str, list[dict[str, float]]], peers: int, lookups: int) -> list[Result]:
+    """The table rows of one size: each measure of each subject against kurigram."""
     rows: list[Result] = []
-    kurigram = "kurigram SQLiteStorage (file)"
-    subjects = (("sqlite", "statekit SQLite (file)"), ("redis", "statekit Redis"))
-    stage_op = f"update_peers+update_usernames ×{args.peers} (staged)"
-    write_op = f"… + save() (durable) ×{args.peers}"
-    rows.append(Result("write", kurigram, stage_op, 1, base["stage"], note="uncommitted until save()"))
-    for name, label in subjects:
-        value = best(runs[name], "stage")
-        rows.append(Result("write", label, stage_op, 1, value, "kurigram", value / base["stage"]))
-    lag = best(k, "lag", low=True) * 1000
-    rows.append(Result("write", kurigram, write_op, 1, base["write"], note=f"max loop lag {lag:.1f} ms"))
-    for name, label in subjects:
-        value, lag = best(runs[name], "write"), best(runs[name], "lag", low=True) * 1000
-        rows.append(Result("write", label, write_op, 1, value, "kurigram", value / base["write"],
-                           f"max loop lag {lag:.1f} ms"))
-    for op, key, count in (("get_peer_by_id", "by_id", args.by_id), ("get_peer_by_username", "by_name", args.by_username)):
-        rows.append(Result("lookup", kurigram, f"{op} ×{count}", 1, base[key]))
-        for name, label in subjects:
-            r = runs[name]
-            rows.append(Result("lookup", f"{label}, lease held (cached)", f"{op} ×{count}", 1,
-                               best(r, key), "kurigram", best(r, key) / base[key]))
-            cold = best(r, f"cold_{key}")
-            note = ""
-            if name == "redis":
-                note = f"{best(r, 'commands_per_lookup', low=True):.2f} Redis commands per lookup"
-            rows.append(Result("lookup", f"{label}, no lease (uncached)", f"{op}", 1,
-                               cold, "kurigram", cold / base[key], note))
-    print_table(f"Session peer cache: statekit vs kurigram ({args.peers:,} peers, best of {args.rounds})", rows)
+    for kind in ("new", "updated"):
+        if f"write_{kind}" in runs["kurigram"][0]:
+            group = f"{kind} peers"
+            rows += compare_rows(runs, SUBJECTS, "kurigram", group,
+                                 f"update_peers+update_usernames ×{peers:,} (staged)", f"stage_{kind}")
+            rows += compare_rows(runs, SUBJECTS, "kurigram", group,
+                                 f"… + save() (durable) ×{peers:,}", f"write_{kind}", stall=f"lag_{kind}")
+    if lookups and "by_id" in runs["kurigram"][0]:
+        count = max(1, min(lookups, peers // 2))
+        for prefix, group in (("", "lookup, new process (uncached)"), ("warm_", "lookup, again (warm)")):
+            for op, key in (("get_peer_by_id", "by_id"), ("get_peer_by_username", "by_name")):
+                found = compare_rows(runs, SUBJECTS, "kurigram", group,
+                                     f"{op} ×{count:,} distinct, {peers:,} stored", prefix + key)
+                if not prefix:  # commands counted on the server
+                    per = min(r["commands_per_lookup"] for r in runs["redis"])
+                    redis_row = next(x for x in found if x.subject == SUBJECTS["redis"])
+                    redis_row.note += f"; {per:.2f} Redis commands per lookup"
+                rows += found
     return rows
 
 
+def subjects(args: argparse.Namespace, stores: Stores) -> list[tuple[str, Run]]:
+    """kurigram, statekit SQLite and statekit Redis, each measuring one round at a size."""
+    batches = {n: (make_batch(n), make_batch(n, updated=True)) for n in args.peers}
+
+    async def kurigram(n: int, r: int) -> dict[str, float]:
+        return await run_kurigram(stores.workdir, f"k{n}-{r}", *batches[n], args.lookups)
+
+    def statekit(name: str) -> Run:
+        probe = stores.redis_url if name == "redis" else None
+
+        async def run(n: int, r: int) -> dict[str, float]:
+            return await run_statekit(stores.storages[name], f"{name[0]}{n}-{r}", *batches[n],
+                                      args.lookups, stores.urls[name], probe)
+
+        return run
+
+    return [("kurigram", kurigram), ("sqlite", statekit("sqlite")), ("redis", statekit("redis"))]
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--peers", type=int, default=10_000)
-    parser.add_argument("--by-id", type=int, default=10_000)
-    parser.add_argument("--by-username", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--json", help="write the results as JSON to this path")
+    parser = rounds_parser("session", __doc__, "peers")
+    parser.add_argument("--lookups", type=int, default=5_000,
+                        help="distinct ids, and as many usernames, looked up by the new process (0: none)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # the lookup process (JSON spec)
     args = parser.parse_args(argv)
-    rows = asyncio.run(main_async(args))
-    write_json(args.json, "session", rows)
+    if args.child is not None:
+        print(json.dumps(asyncio.run(child_lookups(json.loads(args.child)))))
+        return
+    asyncio.run(compare_in_rounds(
+        args, args.peers, partial(subjects, args), lambda runs, n: size_rows(runs, n, args.lookups),
+        "Session peer cache: statekit vs kurigram",
+    ))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,166 @@
+"""Telethon session benchmark: Telethon's own SQLiteSession vs statekit's TelethonSession.
+
+Run: ``python -m tests.benchmarks.telethon_session [--entities 10000,100000] [--rounds 7]
+[--json out.json]``.
+
+Subjects: Telethon's ``telethon.sessions.SQLiteSession`` on a file in a temporary directory (the
+baseline) and ``statekit.adapters.telethon.TelethonSession`` over statekit SQLite (a file) and
+over real Redis (a ``redis-server`` started for the run on a loopback port, no persistence). Each
+goes through what a ``TelegramClient`` does with the entities of a response:
+``process_entities(tlo)``, ``tlo`` a ``contacts.Contacts`` holding N real ``types.User`` objects
+(id, access_hash, username, first_name, a phone for every fourth; built once, outside the
+timing), then ``save()``, timed until the data is durable: Telethon's ``save()`` commits;
+statekit's returns an awaitable that writes the pending changes to the store, awaited here as
+Telethon awaits it ("staged" is the time of ``process_entities`` alone). For each size of
+``--entities``, in every round, each subject in turn (the order rotates from round to round; an
+uncounted warm-up round at the smallest size runs first):
+N NEW entities into a fresh session, then the same N entities UPDATED (another access_hash and
+another username each) into the same open session. A few entities are read back from the store
+after each round (outside the timing) to check that the updates landed.
+
+Each write runs under a ticker task sleeping 1 ms that records the longest gap between its
+wake-ups (the event loop's longest stall; Telethon's session is synchronous, so its whole write
+is one stall). The table gives the best round of each subject (ratio best against best) and, in
+the note, the median, the median and range of the round-by-round ratios against Telethon in the
+same round, and the worst and median stall. Target (issue 16): >= 1.5x Telethon's SQLiteSession
+at 10k and 100k entities, new and updated, with no stall above 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from telethon.sessions import SQLiteSession
+from telethon.tl import types
+
+from statekit import BaseStorage
+from statekit.adapters.telethon import TelethonSession
+from tests.benchmarks._harness import compare_in_rounds, compare_rows, rounds_parser, timed_save
+
+if TYPE_CHECKING:
+    from tests.benchmarks._harness import Result, Run, Stores
+
+FIRST_ID = 100_000
+HASH_NEW = 7_000_000_000
+HASH_UPDATED = 8_000_000_000
+SUBJECTS = {
+    "telethon": "Telethon SQLiteSession (file)",
+    "sqlite": "statekit TelethonSession, SQLite (file)",
+    "redis": "statekit TelethonSession, Redis",
+}
+CHECKED = (0, 1, 3)  # entities read back after each round
+
+
+def make_users(n: int, *, updated: bool = False) -> Any:
+    """A ``contacts.Contacts`` of ``n`` users; ``updated=True``: the same users with another
+    access_hash and username."""
+    first_hash = HASH_UPDATED if updated else HASH_NEW
+    prefix = "renamed" if updated else "user"
+    users = [
+        types.User(
+            id=FIRST_ID + i,
+            access_hash=first_hash + i,
+            first_name=f"User {i}",
+            username=f"{prefix}{i}",
+            phone=f"1555{i:07d}" if i % 4 == 0 else None,
+        )
+        for i in range(n)
+    ]
+    return types.contacts.Contacts(contacts=[], saved_count=0, users=users)
+
+
+async def write_new_then_updated(session: Any, new: Any, updated: Any) -> dict[str, float]:
+    """``stage_new``, ``write_new`` (entities/s), ``lag_new`` (seconds), and the same
+    ``_updated``, of the timed writes of ``new`` and then ``updated`` into ``session``."""
+    result: dict[str, float] = {}
+    for kind, tlo in (("new", new), ("updated", updated)):
+        staged, durable, lag = await timed_save(partial(session.process_entities, tlo), session.save)
+        result[f"stage_{kind}"] = len(tlo.users) / staged
+        result[f"write_{kind}"] = len(tlo.users) / durable
+        result[f"lag_{kind}"] = lag
+    return result
+
+
+def check(name: str, hashes: dict[int, int | None]) -> None:
+    """Raise unless the stored access_hash of each checked entity is the updated one."""
+    wrong = {i: h for i, h in hashes.items() if h != HASH_UPDATED + i}
+    if wrong:
+        raise AssertionError(f"{name}: entities not updated in the store: {wrong}")
+
+
+async def run_telethon(workdir: Path, tag: str, new: Any, updated: Any) -> dict[str, float]:
+    """One round of Telethon's ``SQLiteSession`` on a new file (deleted at the end)."""
+    session = SQLiteSession(str(workdir / f"bench-{tag}"))
+    try:
+        result = await write_new_then_updated(session, new, updated)
+    finally:
+        session.close()
+    reader = SQLiteSession(str(workdir / f"bench-{tag}"))  # what a restarted client reads
+    try:
+        check(tag, {i: (reader.get_entity_rows_by_id(FIRST_ID + i) or (0, None))[1] for i in CHECKED})
+    finally:
+        reader.close()
+        reader.delete()
+    return result
+
+
+async def run_statekit(storage: BaseStorage, tag: str, new: Any, updated: Any) -> dict[str, float]:
+    """One round of ``TelethonSession`` over ``storage`` holding the lease (the session is
+    deleted at the end)."""
+    session = TelethonSession(storage, f"bench-{tag}")
+    await session.open()
+    try:
+        result = await write_new_then_updated(session, new, updated)
+    finally:
+        await session.aclose()
+    try:
+        hashes = {}
+        for i in CHECKED:  # read from the storage, not from the closed session's memory
+            peer = await session.store.get_peer_by_id(FIRST_ID + i)
+            hashes[i] = None if peer is None else peer.access_hash
+        check(tag, hashes)
+    finally:
+        await session.delete()
+    return result
+
+
+def size_rows(runs: dict[str, list[dict[str, float]]], entities: int) -> list[Result]:
+    """The table rows of one size: each measure of each subject against Telethon."""
+    rows: list[Result] = []
+    for kind in ("new", "updated"):
+        group = f"{kind} entities"
+        rows += compare_rows(runs, SUBJECTS, "Telethon", group,
+                             f"process_entities ×{entities:,} (staged)", f"stage_{kind}")
+        rows += compare_rows(runs, SUBJECTS, "Telethon", group,
+                             f"… + save() (durable) ×{entities:,}", f"write_{kind}", stall=f"lag_{kind}")
+    return rows
+
+
+def subjects(args: argparse.Namespace, stores: Stores) -> list[tuple[str, Run]]:
+    """Telethon, statekit SQLite and statekit Redis, each measuring one round at a size."""
+    tlos = {n: (make_users(n), make_users(n, updated=True)) for n in args.entities}
+
+    async def telethon(n: int, r: int) -> dict[str, float]:
+        return await run_telethon(stores.workdir, f"t{n}-{r}", *tlos[n])
+
+    def on(name: str) -> Run:
+        storage = stores.storages[name]
+        return lambda n, r: run_statekit(storage, f"{name[0]}{n}-{r}", *tlos[n])
+
+    return [("telethon", telethon), ("sqlite", on("sqlite")), ("redis", on("redis"))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = rounds_parser("telethon_session", __doc__, "entities").parse_args(argv)
+    asyncio.run(compare_in_rounds(
+        args, args.entities, partial(subjects, args), size_rows,
+        "Telethon session entities: statekit vs Telethon",
+    ))
+
+
+if __name__ == "__main__":
+    main()
