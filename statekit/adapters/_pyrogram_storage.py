@@ -30,6 +30,7 @@ from statekit.session.support import (
     PeerRow,
     make_row,
     username_pair,
+    write_checked_rows,
 )
 from statekit.storage.base import BaseStorage
 
@@ -147,9 +148,11 @@ class PyrogramStorage(Storage):
         """
         short: dict[int, PeerRow] = {}
         full: list[PeerRow] = []
-        for n, item in enumerate(peers, 1):
-            size = len(item) if isinstance(item, tuple | list) else 0
-            if size == 4:
+        now = int(time.time())
+        n = 0
+        for item in peers:
+            n += 1
+            if type(item) is tuple and len(item) == 4:
                 peer_id, access_hash, kind, phone = item
                 if (
                     phone is None
@@ -159,29 +162,37 @@ class PyrogramStorage(Storage):
                     and -_INT64 <= peer_id < _INT64
                     and -_INT64 <= access_hash < _INT64
                 ):  # the common shape, checked inline; make_row checks the rest
-                    short[peer_id] = (peer_id, access_hash, kind, (), None, None, None)
+                    short[peer_id] = (peer_id, access_hash, kind, (), None, now, None)
                 else:
-                    short[peer_id] = make_row(peer_id, access_hash or 0, kind, (), phone, None)
-            elif size == 5:
-                peer_id, access_hash, kind, username, phone = item
-                names = (username,) if username else ()
-                full.append(make_row(peer_id, access_hash or 0, kind, names, phone, None))
+                    short[peer_id] = make_row(peer_id, access_hash or 0, kind, (), phone, now)
+            elif isinstance(item, tuple | list) and len(item) in (4, 5):
+                if len(item) == 4:
+                    peer_id, access_hash, kind, phone = item
+                    short[peer_id] = make_row(peer_id, access_hash or 0, kind, (), phone, now)
+                else:
+                    peer_id, access_hash, kind, username, phone = item
+                    names = (username,) if username else ()
+                    full.append(make_row(peer_id, access_hash or 0, kind, names, phone, None))
             else:
                 raise ValueError(f"a peer is a tuple of 4 or 5 items, got {item!r:.100}")
-            if not n % _YIELD_EVERY:
+            if n == _YIELD_EVERY:
+                n = 0
                 await asyncio.sleep(0)  # a big batch must not hold the event loop
         if full:
             await self._flush()
             await self.store.update_peer_rows(full)
         if short:
             pending = self._pending
-            for peer_id, row in short.items():
-                staged = pending.get(peer_id)
-                if staged is not None and staged[3]:
-                    # usernames staged by update_usernames and not written yet: a row without
-                    # usernames keeps them, as it keeps stored ones (kurigram's semantics)
-                    row = (row[0], row[1], row[2], staged[3], row[4], row[5], row[6])
-                pending[peer_id] = row
+            if not pending:
+                pending.update(short)
+            else:
+                for peer_id, row in short.items():
+                    staged = pending.get(peer_id)
+                    if staged is not None and staged[3]:
+                        # usernames staged by update_usernames and not written yet: a row without
+                        # usernames keeps them, as it keeps stored ones (kurigram's semantics)
+                        row = (row[0], row[1], row[2], staged[3], row[4], row[5], row[6])
+                    pending[peer_id] = row
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -195,7 +206,8 @@ class PyrogramStorage(Storage):
                 return
             pending, self._pending = self._pending, {}
             try:
-                await self.store.update_peer_rows(pending.values(), keep_usernames=True)
+                # rows checked as they were staged (update_peers, update_usernames), stamped
+                await write_checked_rows(self.store, pending, keep_usernames=True)
             except BaseException:
                 self._pending = {**pending, **self._pending}
                 raise
@@ -211,15 +223,35 @@ class PyrogramStorage(Storage):
         resolving."""
         rest: list[tuple[int, tuple[str, ...]]] = []
         merged: dict[int, PeerRow] = {}  # applied once every pair is checked: all or nothing
-        pending = self._pending
-        for pair in usernames:  # no await in here: the staged peers stay staged
-            peer_id, given = username_pair(pair)
-            row = merged.get(peer_id) or pending.get(peer_id)
-            if row is not None and given:
-                merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5], row[6])
-            else:
-                rest.append((peer_id, given))
-        pending.update(merged)
+        # the background write of staged peers waits meanwhile, so that they are written once,
+        # with their usernames
+        async with self._flush_lock:
+            pending = self._pending
+            n = 0
+            for pair in usernames:
+                n += 1
+                if n == _YIELD_EVERY:
+                    n = 0
+                    await asyncio.sleep(0)  # a big batch must not hold the event loop
+                if (
+                    type(pair) is tuple
+                    and len(pair) == 2
+                    and type(peer_id := pair[0]) is int
+                    and type(listed := pair[1]) is list
+                    and len(listed) == 1
+                    and type(one := listed[0]) is str
+                    and one
+                    and one[0] != "@"
+                ):  # the common pair, checked inline; username_pair checks the rest
+                    given: tuple[str, ...] = (one,)
+                else:
+                    peer_id, given = username_pair(pair)
+                row = merged.get(peer_id) or pending.get(peer_id)
+                if row is not None and given:
+                    merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5], row[6])
+                else:
+                    rest.append((peer_id, given))
+            pending.update(merged)
         if rest:
             await self._flush()
             await self.store.update_usernames(rest)

@@ -36,7 +36,7 @@ from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
 from statekit.session import SessionCipher
-from statekit.session.records import Peer, UpdateState
+from statekit.session.records import UpdateState
 from statekit.session.store import SessionStore
 from statekit.storage.base import BaseStorage
 
@@ -106,7 +106,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         lease_wait: float = 0.0,
     ) -> None:
         super().__init__()
-        self.store = SessionStore(storage, name, cipher=cipher, lease_ttl=lease_ttl, peer_cache=0)
+        self.store = SessionStore(storage, name, cipher=cipher, lease_ttl=lease_ttl)
         self.name = name
         self.lease_wait = lease_wait
         self._opened = False
@@ -194,8 +194,8 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             if fields:
                 await self.store.update(**fields)
             if peers:
-                await self.store.update_peers(
-                    Peer(pid, e[0], e[1], e[2], e[3], name=e[4]) for pid, e in peers.items()
+                await self.store.update_peer_rows(
+                    [(pid, e[0], e[1], e[2], e[3], None, e[4]) for pid, e in peers.items()]
                 )
             if states:
                 await self.store.set_update_state(

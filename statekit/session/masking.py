@@ -22,13 +22,16 @@ SECRET_FIELDS: Final = frozenset({"auth_key"})
 mapping of any stored value (a ``SessionData.to_dict()`` stored by hand is masked too)."""
 
 SECRET_PEER_FIELDS: Final = ("access_hash", "phone_number")
-"""Fields of a peer record (``session:{NAME}:peer:ID``, ``:un:NAME``, ``:ph:PHONE``) shown only on
-request."""
+"""Fields of a peer row (in ``session:{NAME}:peers:N`` buckets, and the one-key-a-peer records
+of statekit 0.1) shown only on request; the phone numbers a phone index bucket
+(``session:{NAME}:phones:N``) maps are masked too."""
 
-SESSION_KEY: Final = re.compile(r"session:\{[^{}]+\}:(data|peer:.*|un:.*|ph:.*|states|lease)")
-"""Keys a ``SessionStore`` writes (group 1: which record)."""
+SESSION_KEY: Final = re.compile(
+    r"session:\{[^{}]+\}:(data|peers:.*|names:.*|phones:.*|peer:.*|un:.*|ph:.*|states|lease|layout)"
+)
+"""Keys a ``SessionStore`` writes or wrote (group 1: which record)."""
 
-_PEER_LAYOUT = ("id", "access_hash", "type", "usernames", "phone_number", "last_update_on")
+_PEER_ROW_SIZES = (6, 7)  # id, access_hash, type, usernames, phone_number, last_update_on[, name]
 
 
 def _hidden(value: Any) -> str:
@@ -63,7 +66,7 @@ def _mask_peer(value: Any) -> Any:
             row = msgpack.unpackb(row)
         except (ValueError, msgpack.UnpackException):
             return value
-    if not isinstance(row, list | tuple) or len(row) != len(_PEER_LAYOUT):
+    if not isinstance(row, list | tuple) or len(row) not in _PEER_ROW_SIZES:
         return _mask_tree(value)
     shown = list(row)
     shown[1] = _hidden(shown[1])
@@ -80,8 +83,13 @@ def mask_secrets(key: str, value: Any) -> Any:
     ciphertext and stays as it is. Returns a new value; ``value`` itself is not changed.
     """
     match = SESSION_KEY.fullmatch(key) if isinstance(key, str) else None
-    if match is not None and match.group(1).split(":", 1)[0] in ("peer", "un", "ph"):
+    kind = match.group(1).split(":", 1)[0] if match is not None else None
+    if kind in ("peer", "un", "ph"):
         return _mask_peer(value)
+    if kind == "peers" and isinstance(value, list):
+        return [_mask_peer(row) for row in value]
+    if kind == "phones" and isinstance(value, dict):
+        return {_mask_phone(phone): _mask_tree(peer) for phone, peer in value.items()}
     return _mask_tree(value)
 
 

@@ -4,35 +4,51 @@ storage.
 Keys of session ``NAME`` (all share the Redis Cluster hash tag ``{NAME}``)::
 
     session:{NAME}:data            the session record (dc, auth key, user...), optionally sealed
-    session:{NAME}:peer:ID         one peer: the list [id, access_hash, type, usernames, phone, stamp]
-    session:{NAME}:un:USERNAME     the same peer, under each lower-case username it has
-    session:{NAME}:ph:PHONE        the same peer, under its phone number
+    session:{NAME}:peers:N         the peers whose id % 1024 is N: an array of rows
+                                   [id, access_hash, type, usernames, phone, stamp, name]
+    session:{NAME}:names:N         lower-case username -> peer id, for usernames whose CRC-32
+                                   % 1024 is N
+    session:{NAME}:phones:N        phone number -> peer id, likewise
+    session:{NAME}:layout          2: the peers are in buckets (statekit 0.1 kept a key per peer)
     session:{NAME}:states          update states of every box
     session:{NAME}:lease           the ownership lease (see ``statekit.session.lease``)
 
-Every lookup is one storage read. ``open()`` takes the ownership lease; while it is held no other
+A lookup by id is one storage read, by username or phone two. Writing any number of peers
+writes at most 3,072 keys. ``open()`` takes the ownership lease; while it is held no other
 process writes the session, so the store serves repeated reads from memory (the record, the
-update states and recently used peers) and a field update is one compare-and-set.
+update states and the peer buckets it has read or written) and writes peers in one batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+from zlib import crc32
 
-from statekit.codec import INT64_MAX, MsgpackCodec, encode_stored
+from statekit.codec import INT64_MAX, MsgpackCodec
+from statekit.errors import StatekitError, StorageUnavailableError
+from statekit.session._buckets import (
+    INDEX_BUCKETS,
+    PEER_BUCKETS,
+    BucketCache,
+    PeerBucket,
+    decode_index_bucket,
+    decode_peer_bucket,
+    index_bucket,
+    pack_bucket,
+    peer_bucket,
+)
 from statekit.session._cipher import SessionCipher
 from statekit.session._peers import (
-    PeerCache,
     PeerRow,
     make_row,
     normalize_phone,
-    pack_row,
     peer_row,
     row_peer,
-    stored_row,
     unpack_row,
     username_pair,
 )
@@ -48,12 +64,33 @@ from statekit.session._record import (
 from statekit.session.lease import LeaseHolder, SessionLease
 from statekit.session.records import Peer, SessionData, SessionSnapshot, UpdateState
 from statekit.storage._fastpath import FastPathStorage
-from statekit.storage.base import BaseStorage
+from statekit.storage.base import BaseStorage, Stored
 
 __all__ = ["FIELDS", "SessionStore", "list_sessions"]
 
+log = logging.getLogger("statekit.session")
+
+_Item = TypeVar("_Item")
+
+
+class _IndexChanges:
+    """Index changes of one peer write: claims (lower-case username or phone -> the id of the peer
+    written with it) and drops ((username or phone, the peer id that no longer has it))."""
+
+    __slots__ = ("dropped_names", "dropped_phones", "names", "phones")
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.dropped_names: list[tuple[str, int]] = []
+        self.phones: dict[str, int] = {}
+        self.dropped_phones: list[tuple[str, int]] = []
+
 _CHUNK = 500
-_CHUNK_PEERS = 1000
+_CHUNK_BUCKETS = 64  # buckets read in one call
+_YIELD_ROWS = 4000  # rows merged or decoded between two turns of the event loop
+_YIELD_PACKED = 8000  # rows encoded between two turns of the event loop
+_MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the lease
+_LAYOUT = 2
 _REFRESH_AFTER = 300  # seconds: an unchanged peer is rewritten only to refresh an older stamp
 _INT64 = INT64_MAX + 1  # ids and hashes are signed 64-bit: -_INT64 <= x < _INT64
 
@@ -106,14 +143,18 @@ class SessionStore:
         )
         self._lease_ttl = float(lease_ttl)
         self._prefix = prefix = f"session:{{{name}}}:"
-        # key prefixes: a key is the prefix followed by the peer id, lower-case username or phone
-        self._peer_prefix = prefix + "peer:"
-        self._username_prefix = prefix + "un:"
-        self._phone_prefix = prefix + "ph:"
+        # bucket key prefixes: a key is the prefix followed by the bucket number
+        self._peers_prefix = prefix + "peers:"
+        self._names_prefix = prefix + "names:"
+        self._phones_prefix = prefix + "phones:"
         self._lease: SessionLease | None = None
-        self._peers = PeerCache(peer_cache)
+        # peer_cache counts peers; a cached peer also has an entry or two in the index buckets
+        self._cache = BucketCache(peer_cache * 3)
+        self._warmer: asyncio.Future[None] | None = None
         self._peer_gen = 0
         self._peer_lock = asyncio.Lock()
+        self._layout_ok = False
+        self._layout_lock = asyncio.Lock()
         self._codec = RecordCodec(name, self._cipher)
         self._record = Cell(
             storage, self._prefix + "data", self._codec.decode, self._codec.encode, self._caching
@@ -139,8 +180,11 @@ class SessionStore:
         return lease is not None and lease.held
 
     def _drop_cache(self) -> None:
-        self._peers.clear()
+        self._cache.clear()
         self._peer_gen += 1
+        warmer, self._warmer = self._warmer, None
+        if warmer is not None:
+            warmer.cancel()
         self._record.forget()
         self._states.forget()
 
@@ -247,135 +291,319 @@ class SessionStore:
 
     # ------------------------------------------------------------------ peers
 
-    def _peer_key(self, peer_id: int) -> str:
-        return f"{self._peer_prefix}{peer_id}"
+    def _peers_key(self, peer_id: int) -> str:
+        return f"{self._peers_prefix}{peer_bucket(peer_id)}"
 
-    def _username_key(self, lowered: str) -> str:
-        return f"{self._username_prefix}{lowered}"
+    def _names_key(self, lowered: str) -> str:
+        return f"{self._names_prefix}{index_bucket(lowered)}"
 
-    def _phone_key(self, phone: str) -> str:
-        return f"{self._phone_prefix}{phone}"
+    def _phones_key(self, phone: str) -> str:
+        return f"{self._phones_prefix}{index_bucket(phone)}"
 
-    async def _old_rows(self, ids: Iterable[int]) -> dict[int, PeerRow]:
-        """The stored rows of ``ids`` (from memory when cached), read ``_CHUNK_PEERS`` a call."""
-        found: dict[int, PeerRow] = {}
-        missing: list[int] = []
-        if self._caching():
-            cached = self._peers.rows.get  # no LRU touch: the caller writes these rows next
-            for peer_id in ids:
-                row = cached(peer_id)
-                if row is None:
-                    missing.append(peer_id)
-                else:
-                    found[peer_id] = row
-        else:
-            missing = list(ids)
-        pp = self._peer_prefix  # keys as _peer_key builds them, without a call per key
-        reads = [
-            self.storage.get_many([f"{pp}{i}" for i in missing[start : start + _CHUNK_PEERS]])
-            for start in range(0, len(missing), _CHUNK_PEERS)
-        ]  # issued together: a batching storage serves them in one go
-        for stored in await asyncio.gather(*reads):
+    async def _ensure_layout(self) -> None:
+        """Move peers stored one key each (``peer:ID``, ``un:NAME``, ``ph:PHONE``, statekit before
+        0.2) into buckets, once per session: the first peer operation of a store reads the layout
+        marker, and only when it is missing looks for such keys (one scan of the storage)."""
+        if self._layout_ok:
+            return
+        async with self._layout_lock:
+            if self._layout_ok:
+                return
+            marker = self._prefix + "layout"
+            if await self.storage.get_state(marker) != _LAYOUT:
+                name = BaseStorage.glob_escape(self.name)
+                legacy = [k async for k in self.storage.scan_keys(f"session:{{{name}}}:peer:*")]
+                if legacy:
+                    await self._migrate_legacy(legacy)
+                await self.storage.set_state(marker, _LAYOUT, ttl=None)
+            self._layout_ok = True
+
+    async def _migrate_legacy(self, keys: list[str]) -> None:
+        rows: dict[int, PeerRow] = {}
+        for start in range(0, len(keys), _CHUNK):
+            stored = await self.storage.get_many(keys[start : start + _CHUNK])
             for key, value in stored.items():
                 row = unpack_row(key, value)
                 if row is not None:
-                    found[row[0]] = row
-        return found
+                    rows[row[0]] = row
+        async with self._peer_lock:
+            self._peer_gen += 1
+            await self._write_peers(rows, lambda old, new: None, insert=True)
+            name = BaseStorage.glob_escape(self.name)
+            for kind in ("peer", "un", "ph"):
+                stale = [k async for k in self.storage.scan_keys(f"session:{{{name}}}:{kind}:*")]
+                for start in range(0, len(stale), _CHUNK):
+                    await self.storage.delete_many(stale[start : start + _CHUNK])
+        log.info("statekit: session %r: %d peers moved into buckets", self.name, len(rows))
 
-    async def _retired(
-        self, rows: dict[int, PeerRow], old: dict[int, PeerRow]
-    ) -> dict[int, list[str]]:
-        """Index keys (by peer id) that point to a peer of ``rows`` for a username or phone it no
-        longer has, and that no peer of ``rows`` claims."""
-        if not any(peer_id in rows for peer_id in old):
-            return {}
-        claimed: set[str] = set()
-        for row in rows.values():
-            claimed.update(self._username_key(name.lower()) for name in row[3])
-            if row[4] is not None:
-                claimed.add(self._phone_key(row[4]))
-        stale: dict[str, int] = {}
-        for peer_id, previous in old.items():
-            if peer_id not in rows:
-                continue
-            keys = [self._username_key(name.lower()) for name in previous[3]]
-            if previous[4] is not None:
-                keys.append(self._phone_key(previous[4]))
-            stale.update((key, peer_id) for key in keys if key not in claimed)
-        retired: dict[int, list[str]] = {}
-        if stale:
-            for key, value in (await self.storage.get_many(list(stale))).items():
-                holder = unpack_row(key, value)
-                if holder is not None and holder[0] == stale[key]:
-                    retired.setdefault(holder[0], []).append(key)
-        return retired
+    async def _load(
+        self, keys: list[str], decode: Callable[[str, Any], dict[Any, Any]], caching: bool
+    ) -> tuple[dict[str, dict[Any, Any]], dict[str, Any]]:
+        """The buckets ``keys`` (from the cache when ``caching``; read ``_CHUNK_BUCKETS`` a call,
+        the calls issued together) and the stored values of those read (for compare-and-set)."""
+        buckets: dict[str, dict[Any, Any]] = {}
+        missing = keys
+        if caching:
+            missing = []
+            cached = self._cache.get
+            for key in keys:
+                bucket = cached(key)
+                if bucket is None:
+                    missing.append(key)
+                else:
+                    buckets[key] = bucket
+        raw: dict[str, Any] = {}
+        reads = [
+            self.storage.get_many(missing[start : start + _CHUNK_BUCKETS])
+            for start in range(0, len(missing), _CHUNK_BUCKETS)
+        ]
+        for stored in await asyncio.gather(*reads):
+            raw.update(stored)
+        decoded = 0
+        for key in missing:
+            value = raw.get(key)
+            bucket = buckets[key] = decode(key, value)
+            if caching:
+                self._cache.put(key, bucket)
+            decoded += len(bucket)
+            if decoded > _YIELD_ROWS:
+                decoded = 0
+                await asyncio.sleep(0)  # decoding a large session must not hold the loop
+        return buckets, raw
 
-    async def _commit_rows(self, rows: dict[int, PeerRow], old: dict[int, PeerRow]) -> None:
-        """Write ``rows`` with their index entries and retire the index entries the peers no
-        longer have, each peer together with its own entries in one write.
+    async def _write_peers(
+        self,
+        items: dict[int, _Item],
+        merge: Callable[[PeerRow, _Item], PeerRow | None],
+        *,
+        insert: bool,
+    ) -> None:
+        """Merge ``items`` into the stored peers and write the buckets that change (caller holds
+        ``_peer_lock``): ``merge(stored row, item)`` gives the row to store, or None to leave the
+        peer as it is; an item of a peer not stored is stored as it is (a row) if ``insert``,
+        else skipped. A peer's usernames and phone it no longer has stop resolving (unless another
+        peer took them); a username or phone of a written peer resolves to it.
 
-        Batches of more than ``_CHUNK_PEERS`` peers are prepared a chunk at a time, the event
-        loop running between chunks; each chunk's write is issued once it is prepared and all
-        are awaited together, so a batching storage commits the queued ones in one go (SQLite:
-        one group commit; Redis: pipelined on its lanes). If a write fails, the writes not yet
-        done are cancelled and the error is raised; chunks already written stay written.
+        With the lease held the buckets come from the cache and are written in one batch;
+        without it every changed bucket is written by compare-and-set against what was read,
+        and the merge is redone on a conflict, so concurrent writers lose no peer.
         """
-        retired = await self._retired(rows, old)
-        self._peer_gen += 1
-        prefix = self._prefix
-        # keys as _peer_key / _username_key / _phone_key build them, without a call per key
-        pp, up, hp = self._peer_prefix, self._username_prefix, self._phone_prefix
-        storage = self.storage
-        encode = pack_row if type(storage.codec) is MsgpackCodec else self._encode_row
-        tombstone = encode_stored(storage.codec, prefix, b"")
-        assert type(tombstone) is bytes  # an encoded bytes value is never a native int
-        writes: list[asyncio.Future[None]] = []
-        items: list[tuple[str, bytes]] = []
-        add = items.append
-        try:
-            for n, (peer_id, row) in enumerate(rows.items(), 1):
-                packed = encode(row)
-                add((f"{pp}{peer_id}", packed))
-                for name in row[3]:
-                    add((f"{up}{name.lower()}", packed))
-                if row[4] is not None:
-                    add((f"{hp}{row[4]}", packed))
-                if retired and peer_id in retired:
-                    for key in retired[peer_id]:
-                        add((key, tombstone))  # retired in the same write; deleted below
-                if not n % _CHUNK_PEERS:
-                    writes.append(asyncio.ensure_future(_write_encoded(storage, items)))
-                    items = []
-                    add = items.append
-                    await asyncio.sleep(0)  # let that write start; the loop runs between chunks
-            if items:
-                writes.append(asyncio.ensure_future(_write_encoded(storage, items)))
-            await asyncio.gather(*writes)
-        except BaseException:
-            for write in writes:
-                write.cancel()
-            await asyncio.gather(*writes, return_exceptions=True)
-            for peer_id in rows:
-                self._peers.discard(peer_id)
-            raise
-        if self._caching():
-            self._peers.put_written(rows.values())
-            for peer_id, keys in retired.items():
-                for key in keys:
-                    entry = key[len(self._prefix) :]
-                    if entry.startswith("un:"):
-                        self._peers.unindex_username(entry[3:], peer_id)
-                    else:
-                        self._peers.unindex_phone(entry[3:], peer_id)
-        tombstones = [key for keys in retired.values() for key in keys]
-        if tombstones:
-            await self.storage.delete_many(tombstones)
+        caching = self._caching()
+        # index changes of an attempt that did not write everything are made by the next: by then
+        # the peers written may no longer differ from what is stored
+        changes = _IndexChanges()
+        for attempt in range(_MAX_ATTEMPTS):
+            if await self._write_once(items, merge, insert, caching, changes):
+                return
+            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 50)))
+        raise StorageUnavailableError(
+            f"session {self.name!r}: peers not written after {_MAX_ATTEMPTS} conflicting writes"
+        )
 
-    def _encode_row(self, row: PeerRow) -> bytes:
-        stored = encode_stored(self.storage.codec, self._prefix, stored_row(row))
-        if type(stored) is not bytes:  # pragma: no cover - a list never encodes as an int
-            raise TypeError("a peer row must encode to bytes")
-        return stored
+    async def _write_once(
+        self,
+        items: dict[int, _Item],
+        merge: Callable[[PeerRow, _Item], PeerRow | None],
+        insert: bool,
+        caching: bool,
+        changes: _IndexChanges,
+    ) -> bool:
+        """One attempt of ``_write_peers``: False if a compare-and-set found a bucket changed."""
+        self._peer_gen += 1
+        pp = self._peers_prefix
+        keys = {n: f"{pp}{n}" for n in {peer_id % PEER_BUCKETS for peer_id in items}}
+        buckets, raw = await self._load(list(keys.values()), decode_peer_bucket, caching)
+        by_number: dict[int, PeerBucket] = {n: buckets[key] for n, key in keys.items()}
+        dirty: set[int] = set()
+        claims, dropped = changes.names, changes.dropped_names
+        phone_claims, phone_dropped = changes.phones, changes.dropped_phones
+        pending = list(items.items())
+        try:
+            for start in range(0, len(pending), _YIELD_ROWS):
+                if start:
+                    await asyncio.sleep(0)  # a large batch must not hold the event loop
+                for peer_id, item in pending[start : start + _YIELD_ROWS]:
+                    n = peer_id % PEER_BUCKETS
+                    bucket = by_number[n]
+                    old = bucket.get(peer_id)
+                    if old is None:
+                        if not insert:
+                            continue
+                        row: PeerRow = item  # type: ignore[assignment]
+                        bucket[peer_id] = row
+                        dirty.add(n)
+                        usernames = row[3]
+                        if usernames:
+                            if len(usernames) == 1:
+                                claims[usernames[0].lower()] = peer_id
+                            else:
+                                for name in usernames:
+                                    claims[name.lower()] = peer_id
+                        if row[4] is not None:
+                            phone_claims[row[4]] = peer_id
+                        continue
+                    merged = merge(old, item)
+                    if merged is None:
+                        continue
+                    row = merged
+                    bucket[peer_id] = row
+                    dirty.add(n)
+                    had, has = old[3], row[3]
+                    if had != has:
+                        if len(had) == 1 and len(has) == 1:
+                            low, was = has[0].lower(), had[0].lower()
+                            if low != was:
+                                claims[low] = peer_id
+                                dropped.append((was, peer_id))
+                        else:
+                            kept = {name.lower() for name in has}
+                            for low in kept:
+                                claims[low] = peer_id
+                            for name in had:
+                                if name.lower() not in kept:
+                                    dropped.append((name.lower(), peer_id))
+                    if old[4] != row[4]:
+                        if row[4] is not None:
+                            phone_claims[row[4]] = peer_id
+                        if old[4] is not None:
+                            phone_dropped.append((old[4], peer_id))
+            written = [keys[n] for n in dirty]
+            if not caching:
+                await self._merge_index(self._names_prefix, claims, dropped, written, buckets, raw, False)
+                await self._merge_index(
+                    self._phones_prefix, phone_claims, phone_dropped, written, buckets, raw, False
+                )
+                return not written or await self._swap_buckets(written, buckets, raw)
+            # with the lease: the peer buckets are written while the indexes are merged (SQLite
+            # writes in its own thread, Redis in its own process), then the index buckets
+            writes: list[asyncio.Future[None]] = []
+            try:
+                if written:
+                    writes.append(asyncio.ensure_future(self._put_buckets(written, buckets)))
+                indexes: list[str] = []
+                await self._merge_index(self._names_prefix, claims, dropped, indexes, buckets, raw, True)
+                await self._merge_index(
+                    self._phones_prefix, phone_claims, phone_dropped, indexes, buckets, raw, True
+                )
+                if indexes:
+                    writes.append(asyncio.ensure_future(self._put_buckets(indexes, buckets)))
+                await asyncio.gather(*writes)
+            except BaseException:
+                for write in writes:
+                    write.cancel()
+                await asyncio.gather(*writes, return_exceptions=True)
+                raise
+            for key in (*written, *indexes):
+                self._cache.recount(key)
+            return True
+        except BaseException:
+            if caching:
+                self._cache.clear()  # cached buckets may hold rows that were not written
+            raise
+
+    async def _merge_index(
+        self,
+        prefix: str,
+        claims: dict[str, int],
+        dropped: list[tuple[str, int]],
+        dirty: list[str],
+        buckets: dict[str, dict[Any, Any]],
+        raw: dict[str, Any],
+        caching: bool,
+    ) -> None:
+        """Apply index changes to the index buckets under ``prefix``: entries of ``dropped`` that
+        still point to their peer are removed (unless that peer claims them again), then every
+        claim is pointed to its peer; the keys of the buckets changed are added to ``dirty``."""
+        if not claims and not dropped:
+            return
+        by_number: dict[int, list[str]] = {}
+        texts = list(claims)
+        for start in range(0, len(texts), _YIELD_ROWS):
+            if start:
+                await asyncio.sleep(0)  # a large batch must not hold the event loop
+            for text in texts[start : start + _YIELD_ROWS]:
+                n = crc32(text.encode("utf-8", "surrogatepass")) % INDEX_BUCKETS
+                group = by_number.get(n)
+                if group is None:
+                    by_number[n] = [text]
+                else:
+                    group.append(text)
+        drops: list[tuple[int, str, int]] = []
+        for start in range(0, len(dropped), _YIELD_ROWS):
+            await asyncio.sleep(0)
+            for text, peer_id in dropped[start : start + _YIELD_ROWS]:
+                n = index_bucket(text)
+                drops.append((n, text, peer_id))
+                by_number.setdefault(n, [])
+        keys = {n: f"{prefix}{n}" for n in by_number}
+        loaded, read = await self._load(list(keys.values()), decode_index_bucket, caching)
+        buckets.update(loaded)
+        raw.update(read)
+        changed: set[str] = set()
+        for start in range(0, len(drops), _YIELD_ROWS):
+            if start:
+                await asyncio.sleep(0)
+            for n, text, peer_id in drops[start : start + _YIELD_ROWS]:
+                key = keys[n]
+                bucket = loaded[key]
+                if bucket.get(text) == peer_id and claims.get(text) != peer_id:
+                    del bucket[text]
+                    changed.add(key)
+        done = 0
+        for n, group in by_number.items():
+            key = keys[n]
+            bucket = loaded[key]
+            before = len(changed)
+            for text in group:
+                peer_id = claims[text]
+                if bucket.get(text) != peer_id:
+                    bucket[text] = peer_id
+                    if len(changed) == before:
+                        changed.add(key)
+            done += len(group)
+            if done > _YIELD_ROWS:
+                done = 0
+                await asyncio.sleep(0)
+        dirty.extend(changed)
+
+    def _stored_bucket(self, key: str, bucket: dict[Any, Any]) -> Any:
+        """The value a bucket is stored as, for the public storage operations."""
+        if key.startswith(self._peers_prefix):
+            return [list(row) for row in bucket.values()]
+        return bucket
+
+    async def _put_buckets(self, keys: list[str], buckets: dict[str, dict[Any, Any]]) -> None:
+        """Write the buckets ``keys`` without expiry, in one batch."""
+        storage = self.storage
+        if isinstance(storage, FastPathStorage) and type(storage.codec) is MsgpackCodec:
+            pp = self._peers_prefix
+            items: list[tuple[str, Stored]] = []
+            packed = 0
+            for key in keys:
+                bucket = buckets[key]
+                items.append((key, pack_bucket(list(bucket.values()) if key.startswith(pp) else bucket)))
+                packed += len(bucket)
+                if packed > _YIELD_PACKED:
+                    packed = 0
+                    await asyncio.sleep(0)  # packing a large session must not hold the loop
+            await storage.set_many_encoded(items, ttl=None)
+        else:
+            await storage.set_many(
+                {key: self._stored_bucket(key, buckets[key]) for key in keys}, ttl=None
+            )
+
+    async def _swap_buckets(
+        self, keys: list[str], buckets: dict[str, dict[Any, Any]], raw: dict[str, Any]
+    ) -> bool:
+        """Compare-and-set each of the buckets ``keys`` against what was read; True if every one
+        was written (one that was not is merged again by the caller)."""
+        swaps = [
+            self.storage.compare_and_set(
+                key, self._stored_bucket(key, buckets[key]), expected=raw.get(key), ttl=None
+            )
+            for key in keys
+        ]
+        return all(await asyncio.gather(*swaps))
 
     async def update_peers(self, peers: Iterable[Peer], *, keep_usernames: bool = False) -> None:
         """Store ``peers``: each replaces the stored peer of its id.
@@ -384,12 +612,14 @@ class SessionStore:
         stored usernames of a peer given without any (for clients that send them separately),
         and its stored display name if given without one.
         ``last_update_on`` defaults to now; a peer equal to the stored one is not written again
-        unless its stored ``last_update_on`` is over 5 minutes old. One write per 1,000 peers,
-        each peer with its index entries. Raises ``TypeError`` naming a bad peer before anything
-        is written.
+        unless its stored ``last_update_on`` is over 5 minutes old. However many peers are given,
+        at most ``PEER_BUCKETS`` + 2 × ``INDEX_BUCKETS`` keys are written, in one batch while the
+        lease is held (without it, each changed key by compare-and-set). Raises ``TypeError``
+        naming a bad peer before anything is written.
         """
         now = _now()
-        await self._update_peer_rows([peer_row(p, now) for p in peers], keep_usernames=keep_usernames)
+        rows = {row[0]: row for row in (peer_row(p, now) for p in peers)}
+        await self._update_peer_rows(rows, now, keep_usernames=keep_usernames)
 
     async def update_peer_rows(
         self, rows: Iterable[PeerRow], *, keep_usernames: bool = False
@@ -398,33 +628,42 @@ class SessionStore:
         last_update_on[, name])`` as an adapter gets them from a client library (``last_update_on``
         None: now). Every row is checked first, as ``statekit.session.support.make_row`` does:
         raises ``TypeError`` naming the peer and the field before anything is written."""
-        await self._update_peer_rows([_checked_row(row) for row in rows], keep_usernames=keep_usernames)
-
-    async def _update_peer_rows(self, rows: Iterable[PeerRow], *, keep_usernames: bool = False) -> None:
-        """``update_peers`` for rows already built by ``statekit.session._peers.make_row``
-        (a None ``last_update_on`` means now)."""
         now = _now()
-        by_id: dict[int, PeerRow] = {}
+        checked: dict[int, PeerRow] = {}
+        n = 0
         for row in rows:
-            by_id[row[0]] = row if row[5] is not None else (*row[:5], now, row[6])
+            good = _checked_row(row, now)
+            checked[good[0]] = good
+            n += 1
+            if n == _YIELD_ROWS:
+                n = 0
+                await asyncio.sleep(0)  # a large batch must not hold the event loop
+        await self._update_peer_rows(checked, now, keep_usernames=keep_usernames)
+
+    async def _update_peer_rows(
+        self, by_id: dict[int, PeerRow], now: int, *, keep_usernames: bool = False
+    ) -> None:
+        """``update_peers`` for checked rows by id, stamped (``now``: the stamp of those given
+        without one)."""
         if not by_id:
             return
         self._check_writable()
+
+        def merge(previous: PeerRow, row: PeerRow) -> PeerRow | None:
+            if keep_usernames and not row[3] and previous[3]:
+                row = (row[0], row[1], row[2], previous[3], row[4], row[5], row[6])
+            if keep_usernames and row[6] is None and previous[6] is not None:
+                row = (*row[:6], previous[6])  # a client that keeps no names
+            if row[:5] == previous[:5] and row[6] == previous[6] and (
+                row[5] == previous[5]
+                or (row[5] == now and now - (previous[5] or 0) < _REFRESH_AFTER)
+            ):
+                return None  # unchanged and recently stamped: nothing to write
+            return row
+
+        await self._ensure_layout()
         async with self._peer_lock:
-            old = await self._old_rows(by_id)
-            for peer_id, previous in old.items():
-                row = by_id[peer_id]
-                if keep_usernames and not row[3] and previous[3]:
-                    row = by_id[peer_id] = (row[0], row[1], row[2], previous[3], row[4], row[5], row[6])
-                if keep_usernames and row[6] is None and previous[6] is not None:
-                    row = by_id[peer_id] = (*row[:6], previous[6])  # a client that keeps no names
-                if row[:5] == previous[:5] and row[6] == previous[6] and (
-                    row[5] == previous[5]
-                    or (row[5] == now and now - (previous[5] or 0) < _REFRESH_AFTER)
-                ):
-                    del by_id[peer_id]  # unchanged and recently stamped: nothing to write
-            if by_id:
-                await self._commit_rows(by_id, old)
+            await self._write_peers(by_id, merge, insert=True)
 
     async def update_usernames(self, usernames: Iterable[tuple[int, Iterable[str | None]]]) -> None:
         """Replace the usernames of stored peers: ``(peer_id, [username, ...])`` pairs (None
@@ -437,32 +676,72 @@ class SessionStore:
             return
         self._check_writable()
         now = _now()
-        async with self._peer_lock:
-            old = await self._old_rows(wanted)
-            rows: dict[int, PeerRow] = {
-                peer_id: (row[0], row[1], row[2], wanted[peer_id], row[4], now, row[6])
-                for peer_id, row in old.items()
-            }
-            if rows:
-                await self._commit_rows(rows, old)
 
-    async def _lookup(
-        self, key: str, cached: PeerRow | None, remember: Callable[[PeerRow], None]
-    ) -> PeerRow | None:
-        if cached is not None:
-            return cached
+        def merge(row: PeerRow, names: tuple[str, ...]) -> PeerRow | None:
+            return (row[0], row[1], row[2], names, row[4], now, row[6])
+
+        await self._ensure_layout()
+        async with self._peer_lock:
+            await self._write_peers(wanted, merge, insert=False)
+
+    async def _bucket(self, key: str, decode: Callable[[str, Any], dict[Any, Any]]) -> dict[Any, Any]:
+        """The bucket ``key``: from the cache while the lease is held, else read (and cached
+        unless a write began meanwhile)."""
+        caching = self._caching()
+        if caching:
+            bucket = self._cache.get(key)
+            if bucket is not None:
+                return bucket
+        await self._ensure_layout()
         gen = self._peer_gen
-        row = unpack_row(key, await self.storage.get_state(key))
-        if row is not None and gen == self._peer_gen and not self._peer_lock.locked() and self._caching():
-            remember(row)
-        return row
+        bucket = decode(key, await self.storage.get_state(key))
+        if caching and gen == self._peer_gen and not self._peer_lock.locked() and self._caching():
+            self._cache.put(key, bucket)
+            self._start_warming()
+        return bucket
+
+    def _start_warming(self) -> None:
+        """After the first lookup that missed the cache with the lease held, read the rest of the
+        peers and their username index into the cache in the background (as far as it holds)."""
+        if self._warmer is None and self._cache.size > 0:
+            self._warmer = asyncio.ensure_future(self._warm())
+
+    async def _warm(self) -> None:
+        gen = self._peer_gen
+        keys = [f"{self._peers_prefix}{n}" for n in range(PEER_BUCKETS)]
+        keys += [f"{self._names_prefix}{n}" for n in range(INDEX_BUCKETS)]
+        try:
+            for start in range(0, len(keys), _CHUNK_BUCKETS):
+                wanted = self._cache.missing(keys[start : start + _CHUNK_BUCKETS])
+                if not wanted:
+                    continue
+                stored = await self.storage.get_many(wanted)
+                if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
+                    return  # a write began, or the lease went: stop (lookups read as before)
+                for key in wanted:
+                    decode = decode_peer_bucket if key.startswith(self._peers_prefix) else decode_index_bucket
+                    bucket = decode(key, stored.get(key))
+                    if len(self._cache) + len(bucket) > self._cache.size:
+                        return  # full: keep what the lookups themselves bring in
+                    if key not in self._cache:
+                        self._cache.put(key, bucket)
+                await asyncio.sleep(0)
+        except StatekitError as exc:
+            log.warning("statekit: session %r: reading peers ahead failed: %s", self.name, exc)
 
     async def peer_row_by_id(self, peer_id: int) -> PeerRow | None:
-        """The stored row ``(id, access_hash, type, usernames, phone, last_update_on)`` of a peer."""
+        """The stored row ``(id, access_hash, type, usernames, phone, last_update_on, name)`` of a
+        peer, or None."""
         if type(peer_id) is not int:
             raise TypeError(f"peer id must be an int, not {type(peer_id).__name__}")
-        cached = self._peers.get(peer_id) if self._caching() else None
-        return await self._lookup(self._peer_key(peer_id), cached, self._peers.put)
+        bucket = await self._bucket(self._peers_key(peer_id), decode_peer_bucket)
+        row: PeerRow | None = bucket.get(peer_id)
+        return row
+
+    async def _indexed(self, key: str, text: str) -> PeerRow | None:
+        """The row of the peer that index bucket ``key`` points ``text`` to, or None."""
+        peer_id = (await self._bucket(key, decode_index_bucket)).get(text)
+        return None if peer_id is None else await self.peer_row_by_id(peer_id)
 
     async def peer_row_by_username(self, username: str) -> PeerRow | None:
         """The stored row of the peer that has ``username`` (case-insensitive, ``@`` optional)."""
@@ -471,13 +750,8 @@ class SessionStore:
         lowered = username.lstrip("@").lower()
         if not lowered:
             return None
-        cached = self._peers.get_by_username(lowered) if self._caching() else None
-        row = await self._lookup(
-            self._username_key(lowered),
-            cached,
-            lambda r: self._peers.put(r, username=lowered),
-        )
-        if row is not None and cached is None and lowered not in (n.lower() for n in row[3]):
+        row = await self._indexed(self._names_key(lowered), lowered)
+        if row is None or not any(name.lower() == lowered for name in row[3]):
             return None
         return row
 
@@ -488,11 +762,8 @@ class SessionStore:
         phone = normalize_phone(phone_number)
         if not phone:
             return None
-        cached = self._peers.get_by_phone(phone) if self._caching() else None
-        row = await self._lookup(
-            self._phone_key(phone), cached, lambda r: self._peers.put(r, phone=phone)
-        )
-        if row is not None and row[4] != phone:
+        row = await self._indexed(self._phones_key(phone), phone)
+        if row is None or row[4] != phone:
             return None
         return row
 
@@ -513,11 +784,12 @@ class SessionStore:
 
     async def iter_peers(self) -> AsyncIterator[Peer]:
         """Stream every stored peer (in no particular order)."""
-        pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:peer:*"
+        await self._ensure_layout()
+        pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:peers:*"
         batch: list[str] = []
         async for key in self.storage.scan_keys(pattern):
             batch.append(key)
-            if len(batch) >= _CHUNK:
+            if len(batch) >= _CHUNK_BUCKETS:
                 for peer in await self._peers_of(batch):
                     yield peer
                 batch = []
@@ -527,8 +799,11 @@ class SessionStore:
 
     async def _peers_of(self, keys: list[str]) -> list[Peer]:
         stored = await self.storage.get_many(keys)
-        rows = (unpack_row(k, v) for k, v in stored.items())
-        return [row_peer(row) for row in rows if row is not None]
+        return [
+            row_peer(row)
+            for key, value in stored.items()
+            for row in decode_peer_bucket(key, value).values()
+        ]
 
     # ------------------------------------------------------------------ update states
 
@@ -617,16 +892,17 @@ class SessionStore:
             mapping: dict[str, Any] = {self._record.key: self._codec.encode(fields)}
             if states:
                 mapping[self._states.key] = encode_states(states)
+            mapping[self._prefix + "layout"] = _LAYOUT
             for peer_id, row in rows.items():
-                packed = stored_row(row)  # stored as a list, as _commit_rows writes it
-                mapping[self._peer_key(peer_id)] = packed
+                mapping.setdefault(self._peers_key(peer_id), []).append(list(row))
                 for name in row[3]:
-                    mapping[self._username_key(name.lower())] = packed
+                    mapping.setdefault(self._names_key(name.lower()), {})[name.lower()] = peer_id
                 if row[4] is not None:
-                    mapping[self._phone_key(row[4])] = packed
+                    mapping.setdefault(self._phones_key(row[4]), {})[row[4]] = peer_id
             self._drop_cache()
             await self.storage.set_many(mapping, ttl=None)
             self._drop_cache()
+            self._layout_ok = True
             leftover = [k for k in before if k not in mapping]
             for start in range(0, len(leftover), _CHUNK):
                 await self.storage.delete_many(leftover[start : start + _CHUNK])
@@ -652,6 +928,7 @@ class SessionStore:
             async with self._peer_lock:
                 keys = await self._own_keys()
                 self._drop_cache()
+                self._layout_ok = False  # the marker goes too: a later write sets it again
                 removed = 0
                 for start in range(0, len(keys), _CHUNK):
                     removed += await self.storage.delete_many(keys[start : start + _CHUNK])
@@ -666,20 +943,11 @@ class SessionStore:
         return await list_sessions(storage)
 
 
-async def _write_encoded(storage: BaseStorage, items: list[tuple[str, bytes]]) -> None:
-    """Write rows already in stored form, without expiry: in one go on an in-tree storage, through
-    the public ``set_many`` (decoding them first) on any other."""
-    if isinstance(storage, FastPathStorage):
-        await storage.set_many_encoded(items, ttl=None)
-    else:
-        decode = storage.codec.decode
-        await storage.set_many({key: decode(value) for key, value in items}, ttl=None)
-
-
-def _checked_row(row: object) -> PeerRow:
-    """``row`` as a 7-item peer row if it is well formed (the common shape checked inline, any
-    other through ``make_row``); a 6-item row has no display name. ``TypeError`` naming the peer
-    and the field otherwise, or if it is not a 6- or 7-item row."""
+def _checked_row(row: object, now: int) -> PeerRow:
+    """``row`` as a 7-item peer row if it is well formed (the common shapes checked inline, any
+    other through ``make_row``), stamped ``now`` if it has no stamp; a 6-item row has no display
+    name. ``TypeError`` naming the peer and the field otherwise, or if it is not a 6- or 7-item
+    row."""
     if type(row) is tuple and len(row) in (6, 7):
         peer_id, access_hash, kind, names, phone, stamp = row[:6]
         name = row[6] if len(row) == 7 else None
@@ -689,13 +957,20 @@ def _checked_row(row: object) -> PeerRow:
             and -_INT64 <= peer_id < _INT64
             and -_INT64 <= access_hash < _INT64
             and type(kind) is str
-            and names == ()
-            and phone is None
+            and type(names) is tuple
+            and (phone is None or (type(phone) is str and phone.isdigit() and phone.isascii()))
             and (stamp is None or type(stamp) is int)
-            and name is None
-        ):
-            return (peer_id, access_hash, kind, (), None, stamp, None)
-        return make_row(peer_id, access_hash, kind, names, phone, stamp, name)
-    if isinstance(row, list | tuple) and len(row) in (6, 7):
-        return make_row(*row)
-    raise TypeError(f"a peer row is a tuple of 6 or 7 items, got {type(row).__name__} {row!r:.100}")
+            and (name is None or (type(name) is str and name))
+            and (
+                not names
+                or (len(names) == 1 and type(one := names[0]) is str and one and one[0] != "@")
+                or all(type(n) is str and n and n[0] != "@" for n in names)
+            )
+        ):  # already clean: kept as it is
+            return (peer_id, access_hash, kind, names, phone, now if stamp is None else stamp, name)
+        checked = make_row(peer_id, access_hash, kind, names, phone, stamp, name)
+    elif isinstance(row, list | tuple) and len(row) in (6, 7):
+        checked = make_row(*row)
+    else:
+        raise TypeError(f"a peer row is a tuple of 6 or 7 items, got {type(row).__name__} {row!r:.100}")
+    return checked if checked[5] is not None else (*checked[:5], now, checked[6])

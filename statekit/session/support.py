@@ -4,12 +4,29 @@ peer rows as the store keeps them, the data-center address tables, and ferogram'
 ``CustomSession``).
 
 ``make_row`` checks one row (``TypeError`` naming the peer and the field); ``username_pair`` checks
-one ``(peer_id, usernames)`` pair; ``SessionStore.update_peer_rows`` writes rows, checking each.
+one ``(peer_id, usernames)`` pair; ``SessionStore.update_peer_rows`` writes rows, checking each;
+``write_checked_rows`` writes rows an adapter has already checked, without checking them again.
 """
+
+from __future__ import annotations
+
+import time
 
 from statekit.session import _ferogram as ferogram_format
 from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
 from statekit.session._peers import PeerRow, make_row, username_pair
+from statekit.session.store import SessionStore
+
+
+async def write_checked_rows(
+    store: SessionStore, rows: dict[int, PeerRow], *, keep_usernames: bool = False
+) -> None:
+    """``store.update_peer_rows(rows.values(), keep_usernames=...)`` for rows by id that are
+    already what ``make_row`` returns, each with its ``last_update_on`` set: nothing is checked
+    again, so a row that is not (a wrong type, an unclean username) is stored as it is and later
+    reads of its bucket raise ``CorruptValueError``. For adapters that check rows as they stage
+    them."""
+    await store._update_peer_rows(rows, int(time.time()), keep_usernames=keep_usernames)
 
 __all__ = [
     "PROD_ADDRESSES",
@@ -18,4 +35,5 @@ __all__ = [
     "ferogram_format",
     "make_row",
     "username_pair",
+    "write_checked_rows",
 ]

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from clitools import Run, assert_one_line_error, fill, load_json
 
+from statekit.session._buckets import index_bucket
+
 
 def test_keys_lists_matching_keys_sorted(cli: Run, store_url: str) -> None:
     fill(store_url, {"user:2": 2, "user:10": 10, "user:1": {"a": 1}, "chat:1": "x"})
@@ -130,18 +132,23 @@ def _assert_no_secret(output: str) -> None:
 
 def test_get_hides_session_secrets_unless_asked(cli: Run, store_url: str) -> None:
     _store_session(store_url)
-    for key in ("session:{bot}:data", "session:{bot}:peer:42", "session:{bot}:un:ann", "backup"):
+    names, phones = f"session:{{bot}}:names:{index_bucket('ann')}", f"session:{{bot}}:phones:{index_bucket(PHONE)}"
+    for key in ("session:{bot}:data", "session:{bot}:peers:42", names, phones, "backup"):
         for extra in ([], ["--json"]):
             proc = cli("get", store_url, key, *extra)
             assert proc.returncode == 0, proc.stderr
             _assert_no_secret(proc.stdout + proc.stderr)
-            assert "<secret:" in proc.stdout
+            if key != names:  # a username index bucket holds no secret: usernames and peer ids
+                assert "<secret:" in proc.stdout or "*********88" in proc.stdout
     doc = load_json(cli("get", store_url, "session:{bot}:data", "--json"))
     assert doc["secrets_hidden"] is True
     assert doc["value"]["fields"]["auth_key"] == "<secret: 256 bytes hidden>"
     assert doc["value"]["fields"]["dc_id"] == 2
-    peer = load_json(cli("get", store_url, "session:{bot}:peer:42", "--json"))["value"]
+    [peer] = load_json(cli("get", store_url, "session:{bot}:peers:42", "--json"))["value"]
     assert peer[0] == 42 and peer[2] == "user" and peer[3] == ["ann"] and peer[4].endswith("88")
+    assert load_json(cli("get", store_url, phones, "--json"))["value"] == {"*********88": 42}
+    shown_index = load_json(cli("get", store_url, phones, "--json", "--show-secrets"))["value"]
+    assert shown_index == {PHONE: 42}
     shown = load_json(cli("get", store_url, "session:{bot}:data", "--json", "--show-secrets"))
     import base64
 
@@ -163,6 +170,4 @@ def test_keys_migrate_and_bench_print_no_session_secret(
         assert proc.returncode == 0, proc.stderr
         _assert_no_secret(proc.stdout + proc.stderr)
     assert "session:{bot}:data" in outputs[0].stdout
-    assert "session:{bot}:ph:*********88" in outputs[0].stdout
-    shown = load_json(cli("keys", sqlite_url, "--json", "--show-secrets"))
-    assert f"session:{{bot}}:ph:{PHONE}" in shown
+    assert "session:{bot}:peers:42" in outputs[0].stdout

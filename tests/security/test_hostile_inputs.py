@@ -499,7 +499,7 @@ def test_the_command_line_masks_a_stored_session(tmp_path: Path) -> None:
     for args in (
         ("get", url, "session:{bot}:data"),
         ("get", url, "session:{bot}:data", "--json"),
-        ("get", url, "session:{bot}:peer:1", "--json"),
+        ("get", url, "session:{bot}:peers:1", "--json"),
         ("keys", url, "--json", "--ttl"),
         ("session", "inspect", str(export_file(SNAPSHOT, tmp_path / "a.session", "telethon"))),
     ):
@@ -549,6 +549,13 @@ def test_mask_secrets_hides_every_secret_and_changes_nothing_else() -> None:
         "******01",
         7,
     ]
+    named = [*row, "Ann"]
+    assert mask_secrets("session:{bot}:peers:42", [row, named]) == [
+        [42, "<secret: hidden>", "user", ["ann"], "******01", 7],
+        [42, "<secret: hidden>", "user", ["ann"], "******01", 7, "Ann"],
+    ]
+    assert mask_secrets("session:{bot}:phones:3", {"15550001": 42}) == {"******01": 42}
+    assert mask_secrets("session:{bot}:names:9", {"ann": 42}) == {"ann": 42}
     assert mask_secrets("plain", {"a": [1, b"x"]}) == {"a": [1, b"x"]}
     sealed = {"v": 1, "sealed": b"ciphertext"}
     assert mask_secrets("session:{bot}:data", sealed) == sealed

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio
 
 from statekit import BaseStorage, RedisStorage
-from statekit.errors import SessionLockedError
+from statekit.errors import CorruptValueError, SessionLockedError
 from statekit.session import (
     Peer,
     SessionData,
@@ -135,7 +135,7 @@ async def test_every_key_of_a_session_shares_one_hash_tag(storage: BaseStorage) 
     await store.update_peers([Peer(1, 2, "user", ("Name",), "+1 555 0100")])
     await store.set_update_state(UpdateState(0, 1, 2, 3, 4))
     keys = await storage.list_keys()
-    assert len(keys) == 6  # data, peer, username, phone, states, lease
+    assert len(keys) == 7  # data, peer bucket, username and phone index buckets, layout, states, lease
     assert all(k.startswith("session:{tagged}:") for k in keys)
     await store.close()
 
@@ -170,12 +170,20 @@ async def test_peers_are_found_by_id_username_and_phone(storage: BaseStorage) ->
         await store.close()
 
 
-async def test_peers_stored_by_statekit_0_1_as_msgpack_bytes_are_still_found(
+async def test_peers_stored_a_key_each_by_statekit_0_1_move_into_buckets_on_first_use(
     storage: BaseStorage,
 ) -> None:
-    legacy = msgpack.packb([5, -55, "bot", ["OldBot"], "15550005", 1_700_000_000])
+    legacy = msgpack.packb([5, -55, "bot", ["OldBot"], "15550005", 1_700_000_000])  # 0.1: bytes
+    as_list = [6, -66, "user", ["Six"], None, 1_700_000_001, "Six Name"]  # later 0.1: a list
     await storage.set_many(
-        {"session:{old}:peer:5": legacy, "session:{old}:un:oldbot": legacy, "session:{old}:ph:15550005": legacy}
+        {
+            "session:{old}:peer:5": legacy,
+            "session:{old}:un:oldbot": legacy,
+            "session:{old}:ph:15550005": legacy,
+            "session:{old}:peer:6": as_list,
+            "session:{old}:un:six": as_list,
+            "session:{other}:peer:7": as_list,  # another session's: left alone
+        }
     )
     store = SessionStore(storage, "old")
     for found in (
@@ -184,9 +192,31 @@ async def test_peers_stored_by_statekit_0_1_as_msgpack_bytes_are_still_found(
         await store.get_peer_by_phone_number("15550005"),
     ):
         assert found == Peer(5, -55, "bot", ("OldBot",), "15550005", 1_700_000_000)
+    assert await store.get_peer_by_username("SIX") == Peer(
+        6, -66, "user", ("Six",), None, 1_700_000_001, "Six Name"
+    )
+    keys = set(await storage.list_keys())
+    assert not {k for k in keys if k.startswith("session:{old}:") and k.split(":")[2] in ("peer", "un", "ph")}
+    assert "session:{other}:peer:7" in keys
+    assert await storage.get_state("session:{old}:layout") == 2
     await store.update_peers([Peer(5, -56, "bot", ("NewBot",), None, None)])
-    assert await store.get_peer_by_username("oldbot") is None, "the legacy index entry is retired"
+    assert await store.get_peer_by_username("oldbot") is None, "the old username is retired"
     assert (await store.get_peer_by_username("newbot")) == await store.get_peer_by_id(5)
+    assert await SessionStore(storage, "old").get_peer_by_id(6) is not None
+
+
+async def index_entries(storage: BaseStorage, session: str, kind: str) -> dict[str, int]:
+    """Every entry of the username (``names``) or phone (``phones``) index of ``session``."""
+    entries: dict[str, int] = {}
+    keys = await storage.list_keys(f"session:{{{session}}}:{kind}:*")
+    for value in (await storage.get_many(keys)).values():
+        entries.update(value)
+    return entries
+
+
+async def stored_rows(storage: BaseStorage, session: str) -> list[list[object]]:
+    keys = await storage.list_keys(f"session:{{{session}}}:peers:*")
+    return [row for value in (await storage.get_many(keys)).values() for row in value]
 
 
 async def test_a_stale_username_stops_resolving(storage: BaseStorage) -> None:
@@ -203,7 +233,8 @@ async def test_a_stale_username_stops_resolving(storage: BaseStorage) -> None:
         assert new is not None and new.access_hash == 11
         assert (await reader.get_peer_by_phone_number("222")) == new
     # retired index entries are gone from the storage, not just hidden
-    assert not [k for k in await storage.list_keys() if k.endswith((":un:old", ":ph:111"))]
+    assert await index_entries(storage, "main", "names") == {"new": 1}
+    assert await index_entries(storage, "main", "phones") == {"222": 1}
     await writer.close()
 
 
@@ -236,7 +267,7 @@ async def test_usernames_given_separately_like_kurigram(storage: BaseStorage) ->
     await store.update_usernames([(1, ["@", "@Again", ""])])  # "@" alone is no username
     again = await store.get_peer_by_id(1)
     assert again is not None and again.usernames == ("Again",)
-    assert not [k for k in await storage.list_keys() if k.endswith(":un:")]
+    assert await index_entries(storage, "main", "names") == {"again": 1}
     await store.update_usernames([[1, ["@Solo"]]])  # one name, "@"-prefixed; a list as the pair
     solo = await store.get_peer_by_username("SOLO")
     assert solo is not None and solo.usernames == ("Solo",)
@@ -263,8 +294,9 @@ async def test_update_peers_checks_every_peer_before_writing_and_handles_big_bat
     with pytest.raises(TypeError, match="Peer objects"):
         await store.update_peers([(1, 2, "user")])  # type: ignore[list-item]
     assert [k for k in await storage.list_keys() if not k.endswith(":lease")] == []
-    await store.update_peers(peers(2500))  # several writes of 1,000 peers
-    assert len(await storage.list_keys("*:peer:*")) == 2500
+    await store.update_peers(peers(2500))
+    assert len(await stored_rows(storage, "main")) == 2500
+    assert len(await storage.list_keys("*:peers:*")) == 1024  # every bucket holds some
     streamed = [p async for p in store.iter_peers()]
     assert sorted(p.id for p in streamed) == list(range(1, 2501))
     await store.update_peers(
@@ -275,8 +307,43 @@ async def test_update_peers_checks_every_peer_before_writing_and_handles_big_bat
         assert await reader.get_peer_by_username(f"user{i}") is None
         found = await reader.get_peer_by_username(f"new{i}")
         assert found is not None and found.id == i
-    assert len(await storage.list_keys("*:un:*")) == 2500  # the old entries were removed
+    names = await index_entries(storage, "main", "names")
+    assert names == {f"new{i}": i for i in range(1, 2501)}  # the old entries were removed
     await store.close()
+
+
+async def test_writers_without_the_lease_lose_no_peer_of_each_other(storage: BaseStorage) -> None:
+    # peers 1..300 and 301..600 share every bucket; four stores write them at once
+    stores = [SessionStore(storage, "shared") for _ in range(4)]
+    batches = [
+        [Peer(i, i, "user", (f"n{i}",), f"{i:05d}") for i in range(k + 1, 601, 4)] for k in range(4)
+    ]
+    await asyncio.gather(*(s.update_peers(b) for s, b in zip(stores, batches, strict=True)))
+    await asyncio.gather(
+        *(s.update_usernames([(i, [f"m{i}"]) for i in range(k + 1, 601, 8)]) for k, s in enumerate(stores))
+    )
+    rows = await stored_rows(storage, "shared")
+    assert sorted(row[0] for row in rows) == list(range(1, 601))  # type: ignore[type-var]
+    names = await index_entries(storage, "shared", "names")
+    renamed = {i for k in range(4) for i in range(k + 1, 601, 8)}
+    assert names == {(f"m{i}" if i in renamed else f"n{i}"): i for i in range(1, 601)}
+    assert len(await index_entries(storage, "shared", "phones")) == 600
+    reader = SessionStore(storage, "shared")
+    for i in (1, 300, 301, 600):
+        found = await reader.get_peer_by_username(f"m{i}" if i in renamed else f"n{i}")
+        assert found is not None and found.id == i
+
+
+async def test_a_bucket_that_is_not_a_peer_bucket_is_reported_by_key(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "main")
+    await store.update_peers([Peer(1, 10, "user", ("a",))])
+    await storage.set_state("session:{main}:peers:2", {"not": "rows"})
+    with pytest.raises(CorruptValueError, match=r"session:\{main\}:peers:2"):
+        await store.get_peer_by_id(2)
+    await storage.set_state("session:{main}:peers:3", [[3, "hash", "user", [], None, 1]])
+    with pytest.raises(CorruptValueError, match=r"peers:3.*id, access_hash, type"):
+        await store.get_peer_by_id(1027)
+    assert await store.get_peer_by_id(1) is not None  # the other buckets are untouched
 
 
 async def test_an_unchanged_peer_is_rewritten_only_to_refresh_an_old_stamp(
@@ -361,7 +428,9 @@ async def test_listing_snapshot_restore_and_delete(storage: BaseStorage) -> None
     assert await second.get_peer_by_username("zz") is None
 
     removed = await first.delete()
-    assert removed == 1 + 3 * 3 + 1  # record, peers with username and phone keys, states
+    # record, a peer bucket and a username and a phone index bucket for each of the 3 peers,
+    # the layout marker and the update states
+    assert removed == 1 + 3 * 3 + 1 + 1
     assert await list_sessions(storage) == ["second:with:colons"]
     assert all("{second:with:colons}" in k for k in await storage.list_keys())
     with pytest.raises(KeyError, match="no complete record"):
@@ -394,9 +463,11 @@ async def test_delete_is_refused_while_another_process_holds_the_session(
     assert await storage.list_keys() == []
 
 
-async def test_uncached_lookups_cost_one_redis_round_trip_each(redis_server: RedisServer) -> None:
+async def test_uncached_lookups_cost_one_redis_command_by_id_two_by_username_or_phone(
+    redis_server: RedisServer,
+) -> None:
     storage = RedisStorage(redis_server.url, namespace="roundtrips")
-    store = SessionStore(storage, "main")
+    store = SessionStore(storage, "main")  # no lease: every lookup reads the storage
     await store.update_peers(peers(20))
     probe = redis.asyncio.Redis.from_url(redis_server.url)
     try:
@@ -409,7 +480,37 @@ async def test_uncached_lookups_cost_one_redis_round_trip_each(redis_server: Red
             assert await store.get_peer_by_username(f"user{i}") is not None
             assert await store.get_peer_by_phone_number(f"1555{i:04d}") is not None
         spent = await commands() - before - 1  # the INFO call itself
-        assert spent == 60
+        assert spent == 20 + 2 * 20 + 2 * 20  # by username / phone: the index, then the peer
+    finally:
+        await probe.aclose()
+        await storage.clear_namespace()
+        await storage.stop()
+
+
+async def test_the_lease_holder_reads_the_peers_ahead_after_its_first_miss(
+    redis_server: RedisServer,
+) -> None:
+    storage = RedisStorage(redis_server.url, namespace="readahead")
+    async with SessionStore(storage, "main") as writer:
+        await writer.update_peers(peers(3000))
+    probe = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async def commands() -> int:
+            return int((await probe.info("stats"))["total_commands_processed"])
+
+        async with SessionStore(storage, "main") as reader:  # a fresh process would start so
+            assert await reader.get_peer_by_id(1) is not None
+            assert reader._warmer is not None
+            await asyncio.wait_for(reader._warmer, 30)  # the read-ahead, in the background
+            before = await commands()
+            for i in range(1, 3001, 7):
+                found = await reader.get_peer_by_username(f"USER{i}")
+                assert found is not None and found.id == i
+                assert await reader.get_peer_by_id(i) == found
+            assert await commands() - before - 1 == 0  # all served from memory
+            await reader.update_peers([Peer(8, 1, "user", ("Renamed",))])
+            assert await reader.get_peer_by_username("user8") is None
+            assert (await SessionStore(storage, "main").get_peer_by_username("renamed")) is not None
     finally:
         await probe.aclose()
         await storage.clear_namespace()

@@ -1,0 +1,188 @@
+"""The stored layout of a session's peers: rows grouped into buckets, and the in-process cache of
+those buckets.
+
+Peers live in ``PEER_BUCKETS`` keys, each holding the rows of the peers whose id falls in it
+(``peer_id % PEER_BUCKETS``); the username and phone indexes live in ``INDEX_BUCKETS`` keys each,
+mapping a lower-case username (or a phone number) to a peer id (bucket: CRC-32 of the UTF-8
+text). Writing N peers therefore writes at most ``PEER_BUCKETS + 2 * INDEX_BUCKETS`` keys, however
+large N is; a lookup by id reads one key, by username or phone two (the index, then the peer, whose
+row must still have that username or phone: an index entry is only a pointer).
+
+Stored forms (any codec; shown as msgpack): a peer bucket is an array of rows, each the array
+``[id, access_hash, type, [usernames], phone, last_update_on, name]`` (6 items: no name); an index
+bucket is a map ``{username or phone: peer id}``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from typing import Any, Final
+
+import msgpack
+
+from statekit.errors import CorruptValueError
+from statekit.session._peers import PeerRow
+
+__all__ = [
+    "INDEX_BUCKETS",
+    "PEER_BUCKETS",
+    "BucketCache",
+    "IndexBucket",
+    "PeerBucket",
+    "decode_index_bucket",
+    "decode_peer_bucket",
+    "index_bucket",
+    "pack_bucket",
+    "peer_bucket",
+]
+
+PEER_BUCKETS: Final = 1024
+INDEX_BUCKETS: Final = 1024
+
+PeerBucket = dict[int, PeerRow]
+IndexBucket = dict[str, int]
+
+pack_bucket = msgpack.Packer().pack
+"""The msgpack form of a bucket's stored value (rows hold only int, str, None, tuples)."""
+
+
+def peer_bucket(peer_id: int) -> int:
+    """The bucket number of ``peer_id`` (0 <= n < PEER_BUCKETS)."""
+    return peer_id % PEER_BUCKETS
+
+
+def index_bucket(text: str) -> int:
+    """The bucket number of a lower-case username or a phone number (0 <= n < INDEX_BUCKETS)."""
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % INDEX_BUCKETS
+
+
+def _as_list(key: str, value: Any) -> Any:
+    if type(value) is bytes:  # a non-msgpack codec holding msgpack bytes is not ours, but readable
+        try:
+            return msgpack.unpackb(value)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+    return value
+
+
+def _row(item: Any) -> PeerRow:
+    """A stored row (6 or 7 items) as a ``PeerRow``; ``TypeError``/``ValueError`` if malformed."""
+    if len(item) == 7:
+        pid, access_hash, kind, usernames, phone, stamp, name = item
+        if name is not None and type(name) is not str:
+            raise TypeError("name")
+    else:
+        pid, access_hash, kind, usernames, phone, stamp = item
+        name = None
+    if not (type(pid) is int and type(access_hash) is int and type(kind) is str):
+        raise TypeError("id, access_hash, type")
+    if phone is not None and type(phone) is not str:
+        raise TypeError("phone_number")
+    if stamp is not None and type(stamp) is not int:
+        raise TypeError("last_update_on")
+    names = tuple(usernames)
+    if not all(type(n) is str for n in names):
+        raise TypeError("usernames")
+    return (pid, access_hash, kind, names, phone, stamp, name)
+
+
+def decode_peer_bucket(key: str, value: Any) -> PeerBucket:
+    """The rows stored under peer bucket ``key`` by id (empty if ``value`` is None).
+
+    Raises ``CorruptValueError`` naming the key if the value is not an array of peer rows."""
+    found: PeerBucket = {}
+    if value is None:
+        return found
+    value = _as_list(key, value)
+    if type(value) is not list:
+        raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
+    try:
+        for item in value:
+            row = _row(item)
+            found[row[0]] = row
+    except (TypeError, ValueError) as exc:
+        raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+    return found
+
+
+def decode_index_bucket(key: str, value: Any) -> IndexBucket:
+    """The peer ids stored under index bucket ``key`` by username or phone (empty if ``value`` is
+    None); a copy, so the value read stays as read.
+
+    Raises ``CorruptValueError`` naming the key if the value is not a map of str to int."""
+    if value is None:
+        return {}
+    value = _as_list(key, value)
+    if type(value) is not dict or not all(
+        type(k) is str and type(v) is int for k, v in value.items()
+    ):
+        raise CorruptValueError(f"key {key!r} does not hold a username or phone index bucket")
+    return dict(value)
+
+
+class BucketCache:
+    """Decoded buckets by key, least recently used evicted first once they hold more than
+    ``size`` entries in all (rows and index entries). A bucket changed in place by its holder
+    is re-counted with ``recount``."""
+
+    __slots__ = ("_buckets", "_held", "_sizes", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buckets: OrderedDict[str, dict[Any, Any]] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._held = 0
+
+    def __len__(self) -> int:
+        return self._held
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets
+
+    def clear(self) -> None:
+        """Forget every bucket."""
+        self._buckets.clear()
+        self._sizes.clear()
+        self._held = 0
+
+    def get(self, key: str) -> dict[Any, Any] | None:
+        """The cached bucket ``key`` (touched as recently used), or None if not cached."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            self._buckets.move_to_end(key)
+        return bucket
+
+    def put(self, key: str, bucket: dict[Any, Any]) -> None:
+        """Cache ``bucket`` (the caller's dict, not a copy) under ``key``, evicting the least
+        recently used buckets while over ``size`` entries; a bucket larger than ``size`` is not
+        kept."""
+        if self.size <= 0:
+            return
+        if key in self._buckets:
+            del self._buckets[key]
+            self._held -= self._sizes.pop(key)
+        if len(bucket) > self.size:
+            return
+        self._buckets[key] = bucket
+        self._sizes[key] = len(bucket)
+        self._held += len(bucket)
+        self._evict()
+
+    def recount(self, key: str) -> None:
+        """Account for a change in size of the cached bucket ``key`` made in place."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            self._held += len(bucket) - self._sizes[key]
+            self._sizes[key] = len(bucket)
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._held > self.size and self._buckets:
+            key, _ = self._buckets.popitem(last=False)
+            self._held -= self._sizes.pop(key)
+
+    def missing(self, keys: list[str]) -> list[str]:
+        """Those of ``keys`` not cached."""
+        held = self._buckets
+        return [key for key in keys if key not in held]
