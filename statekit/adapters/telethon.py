@@ -24,7 +24,9 @@ that record sets the session's ``user_id`` (it is not stored as a peer), and
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -38,6 +40,7 @@ from telethon.tl.tlobject import TLObject
 from statekit.session import SessionCipher
 from statekit.session.records import UpdateState
 from statekit.session.store import SessionStore
+from statekit.session.support import PeerRow, normalize_phone, write_checked_rows
 from statekit.storage.base import BaseStorage
 
 __all__ = ["TelethonSession"]
@@ -52,6 +55,7 @@ warnings.filterwarnings(
 )
 
 _CHANNEL_BASE = 1_000_000_000_000
+_YIELD_EVERY = 5000  # entities handled between two turns of the event loop
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
 
 _Entry = tuple[int, str, tuple[str, ...], "str | None", "str | None"]
@@ -194,9 +198,16 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             if fields:
                 await self.store.update(**fields)
             if peers:
-                await self.store.update_peer_rows(
-                    [(pid, e[0], e[1], e[2], e[3], None, e[4]) for pid, e in peers.items()]
-                )
+                # entries read from TL objects by process_entities: already what make_row makes
+                now = int(time.time())
+                rows: dict[int, PeerRow] = {}
+                listed = list(peers.items())
+                for start in range(0, len(listed), _YIELD_EVERY):
+                    if start:
+                        await asyncio.sleep(0)  # a large save must not hold the event loop
+                    for pid, e in listed[start : start + _YIELD_EVERY]:
+                        rows[pid] = (pid, e[0], e[1], e[2], e[3], now, e[4])
+                await write_checked_rows(self.store, rows)
             if states:
                 await self.store.set_update_state(
                     UpdateState(
@@ -363,23 +374,52 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
     def process_entities(self, tlo: Any) -> None:
         """Remember the entities found in ``tlo`` (written to the store on the next save)."""
+        user, channel, chat = types.User, types.Channel, types.Chat
         for entity in self._entities_of(tlo):
-            row = self._entity_to_row(entity)
-            if not row:
-                continue
-            marked_id, access_hash, username, phone, name = row
-            if marked_id == 0:  # Telethon's record of the signed-in user: its id is the hash
-                if access_hash and access_hash != self._user_id:
-                    self._user_id = access_hash
-                    self._dirty_fields["user_id"] = access_hash
-                continue
-            entry: _Entry = (
-                access_hash,
-                _kind(entity, marked_id),
-                _usernames(entity, username),
-                phone or None,
-                name,
+            cls = type(entity)
+            # the common entities read directly, as Telethon's own _entity_to_row reads them
+            if cls is user:
+                access_hash = entity.access_hash
+                if access_hash is None or entity.min:
+                    continue  # no usable hash: Telethon keeps none either
+                marked_id = entity.id
+                first, last = entity.first_name, entity.last_name
+                name = f"{first} {last}" if first and last else first or last or None
+                kind = "bot" if entity.bot else "user"
+                phone = entity.phone or None
+                username = entity.username
+            elif cls is channel:
+                access_hash = entity.access_hash
+                if access_hash is None or entity.min:
+                    continue
+                marked_id = -_CHANNEL_BASE - entity.id
+                name = entity.title or None
+                kind = "channel" if entity.broadcast else "supergroup"
+                phone = None
+                username = entity.username
+            elif cls is chat:
+                marked_id, access_hash, name, kind = -entity.id, 0, entity.title or None, "group"
+                phone = username = None
+            else:
+                row = self._entity_to_row(entity)
+                if not row:
+                    continue
+                marked_id, access_hash, username, phone, name = row
+                if marked_id == 0:  # Telethon's record of the signed-in user: its id is the hash
+                    if access_hash and access_hash != self._user_id:
+                        self._user_id = access_hash
+                        self._dirty_fields["user_id"] = access_hash
+                    continue
+                kind = _kind(entity, marked_id)
+                phone = phone or None
+            if phone is not None and not (phone.isdigit() and phone.isascii()):
+                phone = normalize_phone(phone) or None
+            usernames = (
+                _usernames(entity, username.lower() if username else None)
+                if getattr(entity, "usernames", None)
+                else ((username.lower(),) if username else ())
             )
+            entry: _Entry = (access_hash, kind, usernames, phone, name)
             old = self._peers.get(marked_id)
             if old == entry:
                 continue

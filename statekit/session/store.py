@@ -26,6 +26,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from itertools import islice
 from typing import Any, Final, TypeVar
 from zlib import crc32
 
@@ -87,8 +88,8 @@ class _IndexChanges:
 
 _CHUNK = 500
 _CHUNK_BUCKETS = 64  # buckets read in one call
-_YIELD_ROWS = 4000  # rows merged or decoded between two turns of the event loop
-_YIELD_PACKED = 8000  # rows encoded between two turns of the event loop
+_YIELD_ROWS = 1000  # rows merged or decoded between two turns of the event loop
+_YIELD_PACKED = 4000  # rows encoded between two turns of the event loop
 _MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the lease
 _LAYOUT = 2
 _REFRESH_AFTER = 300  # seconds: an unchanged peer is rewritten only to refresh an older stamp
@@ -417,12 +418,12 @@ class SessionStore:
         dirty: set[int] = set()
         claims, dropped = changes.names, changes.dropped_names
         phone_claims, phone_dropped = changes.phones, changes.dropped_phones
-        pending = list(items.items())
+        pending = iter(items.items())  # items is the caller's own: not changed meanwhile
         try:
-            for start in range(0, len(pending), _YIELD_ROWS):
+            for start in range(0, len(items), _YIELD_ROWS):
                 if start:
                     await asyncio.sleep(0)  # a large batch must not hold the event loop
-                for peer_id, item in pending[start : start + _YIELD_ROWS]:
+                for peer_id, item in islice(pending, _YIELD_ROWS):
                     n = peer_id % PEER_BUCKETS
                     bucket = by_number[n]
                     old = bucket.get(peer_id)
@@ -528,27 +529,30 @@ class SessionStore:
                     by_number[n] = [text]
                 else:
                     group.append(text)
-        drops: list[tuple[int, str, int]] = []
+        drops: dict[int, list[tuple[str, int]]] = {}  # bucket number -> (text, peer id) pairs
         for start in range(0, len(dropped), _YIELD_ROWS):
             await asyncio.sleep(0)
-            for text, peer_id in dropped[start : start + _YIELD_ROWS]:
-                n = index_bucket(text)
-                drops.append((n, text, peer_id))
+            for pair in dropped[start : start + _YIELD_ROWS]:
+                n = index_bucket(pair[0])
+                drops.setdefault(n, []).append(pair)
                 by_number.setdefault(n, [])
         keys = {n: f"{prefix}{n}" for n in by_number}
         loaded, read = await self._load(list(keys.values()), decode_index_bucket, caching)
         buckets.update(loaded)
         raw.update(read)
         changed: set[str] = set()
-        for start in range(0, len(drops), _YIELD_ROWS):
-            if start:
-                await asyncio.sleep(0)
-            for n, text, peer_id in drops[start : start + _YIELD_ROWS]:
-                key = keys[n]
-                bucket = loaded[key]
+        done = 0
+        for n, pairs in drops.items():
+            key = keys[n]
+            bucket = loaded[key]
+            for text, peer_id in pairs:
                 if bucket.get(text) == peer_id and claims.get(text) != peer_id:
                     del bucket[text]
                     changed.add(key)
+            done += len(pairs)
+            if done > _YIELD_ROWS:
+                done = 0
+                await asyncio.sleep(0)
         done = 0
         for n, group in by_number.items():
             key = keys[n]

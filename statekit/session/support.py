@@ -14,7 +14,7 @@ import time
 
 from statekit.session import _ferogram as ferogram_format
 from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
-from statekit.session._peers import PeerRow, make_row, username_pair
+from statekit.session._peers import PeerRow, make_row, normalize_phone, username_pair
 from statekit.session.store import SessionStore
 
 
@@ -34,6 +34,7 @@ __all__ = [
     "TEST_ADDRESSES",
     "ferogram_format",
     "make_row",
+    "normalize_phone",
     "username_pair",
     "write_checked_rows",
 ]
