@@ -37,8 +37,8 @@ __all__ = [
     "peer_bucket",
 ]
 
-PEER_BUCKETS: Final = 1024
-INDEX_BUCKETS: Final = 1024
+PEER_BUCKETS: Final = 512
+INDEX_BUCKETS: Final = 512
 
 PeerBucket = dict[int, PeerRow]
 IndexBucket = dict[str, int]

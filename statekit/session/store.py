@@ -4,17 +4,17 @@ storage.
 Keys of session ``NAME`` (all share the Redis Cluster hash tag ``{NAME}``)::
 
     session:{NAME}:data            the session record (dc, auth key, user...), optionally sealed
-    session:{NAME}:peers:N         the peers whose id % 1024 is N: an array of rows
+    session:{NAME}:peers:N         the peers whose id % 512 is N: an array of rows
                                    [id, access_hash, type, usernames, phone, stamp, name]
     session:{NAME}:names:N         lower-case username -> peer id, for usernames whose CRC-32
-                                   % 1024 is N
+                                   % 512 is N
     session:{NAME}:phones:N        phone number -> peer id, likewise
     session:{NAME}:layout          2: the peers are in buckets (statekit 0.1 kept a key per peer)
     session:{NAME}:states          update states of every box
     session:{NAME}:lease           the ownership lease (see ``statekit.session.lease``)
 
 A lookup by id is one storage read, by username or phone two. Writing any number of peers
-writes at most 3,072 keys. ``open()`` takes the ownership lease; while it is held no other
+writes at most 1,536 keys. ``open()`` takes the ownership lease; while it is held no other
 process writes the session, so the store serves repeated reads from memory (the record, the
 update states and the peer buckets it has read or written) and writes peers in one batch.
 """
