@@ -31,8 +31,10 @@ __all__ = [
     "IndexBucket",
     "PeerBucket",
     "decode_index_bucket",
+    "checked_row",
     "decode_peer_bucket",
     "index_bucket",
+    "index_peer_bucket",
     "pack_bucket",
     "peer_bucket",
 ]
@@ -40,7 +42,6 @@ __all__ = [
 PEER_BUCKETS: Final = 512
 INDEX_BUCKETS: Final = 512
 
-PeerBucket = dict[int, PeerRow]
 IndexBucket = dict[str, int]
 
 pack_bucket = msgpack.Packer().pack
@@ -87,11 +88,12 @@ def _row(item: Any) -> PeerRow:
     return (pid, access_hash, kind, names, phone, stamp, name)
 
 
-def decode_peer_bucket(key: str, value: Any) -> PeerBucket:
-    """The rows stored under peer bucket ``key`` by id (empty if ``value`` is None).
+def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
+    """The rows stored under peer bucket ``key`` by id, every one checked (empty if ``value`` is
+    None).
 
     Raises ``CorruptValueError`` naming the key if the value is not an array of peer rows."""
-    found: PeerBucket = {}
+    found: dict[int, PeerRow] = {}
     if value is None:
         return found
     value = _as_list(key, value)
@@ -104,6 +106,50 @@ def decode_peer_bucket(key: str, value: Any) -> PeerBucket:
     except (TypeError, ValueError) as exc:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
     return found
+
+
+class PeerBucket(dict[int, Any]):
+    """The rows of one peer bucket by id; the ids in ``unchecked`` have their row as it was read
+    (a tuple or list of 6 or 7 items), checked by ``checked_row`` when first used."""
+
+    __slots__ = ("unchecked",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unchecked: set[int] = set()
+
+
+def index_peer_bucket(key: str, value: Any) -> PeerBucket:
+    """The rows stored under peer bucket ``key`` by id, each left as read until ``checked_row``
+    is asked for it: reading a bucket costs a dict entry per row, and a row is checked when it is
+    used. Raises ``CorruptValueError`` naming the key if the value is not an array of 6- or
+    7-item arrays."""
+    found = PeerBucket()
+    if value is None:
+        return found
+    value = _as_list(key, value)
+    if type(value) is not list and type(value) is not tuple:
+        raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
+    for item in value:
+        if (type(item) is not tuple and type(item) is not list) or len(item) not in (6, 7):
+            raise CorruptValueError(f"key {key!r} does not hold a peer bucket (an entry of {item!r:.60})")
+        found[item[0]] = item
+    found.unchecked.update(found)
+    return found
+
+
+def checked_row(bucket: PeerBucket, key: str, peer_id: int) -> PeerRow | None:
+    """The row of ``peer_id`` in ``bucket`` (read from ``key``), checked and kept checked; None
+    if absent. Raises ``CorruptValueError`` naming the key if the stored row is malformed."""
+    row: Any = bucket.get(peer_id)
+    if row is not None and peer_id in bucket.unchecked:
+        try:
+            row = _row(row)
+        except (TypeError, ValueError) as exc:
+            raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+        bucket[peer_id] = row
+        bucket.unchecked.discard(peer_id)
+    return row  # type: ignore[no-any-return]
 
 
 def decode_index_bucket(key: str, value: Any) -> IndexBucket:

@@ -27,19 +27,23 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from itertools import islice
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 from zlib import crc32
 
+from msgpack import UnpackException, unpackb
+
 from statekit.codec import INT64_MAX, MsgpackCodec
-from statekit.errors import StatekitError, StorageUnavailableError
+from statekit.errors import CorruptValueError, StatekitError, StorageUnavailableError
 from statekit.session._buckets import (
     INDEX_BUCKETS,
     PEER_BUCKETS,
     BucketCache,
     PeerBucket,
+    checked_row,
     decode_index_bucket,
     decode_peer_bucket,
     index_bucket,
+    index_peer_bucket,
     pack_bucket,
     peer_bucket,
 )
@@ -355,7 +359,7 @@ class SessionStore:
                     buckets[key] = bucket
         raw: dict[str, Any] = {}
         reads = [
-            self.storage.get_many(missing[start : start + _CHUNK_BUCKETS])
+            self._read(missing[start : start + _CHUNK_BUCKETS])
             for start in range(0, len(missing), _CHUNK_BUCKETS)
         ]
         for stored in await asyncio.gather(*reads):
@@ -371,6 +375,21 @@ class SessionStore:
                 decoded = 0
                 await asyncio.sleep(0)  # decoding a large session must not hold the loop
         return buckets, raw
+
+    async def _read(self, keys: list[str]) -> dict[str, Any]:
+        """The values of the buckets ``keys`` that exist (arrays read as tuples where the
+        storage hands over its stored form: fewer objects for the garbage collector to trace)."""
+        storage = self.storage
+        if isinstance(storage, FastPathStorage) and type(storage.codec) is MsgpackCodec:
+            stored = await storage.get_many_stored(keys)
+            try:
+                return {
+                    key: unpackb(value, use_list=False) if type(value) is bytes else value
+                    for key, value in stored.items()
+                }
+            except (ValueError, UnpackException) as exc:
+                raise CorruptValueError(f"a bucket among {keys[0]!r}... is not msgpack ({exc})") from None
+        return await storage.get_many(keys)
 
     async def _write_peers(
         self,
@@ -413,8 +432,8 @@ class SessionStore:
         self._peer_gen += 1
         pp = self._peers_prefix
         keys = {n: f"{pp}{n}" for n in {peer_id % PEER_BUCKETS for peer_id in items}}
-        buckets, raw = await self._load(list(keys.values()), decode_peer_bucket, caching)
-        by_number: dict[int, PeerBucket] = {n: buckets[key] for n, key in keys.items()}
+        buckets, raw = await self._load(list(keys.values()), index_peer_bucket, caching)
+        by_number = {n: cast(PeerBucket, buckets[key]) for n, key in keys.items()}
         dirty: set[int] = set()
         claims, dropped = changes.names, changes.dropped_names
         phone_claims, phone_dropped = changes.phones, changes.dropped_phones
@@ -427,6 +446,8 @@ class SessionStore:
                     n = peer_id % PEER_BUCKETS
                     bucket = by_number[n]
                     old = bucket.get(peer_id)
+                    if old is not None and bucket.unchecked and peer_id in bucket.unchecked:
+                        old = checked_row(bucket, keys[n], peer_id)
                     if old is None:
                         if not insert:
                             continue
@@ -698,7 +719,7 @@ class SessionStore:
                 return bucket
         await self._ensure_layout()
         gen = self._peer_gen
-        bucket = decode(key, await self.storage.get_state(key))
+        bucket = decode(key, (await self._read([key])).get(key))
         if caching and gen == self._peer_gen and not self._peer_lock.locked() and self._caching():
             self._cache.put(key, bucket)
             self._start_warming()
@@ -719,11 +740,11 @@ class SessionStore:
                 wanted = self._cache.missing(keys[start : start + _CHUNK_BUCKETS])
                 if not wanted:
                     continue
-                stored = await self.storage.get_many(wanted)
+                stored = await self._read(wanted)
                 if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
                     return  # a write began, or the lease went: stop (lookups read as before)
                 for key in wanted:
-                    decode = decode_peer_bucket if key.startswith(self._peers_prefix) else decode_index_bucket
+                    decode = index_peer_bucket if key.startswith(self._peers_prefix) else decode_index_bucket
                     bucket = decode(key, stored.get(key))
                     if len(self._cache) + len(bucket) > self._cache.size:
                         return  # full: keep what the lookups themselves bring in
@@ -738,9 +759,8 @@ class SessionStore:
         peer, or None."""
         if type(peer_id) is not int:
             raise TypeError(f"peer id must be an int, not {type(peer_id).__name__}")
-        bucket = await self._bucket(self._peers_key(peer_id), decode_peer_bucket)
-        row: PeerRow | None = bucket.get(peer_id)
-        return row
+        key = self._peers_key(peer_id)
+        return checked_row(cast(PeerBucket, await self._bucket(key, index_peer_bucket)), key, peer_id)
 
     async def _indexed(self, key: str, text: str) -> PeerRow | None:
         """The row of the peer that index bucket ``key`` points ``text`` to, or None."""

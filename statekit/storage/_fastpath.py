@@ -63,6 +63,16 @@ class FastPathStorage(BaseStorage):
         ttl_ms = self._ttl(ttl)
         return await self._compare_and_set(key, expected, new, ttl_ms, bool(keep_ttl))
 
+    async def get_many_stored(self, keys: Iterable[str]) -> dict[str, Stored]:
+        """``get_many`` without decoding: the live keys among ``keys`` with their stored forms (a
+        signed 64-bit int, or bytes of this storage's codec), for callers that decode values
+        their own way (statekit's session store). Raises ``ValueError`` for a bad key."""
+        await self._ensure_started()
+        key_list = self._key_list(keys)
+        if not key_list:
+            return {}
+        return await self._get_many(key_list)
+
     async def set_many_encoded(
         self, items: Iterable[tuple[str, Stored]], *, ttl: TTL = DEFAULT
     ) -> None:

@@ -340,9 +340,10 @@ async def test_a_bucket_that_is_not_a_peer_bucket_is_reported_by_key(storage: Ba
     await storage.set_state("session:{main}:peers:2", {"not": "rows"})
     with pytest.raises(CorruptValueError, match=r"session:\{main\}:peers:2"):
         await store.get_peer_by_id(2)
-    await storage.set_state("session:{main}:peers:3", [[3, "hash", "user", [], None, 1]])
+    await storage.set_state("session:{main}:peers:3", [[3, "hash", "user", [], None, 1], [515, 5, "user", [], None, 1]])
+    assert await store.get_peer_by_id(515) is not None  # a bad row is reported when it is read
     with pytest.raises(CorruptValueError, match=r"peers:3.*id, access_hash, type"):
-        await store.get_peer_by_id(1027)
+        await store.get_peer_by_id(3)
     assert await store.get_peer_by_id(1) is not None  # the other buckets are untouched
 
 
