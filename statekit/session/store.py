@@ -554,9 +554,14 @@ class SessionStore:
         for start in range(0, len(dropped), _YIELD_ROWS):
             await asyncio.sleep(0)
             for pair in dropped[start : start + _YIELD_ROWS]:
-                n = index_bucket(pair[0])
-                drops.setdefault(n, []).append(pair)
-                by_number.setdefault(n, [])
+                n = crc32(pair[0].encode("utf-8", "surrogatepass")) % INDEX_BUCKETS
+                pairs = drops.get(n)
+                if pairs is None:
+                    drops[n] = [pair]
+                    if n not in by_number:
+                        by_number[n] = []
+                else:
+                    pairs.append(pair)
         keys = {n: f"{prefix}{n}" for n in by_number}
         loaded, read = await self._load(list(keys.values()), decode_index_bucket, caching)
         buckets.update(loaded)
