@@ -1,0 +1,308 @@
+"""Issue 16, SQLite `set` at a million keys: settings and designs tried against today's
+SQLiteStorage, side by side (interleaved) on the million benchmark's own curve.
+
+Run by hand: ``python -m tests.benchmarks.sqlite_1m_ab [--variants base,ps1024,...]
+[--rounds 5] [--sizes 1000,1000000] [--seconds 1.5] [--out rows.jsonl]``.
+
+Each run of a variant is a fresh child process that does what ``tests.benchmarks.million``
+does for SQLite (a new file, fill 1k keys with ``set_many``, 100 tasks of ``get_state`` then
+of ``set_state`` of random existing keys, file + WAL bytes per key; fill on to 1M, the same)
+and adds a 1-task ``set_state`` after each size's 100-task one. Rounds run every variant once,
+in an order rotated each round, so that all meet the same background load; the table gives
+medians over rounds and the median (and range) of each run's own 1M/1k set ratio.
+
+The variants are subclasses of ``SQLiteStorage`` (nothing in ``statekit`` is changed):
+
+- ``base``: SQLiteStorage as it is (4 KiB pages, SQLite's autocheckpoint at 1000 frames).
+- ``ps1024`` / ``ps2048``: ``PRAGMA page_size`` for the new file.
+- ``ac10000``: ``wal_autocheckpoint = 10000`` with ``journal_size_limit = 64 MiB``.
+- ``cache64m``: ``cache_size = -65536`` (64 MiB).
+- ``cohort``: the flusher takes half of the waiting callers when more than 64 wait, so that
+  two cohorts alternate (the loop handling one while the worker thread commits the other).
+- ``bgf1k`` / ``bgf4k_ps1024``: a thread with its own connection runs ``PRAGMA
+  wal_checkpoint(PASSIVE)`` after commits, at most one per 10 ms; the writer keeps SQLite's
+  autocheckpoint (1000 frames; 4000 with 1 KiB pages: 4 MiB of WAL either way) for the rest.
+- ``bgr4k_ps1024``: the same thread, the writer's autocheckpoint off; once a checkpoint reports
+  the WAL at 4000 frames or more, the next write waits for one covering every commit so that it
+  starts the WAL over (bounded at ~4 MiB); 1 KiB pages.
+- ``nock``: no checkpoint at all while measuring (the WAL grows without bound): what taking
+  all checkpoint work off the writer could give at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from statekit.storage._aiosqlite import raw_connection, run_in_thread
+from statekit.storage.sqlite import SQLiteStorage
+from tests.benchmarks.million import fill, key, rate
+
+ROOT = Path(__file__).resolve().parents[2]
+_WRITE, _SINGLE = 1, 2
+
+
+def _pragmas(pre: tuple[str, ...] = (), post: tuple[str, ...] = (), base: type = SQLiteStorage) -> type:
+    """``pre`` run before the file is switched to WAL (page_size), ``post`` after _prepare."""
+
+    class Variant(base):  # type: ignore[misc,valid-type]
+        def _prepare(self, db: sqlite3.Connection) -> None:
+            for pragma in pre:
+                db.execute("PRAGMA " + pragma)
+            super()._prepare(db)
+            for pragma in post:
+                db.execute("PRAGMA " + pragma)
+
+    return Variant
+
+
+class _Cohort(SQLiteStorage):
+    async def _flush(self) -> None:
+        while self._pending and self._conn is not None:
+            take = len(self._pending)
+            if take > 64:
+                take = (take + 1) // 2
+            batch = [item for item in self._pending[:take] if not item[0].done()]
+            del self._pending[:take]
+            if not batch:
+                continue
+            if len(batch) == 1 and batch[0][2] & _SINGLE:
+                begin = None
+            else:
+                begin = "BEGIN IMMEDIATE" if any(f & _WRITE for _, _, f in batch) else "BEGIN"
+            conn = self._conn
+            self.transactions += 1
+            ops = [op for _, op, _ in batch]
+            results = await run_in_thread(conn, self._run_batch, raw_connection(conn), ops, begin)
+            for (fut, _, _), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
+
+
+def _background_checkpoints(
+    page_size: int | None, autocheckpoint: int, restart_at: int | None, interval: float = 0.01
+) -> type:
+    """A thread with a connection of its own runs PASSIVE checkpoints after write commits, at
+    most one per ``interval``. ``autocheckpoint``: the writer's own (0: off). ``restart_at``:
+    once a checkpoint reports the WAL at that many frames, the next write waits for a
+    checkpoint that covers every commit, so that it starts the WAL over."""
+
+    class Variant(SQLiteStorage):
+        def _prepare(self, db: sqlite3.Connection) -> None:
+            if page_size:
+                db.execute(f"PRAGMA page_size = {page_size}")
+            super()._prepare(db)
+            db.execute(f"PRAGMA wal_autocheckpoint = {autocheckpoint}")
+
+        async def _open(self) -> None:
+            await super()._open()
+            self._cv = threading.Condition()
+            self._commits = self._covered = self._wal_frames = 0
+            self._wanted = self._urgent = self._stopping = False
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True)
+            self._checkpointer.start()
+
+        def _checkpoint_loop(self) -> None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'full' else 'NORMAL'}")
+            cv = self._cv
+            try:
+                while True:
+                    with cv:
+                        cv.wait_for(lambda: self._wanted or self._stopping)
+                        if self._stopping:
+                            return
+                        self._wanted = False
+                        upto = self._commits
+                    busy, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    with cv:
+                        self._wal_frames = frames
+                        if not busy:
+                            self._covered = max(self._covered, upto)
+                        cv.notify_all()
+                        if not self._urgent:
+                            cv.wait_for(lambda: self._urgent or self._stopping, timeout=interval)
+            finally:
+                db.close()
+
+        def _run_batch(self, db: sqlite3.Connection, ops: list[Any], begin: str | None) -> list[Any]:  # type: ignore[override]
+            write = begin == "BEGIN IMMEDIATE"
+            cv = self._cv
+            if write and restart_at is not None and self._wal_frames >= restart_at:
+                with cv:
+                    self._urgent = self._wanted = True
+                    cv.notify_all()
+                    cv.wait_for(lambda: self._covered >= self._commits or self._stopping, timeout=5)
+                    self._urgent = False
+                    self._wal_frames = 0
+            results = SQLiteStorage._run_batch(db, ops, begin)
+            if write:
+                with cv:
+                    self._commits += 1
+                    self._wanted = True
+                    cv.notify_all()
+            return results
+
+        async def _close(self) -> None:
+            with self._cv:
+                self._stopping = True
+                self._cv.notify_all()
+            await asyncio.to_thread(self._checkpointer.join)
+            await super()._close()
+
+    return Variant
+
+
+VARIANTS: dict[str, type] = {
+    "base": SQLiteStorage,
+    "ps1024": _pragmas(pre=("page_size = 1024",)),
+    "ps2048": _pragmas(pre=("page_size = 2048",)),
+    "ac10000": _pragmas(post=("wal_autocheckpoint = 10000", "journal_size_limit = 67108864")),
+    "cache64m": _pragmas(post=("cache_size = -65536",)),
+    "cohort": _Cohort,
+    "bgf1k": _background_checkpoints(None, 1000, None),
+    "bgf4k_ps1024": _background_checkpoints(1024, 4000, None),
+    "bgr4k_ps1024": _background_checkpoints(1024, 0, 4000),
+    "nock": _pragmas(post=("wal_autocheckpoint = 0",)),
+}
+
+
+async def child(variant: str, sizes: list[int], seconds: float) -> list[dict[str, Any]]:
+    """The SQLite path of ``million.child_curve``, step for step (kept a copy on purpose, so
+    that the figures are the million benchmark's), plus the 1-task set."""
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp, "million.db")
+        store = VARIANTS[variant](str(db))
+        await store.start()
+        try:
+            have = 0
+            for n in sizes:
+                await fill(store, have, n)
+                have = n
+                rng = random.Random(n)
+
+                async def get(i: int, rng: random.Random = rng, n: int = n) -> None:
+                    await store.get_state(key(rng.randrange(n)))
+
+                async def put(i: int, rng: random.Random = rng, n: int = n) -> None:
+                    await store.set_state(key(rng.randrange(n)), "w")
+
+                row: dict[str, Any] = {"variant": variant, "keys": n}
+                row["get"] = await rate(get, seconds)
+                row["set"] = await rate(put, seconds)
+                row["bytes_per_key"] = sum(
+                    p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists()
+                ) / n
+                row["set1"] = await one_task(put, seconds)
+                rows.append(row)
+        finally:
+            await store.stop()
+    return rows
+
+
+async def one_task(op: Any, seconds: float) -> float:
+    deadline = time.perf_counter() + seconds
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() < deadline:
+        for _ in range(32):
+            await op(done)
+        done += 32
+    return done / (time.perf_counter() - start)
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def summarize(rows: list[dict[str, Any]], variants: list[str], sizes: list[int]) -> None:
+    lo, hi = sizes[0], sizes[-1]
+
+    def med(v: str, n: int, k: str) -> float:
+        return statistics.median(x[k] for x in rows if x["variant"] == v and x["keys"] == n)
+
+    print(
+        f"\n| variant | set/s {lo:,} | set/s {hi:,} | set {hi:,}/{lo:,}: median [range] of runs "
+        f"| get/s {lo:,} | get/s {hi:,} | 1-task set/s {lo:,} | 1-task set/s {hi:,} "
+        f"| B/key {lo:,} | B/key {hi:,} | runs |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v in variants:
+        ratios = []
+        for r in sorted({x["round"] for x in rows if x["variant"] == v}):
+            s = {x["keys"]: x["set"] for x in rows if x["variant"] == v and x["round"] == r}
+            ratios.append(s[hi] / s[lo])
+        print(
+            f"| {v} | {med(v, lo, 'set'):,.0f} | {med(v, hi, 'set'):,.0f} | "
+            f"{statistics.median(ratios):.2f} [{min(ratios):.2f}–{max(ratios):.2f}] | "
+            f"{med(v, lo, 'get'):,.0f} | {med(v, hi, 'get'):,.0f} | {med(v, lo, 'set1'):,.0f} | "
+            f"{med(v, hi, 'set1'):,.0f} | {med(v, lo, 'bytes_per_key'):,.0f} | "
+            f"{med(v, hi, 'bytes_per_key'):,.0f} | {len(ratios)} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--sizes", default="1000,1000000")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    if args.child:
+        variant, sizes, seconds = args.child
+        result = asyncio.run(child(variant, [int(s) for s in sizes.split(",")], float(seconds)))
+        print(json.dumps(result))
+        return
+    variants = args.variants.split(",")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(
+        f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC start, {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, load {loadavg()}",
+        flush=True,
+    )
+    rows: list[dict[str, Any]] = []
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for r in range(args.rounds):
+        for v in variants[r % len(variants):] + variants[: r % len(variants)]:
+            proc = subprocess.run(
+                [sys.executable, "-m", "tests.benchmarks.sqlite_1m_ab", "--child", v, args.sizes, str(args.seconds)],
+                cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"{v} failed:\n{proc.stderr[-3000:]}")
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            stamp = f"{datetime.now(timezone.utc):%H:%M:%S}"
+            for row in got:
+                row.update(round=r, load=loadavg(), time=stamp)
+            rows += got
+            if args.out:
+                with open(args.out, "a") as out:
+                    out.writelines(json.dumps(row) + "\n" for row in got)
+            print(
+                f"{stamp} round {r} {v}: "
+                + "; ".join(f"{x['keys']:,} set {x['set']:,.0f} get {x['get']:,.0f}" for x in got)
+                + f"; ratio {got[-1]['set'] / got[0]['set']:.2f}; load {loadavg()}",
+                flush=True,
+            )
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC end, load {loadavg()}")
+    summarize(rows, variants, sizes)
+
+
+if __name__ == "__main__":
+    main()
