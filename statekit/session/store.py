@@ -158,7 +158,8 @@ class SessionStore:
         self._warmer: asyncio.Future[None] | None = None
         self._peer_gen = 0
         self._peer_lock = asyncio.Lock()
-        self._layout_ok = False
+        self._layout_ok = False  # no peers kept a key each (statekit 0.1) are left to move
+        self._marked = False  # the layout marker is known to be stored
         self._layout_lock = asyncio.Lock()
         self._codec = RecordCodec(name, self._cipher)
         self._record = Cell(
@@ -305,22 +306,28 @@ class SessionStore:
     def _phones_key(self, phone: str) -> str:
         return f"{self._phones_prefix}{index_bucket(phone)}"
 
-    async def _ensure_layout(self) -> None:
+    async def _ensure_layout(self, *, writing: bool = False) -> None:
         """Move peers stored one key each (``peer:ID``, ``un:NAME``, ``ph:PHONE``, statekit before
         0.2) into buckets, once per session: the first peer operation of a store reads the layout
-        marker, and only when it is missing looks for such keys (one scan of the storage)."""
-        if self._layout_ok:
+        marker, and only when it is missing looks for such keys (one scan of the storage). The
+        marker is written by the first write of peers (or a move), never by a lookup, so looking
+        up peers of a session that has none leaves nothing behind."""
+        if self._layout_ok and (self._marked or not writing):
             return
         async with self._layout_lock:
-            if self._layout_ok:
+            if self._layout_ok and (self._marked or not writing):
                 return
             marker = self._prefix + "layout"
-            if await self.storage.get_state(marker) != _LAYOUT:
+            if await self.storage.get_state(marker) == _LAYOUT:
+                self._marked = True
+            else:
                 name = BaseStorage.glob_escape(self.name)
                 legacy = [k async for k in self.storage.scan_keys(f"session:{{{name}}}:peer:*")]
                 if legacy:
                     await self._migrate_legacy(legacy)
-                await self.storage.set_state(marker, _LAYOUT, ttl=None)
+                if legacy or writing:
+                    await self.storage.set_state(marker, _LAYOUT, ttl=None)
+                    self._marked = True
             self._layout_ok = True
 
     async def _migrate_legacy(self, keys: list[str]) -> None:
@@ -691,7 +698,7 @@ class SessionStore:
                 return None  # unchanged and recently stamped: nothing to write
             return row
 
-        await self._ensure_layout()
+        await self._ensure_layout(writing=True)
         async with self._peer_lock:
             await self._write_peers(by_id, merge, insert=True)
 
@@ -710,7 +717,7 @@ class SessionStore:
         def merge(row: PeerRow, names: tuple[str, ...]) -> PeerRow | None:
             return (row[0], row[1], row[2], names, row[4], now, row[6])
 
-        await self._ensure_layout()
+        await self._ensure_layout(writing=True)
         async with self._peer_lock:
             await self._write_peers(wanted, merge, insert=False)
 
@@ -931,7 +938,7 @@ class SessionStore:
             self._drop_cache()
             await self.storage.set_many(mapping, ttl=None)
             self._drop_cache()
-            self._layout_ok = True
+            self._layout_ok = self._marked = True
             leftover = [k for k in before if k not in mapping]
             for start in range(0, len(leftover), _CHUNK):
                 await self.storage.delete_many(leftover[start : start + _CHUNK])
@@ -957,7 +964,7 @@ class SessionStore:
             async with self._peer_lock:
                 keys = await self._own_keys()
                 self._drop_cache()
-                self._layout_ok = False  # the marker goes too: a later write sets it again
+                self._layout_ok = self._marked = False  # the marker goes too: a write sets it again
                 removed = 0
                 for start in range(0, len(keys), _CHUNK):
                     removed += await self.storage.delete_many(keys[start : start + _CHUNK])

@@ -205,6 +205,19 @@ async def test_peers_stored_a_key_each_by_statekit_0_1_move_into_buckets_on_firs
     assert await SessionStore(storage, "old").get_peer_by_id(6) is not None
 
 
+async def test_looking_up_peers_of_a_session_without_any_writes_nothing(storage: BaseStorage) -> None:
+    store = SessionStore(storage, "ghost")
+    assert await store.get_peer_by_id(1) is None
+    assert await store.get_peer_by_username("x") is None
+    assert await store.get_peer_by_phone_number("123") is None
+    assert [p async for p in store.iter_peers()] == []
+    assert await storage.list_keys() == []
+    await store.update_peers([Peer(1, 2, "user")])
+    assert await storage.get_state("session:{ghost}:layout") == 2  # the first write marks it
+    found = await SessionStore(storage, "ghost").get_peer_by_id(1)
+    assert found is not None and (found.id, found.access_hash, found.type) == (1, 2, "user")
+
+
 async def index_entries(storage: BaseStorage, session: str, kind: str) -> dict[str, int]:
     """Every entry of the username (``names``) or phone (``phones``) index of ``session``."""
     entries: dict[str, int] = {}
