@@ -109,46 +109,44 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
 
 
 class PeerBucket(dict[int, Any]):
-    """The rows of one peer bucket by id; the ids in ``unchecked`` have their row as it was read
-    (a tuple or list of 6 or 7 items), checked by ``checked_row`` when first used."""
+    """The rows of one peer bucket by id; a row whose id is not in ``checked`` is as it was read
+    (a tuple or list, meant to hold 6 or 7 items) until ``checked_row`` checks it."""
 
-    __slots__ = ("unchecked",)
+    __slots__ = ("checked",)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.unchecked: set[int] = set()
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.checked: set[int] = set()
 
 
 def index_peer_bucket(key: str, value: Any) -> PeerBucket:
     """The rows stored under peer bucket ``key`` by id, each left as read until ``checked_row``
     is asked for it: reading a bucket costs a dict entry per row, and a row is checked when it is
-    used. Raises ``CorruptValueError`` naming the key if the value is not an array of 6- or
-    7-item arrays."""
-    found = PeerBucket()
+    used. Raises ``CorruptValueError`` naming the key if the value is not an array of arrays."""
     if value is None:
-        return found
+        return PeerBucket()
     value = _as_list(key, value)
     if type(value) is not list and type(value) is not tuple:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
-    for item in value:
-        if (type(item) is not tuple and type(item) is not list) or len(item) not in (6, 7):
-            raise CorruptValueError(f"key {key!r} does not hold a peer bucket (an entry of {item!r:.60})")
-        found[item[0]] = item
-    found.unchecked.update(found)
-    return found
+    try:
+        return PeerBucket({item[0]: item for item in value})
+    except (TypeError, IndexError, KeyError) as exc:
+        raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
 
 
 def checked_row(bucket: PeerBucket, key: str, peer_id: int) -> PeerRow | None:
     """The row of ``peer_id`` in ``bucket`` (read from ``key``), checked and kept checked; None
     if absent. Raises ``CorruptValueError`` naming the key if the stored row is malformed."""
     row: Any = bucket.get(peer_id)
-    if row is not None and peer_id in bucket.unchecked:
+    if row is not None and peer_id not in bucket.checked:
         try:
+            if (type(row) is not tuple and type(row) is not list) or len(row) not in (6, 7):
+                raise TypeError(f"an entry of {row!r:.60}")
             row = _row(row)
         except (TypeError, ValueError) as exc:
             raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
         bucket[peer_id] = row
-        bucket.unchecked.discard(peer_id)
+        bucket.checked.add(peer_id)
     return row  # type: ignore[no-any-return]
 
 

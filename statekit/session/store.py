@@ -453,13 +453,14 @@ class SessionStore:
                     n = peer_id % PEER_BUCKETS
                     bucket = by_number[n]
                     old = bucket.get(peer_id)
-                    if old is not None and bucket.unchecked and peer_id in bucket.unchecked:
+                    if old is not None and peer_id not in bucket.checked:
                         old = checked_row(bucket, keys[n], peer_id)
                     if old is None:
                         if not insert:
                             continue
                         row: PeerRow = item  # type: ignore[assignment]
                         bucket[peer_id] = row
+                        bucket.checked.add(peer_id)
                         dirty.add(n)
                         usernames = row[3]
                         if usernames:
