@@ -55,7 +55,8 @@ warnings.filterwarnings(
 )
 
 _CHANNEL_BASE = 1_000_000_000_000
-_YIELD_EVERY = 5000  # entities handled between two turns of the event loop
+_YIELD_EVERY = 5000  # rows built between two turns of the event loop
+_READ_EVERY = 1000  # queued entities read between two turns of the event loop
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
 
 _Entry = tuple[int, str, tuple[str, ...], "str | None", "str | None"]
@@ -116,6 +117,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._opened = False
         self._user_id: int | None = None
         self._peers: dict[int, _Entry] = {}
+        self._unread: list[Any] = []  # entities process_entities queued, read by the next save
         self._by_username: dict[str, int] = {}
         self._by_phone: dict[str, int] = {}
         self._by_name: dict[str, int] = {}
@@ -161,6 +163,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._auth_key = AuthKey(fields["auth_key"]) if fields["auth_key"] else None
         self._takeout_id = fields["takeout_id"]
         self._user_id = fields["user_id"]
+        self._unread.clear()
         self._peers.clear()
         self._by_username.clear()
         self._by_phone.clear()
@@ -186,6 +189,12 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
     async def flush(self) -> None:
         """Write every change made since the last write to the store."""
+        while self._unread:  # entities queued by process_entities, a slice at a time
+            queued = self._unread[:_READ_EVERY]
+            del self._unread[:_READ_EVERY]
+            self._remember(queued)
+            if self._unread:
+                await asyncio.sleep(0)
         if not (self._dirty_fields or self._dirty_peers or self._dirty_states):
             return
         self._require_open()
@@ -253,6 +262,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         await self.aclose()
 
     async def _delete(self) -> None:
+        self._unread.clear()
         self._dirty_fields.clear()
         self._dirty_peers.clear()
         self._dirty_states.clear()
@@ -318,6 +328,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
     def user_id(self) -> int | None:
         """The signed-in user's id (Telethon's entity-0 record), or ``None`` if not known yet."""
         self._require_open()
+        self._read_queued()
         return self._user_id
 
     # ------------------------------------------------------------------ update states
@@ -373,9 +384,24 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         return found
 
     def process_entities(self, tlo: Any) -> None:
-        """Remember the entities found in ``tlo`` (written to the store on the next save)."""
+        """Remember the entities found in ``tlo`` (written to the store on the next save).
+
+        They are only queued here: a client hands over thousands at once and this method is
+        synchronous, so reading them would hold the event loop for the whole batch. The next
+        ``save()`` reads them 1,000 at a time, letting the loop run in between; a lookup before
+        that reads the queued ones first, so it sees them as Telethon's own session would."""
+        self._unread.extend(self._entities_of(tlo))
+
+    def _read_queued(self) -> None:
+        """Read every entity ``process_entities`` queued (for a lookup that must see them)."""
+        if self._unread:
+            queued, self._unread = self._unread, []
+            self._remember(queued)
+
+    def _remember(self, entities: Iterable[Any]) -> None:
+        """Index ``entities`` and mark those that changed for the next write."""
         user, channel, chat = types.User, types.Channel, types.Chat
-        for entity in self._entities_of(tlo):
+        for entity in entities:
             cls = type(entity)
             # the common entities read directly, as Telethon's own _entity_to_row reads them
             if cls is user:
@@ -427,18 +453,22 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             self._dirty_peers[marked_id] = entry
 
     def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
+        self._read_queued()
         peer_id = self._by_phone.get(phone)
         return None if peer_id is None else (peer_id, self._peers[peer_id][0])
 
     def get_entity_rows_by_username(self, username: str) -> tuple[int, int] | None:
+        self._read_queued()
         peer_id = self._by_username.get(username.lower())
         return None if peer_id is None else (peer_id, self._peers[peer_id][0])
 
     def get_entity_rows_by_name(self, name: str) -> tuple[int, int] | None:
+        self._read_queued()
         peer_id = self._by_name.get(name)
         return None if peer_id is None else (peer_id, self._peers[peer_id][0])
 
     def get_entity_rows_by_id(self, id: int, exact: bool = True) -> tuple[int, int] | None:  # noqa: A002 - Telethon's name
+        self._read_queued()
         if exact:
             candidates: tuple[int, ...] = (id,)
         else:
@@ -458,4 +488,5 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
     def get_input_entity(self, key: Any) -> Any:
         """The ``InputPeer`` of a cached entity (``ValueError`` if unknown), as Telethon's own."""
         self._require_open()
+        self._read_queued()
         return super().get_input_entity(key)

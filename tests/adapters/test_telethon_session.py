@@ -73,6 +73,24 @@ async def test_cached_entities_resolve_like_telethons_own_session(
             ours.get_input_entity(999)  # unknown (the client would ask the network next)
 
 
+async def test_queued_entities_are_read_by_the_next_lookup_or_save(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    # process_entities only queues (a big batch would hold the loop); lookups and save() read
+    storage = make_storage()
+    users = [types.User(id=1000 + i, access_hash=5000 + i, username=f"q{i}", first_name="Q") for i in range(2500)]
+    async with TelethonSession(storage, "queued") as session:
+        session.process_entities(types.contacts.Contacts(contacts=[], saved_count=0, users=users))
+        assert session.get_entity_rows_by_username("Q7") == (1007, 5007)  # read before answering
+        session.process_entities([*users[:10], types.User(id=9999, access_hash=1, username="late")])
+        session.process_entities([types.User(id=1000, access_hash=77, username="q0")])  # newer wins
+        await session.save()
+    async with TelethonSession(storage, "queued") as again:
+        assert again.get_entity_rows_by_username("late") == (9999, 1)
+        assert again.get_entity_rows_by_id(3499) == (3499, 7499)
+        assert again.get_entity_rows_by_id(1000) == (1000, 77)
+
+
 async def test_entities_and_session_survive_a_restart(make_storage: Callable[..., BaseStorage]) -> None:
     storage = make_storage()
     theirs = MemorySession()
