@@ -118,6 +118,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._user_id: int | None = None
         self._peers: dict[int, _Entry] = {}
         self._unread: list[Any] = []  # entities process_entities queued, read by the next save
+        self._reader: asyncio.Task[None] | None = None  # reads them meanwhile, in the background
         self._by_username: dict[str, int] = {}
         self._by_phone: dict[str, int] = {}
         self._by_name: dict[str, int] = {}
@@ -244,6 +245,9 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             try:
                 await self.flush()
             finally:
+                reader, self._reader = self._reader, None
+                if reader is not None and not reader.done():
+                    reader.cancel()  # nothing left to read: flush read the queue
                 await self.store.close()
 
     def close(self) -> Any:
@@ -387,10 +391,25 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         """Remember the entities found in ``tlo`` (written to the store on the next save).
 
         They are only queued here: a client hands over thousands at once and this method is
-        synchronous, so reading them would hold the event loop for the whole batch. The next
-        ``save()`` reads them 1,000 at a time, letting the loop run in between; a lookup before
-        that reads the queued ones first, so it sees them as Telethon's own session would."""
+        synchronous, so reading them would hold the event loop for the whole batch. A background
+        task (or the next ``save()``) reads them 1,000 at a time, letting the loop run in between;
+        a lookup before that reads the queued ones first, so it sees them as Telethon's own
+        session would."""
         self._unread.extend(self._entities_of(tlo))
+        if self._unread and (self._reader is None or self._reader.done()):
+            try:
+                self._reader = asyncio.get_running_loop().create_task(self._read_soon())
+            except RuntimeError:  # no event loop running: read them now
+                self._read_queued()
+
+    async def _read_soon(self) -> None:
+        """Read the queued entities in the background, a slice at a time (so that a client that
+        neither looks up nor saves for a while does not pile them up)."""
+        while self._unread:
+            await asyncio.sleep(0)
+            queued = self._unread[:_READ_EVERY]
+            del self._unread[:_READ_EVERY]
+            self._remember(queued)
 
     def _read_queued(self) -> None:
         """Read every entity ``process_entities`` queued (for a lookup that must see them)."""
