@@ -233,19 +233,7 @@ class PyrogramStorage(Storage):
                 if n == _YIELD_EVERY:
                     n = 0
                     await asyncio.sleep(0)  # a big batch must not hold the event loop
-                if (
-                    type(pair) is tuple
-                    and len(pair) == 2
-                    and type(peer_id := pair[0]) is int
-                    and type(listed := pair[1]) is list
-                    and len(listed) == 1
-                    and type(one := listed[0]) is str
-                    and one
-                    and one[0] != "@"
-                ):  # the common pair, checked inline; username_pair checks the rest
-                    given: tuple[str, ...] = (one,)
-                else:
-                    peer_id, given = username_pair(pair)
+                peer_id, given = username_pair(pair)
                 row = merged.get(peer_id) or pending.get(peer_id)
                 if row is not None and given:
                     merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5], row[6])

@@ -190,12 +190,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
     async def flush(self) -> None:
         """Write every change made since the last write to the store."""
-        while self._unread:  # entities queued by process_entities, a slice at a time
-            queued = self._unread[:_READ_EVERY]
-            del self._unread[:_READ_EVERY]
-            self._remember(queued)
-            if self._unread:
-                await asyncio.sleep(0)
+        await self._read_in_slices()  # entities queued by process_entities
         if not (self._dirty_fields or self._dirty_peers or self._dirty_states):
             return
         self._require_open()
@@ -403,13 +398,19 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 self._read_queued()
 
     async def _read_soon(self) -> None:
-        """Read the queued entities in the background, a slice at a time (so that a client that
-        neither looks up nor saves for a while does not pile them up)."""
+        """Read the queued entities in the background (so that a client that neither looks up
+        nor saves for a while does not pile them up)."""
+        await asyncio.sleep(0)
+        await self._read_in_slices()
+
+    async def _read_in_slices(self) -> None:
+        """Read the queued entities ``_READ_EVERY`` at a time, the event loop running between."""
         while self._unread:
-            await asyncio.sleep(0)
             queued = self._unread[:_READ_EVERY]
             del self._unread[:_READ_EVERY]
             self._remember(queued)
+            if self._unread:
+                await asyncio.sleep(0)
 
     def _read_queued(self) -> None:
         """Read every entity ``process_entities`` queued (for a lookup that must see them)."""

@@ -22,7 +22,7 @@ from typing import Any, Final
 import msgpack
 
 from statekit.errors import CorruptValueError
-from statekit.session._peers import PeerRow
+from statekit.session._peers import PeerRow, stored_peer_row
 
 __all__ = [
     "INDEX_BUCKETS",
@@ -67,27 +67,6 @@ def _as_list(key: str, value: Any) -> Any:
     return value
 
 
-def _row(item: Any) -> PeerRow:
-    """A stored row (6 or 7 items) as a ``PeerRow``; ``TypeError``/``ValueError`` if malformed."""
-    if len(item) == 7:
-        pid, access_hash, kind, usernames, phone, stamp, name = item
-        if name is not None and type(name) is not str:
-            raise TypeError("name")
-    else:
-        pid, access_hash, kind, usernames, phone, stamp = item
-        name = None
-    if not (type(pid) is int and type(access_hash) is int and type(kind) is str):
-        raise TypeError("id, access_hash, type")
-    if phone is not None and type(phone) is not str:
-        raise TypeError("phone_number")
-    if stamp is not None and type(stamp) is not int:
-        raise TypeError("last_update_on")
-    names = tuple(usernames)
-    if not all(type(n) is str for n in names):
-        raise TypeError("usernames")
-    return (pid, access_hash, kind, names, phone, stamp, name)
-
-
 def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
     """The rows stored under peer bucket ``key`` by id, every one checked (empty if ``value`` is
     None).
@@ -101,7 +80,7 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
     try:
         for item in value:
-            row = _row(item)
+            row = stored_peer_row(item)
             found[row[0]] = row
     except (TypeError, ValueError) as exc:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
@@ -130,8 +109,10 @@ def index_peer_bucket(key: str, value: Any) -> PeerBucket:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
     try:
         return PeerBucket({item[0]: item for item in value})
-    except (TypeError, IndexError, KeyError) as exc:
-        raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+    except (TypeError, IndexError, KeyError):  # the exception would show the entry: not said
+        raise CorruptValueError(
+            f"key {key!r} does not hold a peer bucket (an entry without an id first)"
+        ) from None
 
 
 def checked_row(bucket: PeerBucket, key: str, peer_id: int) -> PeerRow | None:
@@ -140,9 +121,7 @@ def checked_row(bucket: PeerBucket, key: str, peer_id: int) -> PeerRow | None:
     row: Any = bucket.get(peer_id)
     if row is not None and peer_id not in bucket.checked:
         try:
-            if (type(row) is not tuple and type(row) is not list) or len(row) not in (6, 7):
-                raise TypeError(f"an entry of {row!r:.60}")
-            row = _row(row)
+            row = stored_peer_row(row)
         except (TypeError, ValueError) as exc:
             raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
         bucket[peer_id] = row

@@ -1,14 +1,8 @@
-"""Peer rows of ``SessionStore``: their stored form, and the in-process cache of them (by id,
-LRU-bounded, and by username and phone).
-
-Only what the store knows to be current goes into the username and phone indexes (rows it wrote,
-or rows it found through that very index key); rows read by id are cached without indexing them,
-so a lookup by username never disagrees with the storage's own index.
-"""
+"""Peer rows of ``SessionStore``: building and checking them, and reading their stored form
+(the buckets they are stored in: ``statekit.session._buckets``)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,15 +13,13 @@ from statekit.errors import CorruptValueError
 from statekit.session.records import Peer
 
 __all__ = [
-    "PeerCache",
     "PeerRow",
     "clean_usernames",
     "make_row",
     "normalize_phone",
-    "pack_row",
     "peer_row",
     "row_peer",
-    "stored_row",
+    "stored_peer_row",
     "unpack_row",
     "username_pair",
 ]
@@ -144,161 +136,44 @@ def row_peer(row: PeerRow) -> Peer:
     return Peer(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
-_pack = msgpack.Packer().pack  # reused: no per-row setup (rows hold only int, str, None)
+def stored_peer_row(item: Any) -> PeerRow:
+    """A stored row (a list or tuple of 6 items, or 7 with the display name) as a ``PeerRow``.
 
-
-def pack_row(row: PeerRow) -> bytes:
-    """The stored form of ``row`` under the default codec: a msgpack array (the codec's own
-    encoding of the row as a list, which has no maps to order). A row without a display name is
-    stored as the 6 items statekit wrote before names were kept."""
-    return _pack(row if row[6] is not None else row[:6])  # type: ignore[no-any-return]
-
-
-def stored_row(row: PeerRow) -> list[Any]:
-    """``row`` as the list it is stored as (6 items when it has no display name)."""
-    return list(row if row[6] is not None else row[:6])
+    Raises ``TypeError``/``ValueError`` saying which field is wrong (never showing the values:
+    a row holds an access hash and a phone number)."""
+    if (type(item) is not list and type(item) is not tuple) or len(item) not in (6, 7):
+        size = f" of {len(item)} items" if isinstance(item, list | tuple) else ""
+        raise TypeError(f"a {type(item).__name__}{size}, not a row of 6 or 7 items")
+    if len(item) == 7:
+        pid, access_hash, kind, usernames, phone, stamp, name = item
+        if name is not None and type(name) is not str:
+            raise TypeError("name")
+    else:
+        pid, access_hash, kind, usernames, phone, stamp = item
+        name = None
+    if not (type(pid) is int and type(access_hash) is int and type(kind) is str):
+        raise TypeError("id, access_hash, type")
+    if phone is not None and type(phone) is not str:
+        raise TypeError("phone_number")
+    if stamp is not None and type(stamp) is not int:
+        raise TypeError("last_update_on")
+    if type(usernames) is not list and type(usernames) is not tuple:
+        raise TypeError("usernames")
+    names = tuple(usernames)
+    if not all(type(n) is str for n in names):
+        raise TypeError("usernames")
+    return (pid, access_hash, kind, names, phone, stamp, name)
 
 
 def unpack_row(key: str, value: Any) -> PeerRow | None:
-    """The row stored under ``key`` (None if absent or retired); ``CorruptValueError`` if the
-    value is not a peer record. A row is stored as a list; rows written by statekit 0.1 as
-    msgpack bytes inside a bytes value are read too."""
+    """The row stored under ``key`` by statekit 0.1 (a key per peer; None if absent or retired);
+    ``CorruptValueError`` if the value is not a peer record. Such a row is a list, or msgpack
+    bytes inside a bytes value (the first 0.1 releases)."""
     if value is None or value == b"":
         return None
     try:
         if type(value) is bytes:
             value = msgpack.unpackb(value)
-        if type(value) is not list:
-            raise TypeError(type(value).__name__)
-        if len(value) == 6:
-            pid, access_hash, kind, usernames, phone, stamp = value
-            name = None
-        else:
-            pid, access_hash, kind, usernames, phone, stamp, name = value
-            if name is not None and type(name) is not str:
-                raise TypeError("name")
-        if not (type(pid) is int and type(access_hash) is int and type(kind) is str):
-            raise TypeError("id, access_hash, type")
-        return (pid, access_hash, kind, tuple(usernames), phone, stamp, name)
+        return stored_peer_row(value)
     except (TypeError, ValueError, msgpack.UnpackException) as exc:
         raise CorruptValueError(f"key {key!r} does not hold a peer record ({exc})") from None
-
-
-class PeerCache:
-    """At most ``size`` peer rows, least recently used evicted first."""
-
-    __slots__ = ("by_phone", "by_username", "rows", "size")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.rows: OrderedDict[int, PeerRow] = OrderedDict()
-        self.by_username: dict[str, int] = {}
-        self.by_phone: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self.rows.clear()
-        self.by_username.clear()
-        self.by_phone.clear()
-
-    def get(self, peer_id: int) -> PeerRow | None:
-        """The cached row of ``peer_id``, or None."""
-        row = self.rows.get(peer_id)
-        if row is not None:
-            self.rows.move_to_end(peer_id)
-        return row
-
-    def get_by_username(self, lowered: str) -> PeerRow | None:
-        """The cached row indexed under the lower-case ``lowered`` username, or None."""
-        peer_id = self.by_username.get(lowered)
-        return None if peer_id is None else self.get(peer_id)
-
-    def get_by_phone(self, phone: str) -> PeerRow | None:
-        """The cached row indexed under ``phone``, or None."""
-        peer_id = self.by_phone.get(phone)
-        return None if peer_id is None else self.get(peer_id)
-
-    def _unindex(self, row: PeerRow, keep: PeerRow | None = None) -> None:
-        """Drop the index entries of ``row`` that point to it, except those ``keep`` also has."""
-        peer_id = row[0]
-        kept = {name.lower() for name in keep[3]} if keep is not None else set()
-        for name in row[3]:
-            lowered = name.lower()
-            if lowered not in kept and self.by_username.get(lowered) == peer_id:
-                del self.by_username[lowered]
-        phone = row[4]
-        if (
-            phone is not None
-            and (keep is None or keep[4] != phone)
-            and self.by_phone.get(phone) == peer_id
-        ):
-            del self.by_phone[phone]
-
-    def put(
-        self,
-        row: PeerRow,
-        *,
-        index: bool = False,
-        username: str | None = None,
-        phone: str | None = None,
-    ) -> None:
-        """Cache ``row``; ``index=True`` indexes all its usernames and phone (a row just written),
-        ``username`` / ``phone`` index only that one (a row found through that index)."""
-        if self.size <= 0:
-            return
-        peer_id = row[0]
-        old = self.rows.get(peer_id)
-        if old is not None:
-            self._unindex(old, keep=row)
-        self.rows[peer_id] = row
-        self.rows.move_to_end(peer_id)
-        if index:
-            for name in row[3]:
-                self.by_username[name.lower()] = peer_id
-            if row[4] is not None:
-                self.by_phone[row[4]] = peer_id
-        if username is not None:
-            self.by_username[username] = peer_id
-        if phone is not None:
-            self.by_phone[phone] = peer_id
-        while len(self.rows) > self.size:
-            _, evicted = self.rows.popitem(last=False)
-            self._unindex(evicted)
-
-    def put_written(self, rows: Iterable[PeerRow]) -> None:
-        """``put(row, index=True)`` for each of ``rows`` (rows just written), in one pass."""
-        if self.size <= 0:
-            return
-        cached, by_username, by_phone = self.rows, self.by_username, self.by_phone
-        for row in rows:
-            peer_id = row[0]
-            old = cached.pop(peer_id, None)
-            if old is not None:
-                self._unindex(old, keep=row)
-            cached[peer_id] = row  # (re)inserted last: the most recently used
-            for name in row[3]:
-                by_username[name.lower()] = peer_id
-            if row[4] is not None:
-                by_phone[row[4]] = peer_id
-        while len(cached) > self.size:
-            _, evicted = cached.popitem(last=False)
-            self._unindex(evicted)
-
-    def discard(self, peer_id: int) -> None:
-        """Forget ``peer_id`` and its index entries."""
-        row = self.rows.pop(peer_id, None)
-        if row is not None:
-            self._unindex(row)
-
-    def unindex_username(self, lowered: str, peer_id: int) -> None:
-        """Drop the username index entry ``lowered`` if it points to ``peer_id``."""
-        if self.by_username.get(lowered) == peer_id:
-            del self.by_username[lowered]
-
-    def unindex_phone(self, phone: str, peer_id: int) -> None:
-        """Drop the phone index entry ``phone`` if it points to ``peer_id``."""
-        if self.by_phone.get(phone) == peer_id:
-            del self.by_phone[phone]

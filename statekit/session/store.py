@@ -28,7 +28,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from itertools import islice
 from typing import Any, Final, TypeVar, cast
-from zlib import crc32
 
 from msgpack import UnpackException, unpackb
 
@@ -552,7 +551,7 @@ class SessionStore:
             if start:
                 await asyncio.sleep(0)  # a large batch must not hold the event loop
             for text in texts[start : start + _YIELD_ROWS]:
-                n = crc32(text.encode("utf-8", "surrogatepass")) % INDEX_BUCKETS
+                n = index_bucket(text)
                 group = by_number.get(n)
                 if group is None:
                     by_number[n] = [text]
@@ -562,7 +561,7 @@ class SessionStore:
         for start in range(0, len(dropped), _YIELD_ROWS):
             await asyncio.sleep(0)
             for pair in dropped[start : start + _YIELD_ROWS]:
-                n = crc32(pair[0].encode("utf-8", "surrogatepass")) % INDEX_BUCKETS
+                n = index_bucket(pair[0])
                 pairs = drops.get(n)
                 if pairs is None:
                     drops[n] = [pair]

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -85,6 +85,31 @@ UNENCODABLE: list[Any] = [
 
 BAD_KEYS: list[Any] = ["", None, 1, b"bytes", ["list"], "x" * 1025, "é" * 513, "lone\ud800"]
 
+
+
+_T = TypeVar("_T")
+
+
+async def _alongside(work: Awaitable[_T], step: Callable[[int], Awaitable[None]]) -> tuple[_T, int]:
+    """Await ``work`` while a task repeats ``step(0)``, ``step(1)``, ... with a turn of the event
+    loop after each; return what ``work`` returned and how many steps ran."""
+    done = False
+
+    async def repeat() -> int:
+        i = 0
+        while not done:
+            await step(i)
+            await asyncio.sleep(0)
+            i += 1
+        return i
+
+    task = asyncio.create_task(repeat())
+    try:
+        result = await work
+    finally:
+        done = True
+        rounds = await task
+    return result, rounds
 
 class AdvancingClock(Protocol):
     """What the ``clock`` fixture provides."""
@@ -680,24 +705,13 @@ class StorageConformance:
         stable = {f"stable:{i:05d}": i for i in range(4000)}
         await storage.set_many(stable)
         await storage.set_many({f"gone:{i:05d}": i for i in range(1000)})
-        done = False
 
-        async def churn() -> int:
-            i = 0
-            while not done:
-                await storage.set_state(f"stable:{(i * 37) % 4000:05d}", -i)  # rewrite a stable key
-                await storage.set_state(f"new:{i:05d}", i)
-                await storage.delete_state(f"gone:{i % 1000:05d}")
-                await asyncio.sleep(0)
-                i += 1
-            return i
+        async def churn(i: int) -> None:
+            await storage.set_state(f"stable:{(i * 37) % 4000:05d}", -i)  # rewrite a stable key
+            await storage.set_state(f"new:{i:05d}", i)
+            await storage.delete_state(f"gone:{i % 1000:05d}")
 
-        writer = asyncio.create_task(churn())
-        try:
-            listed = await storage.list_keys()
-        finally:
-            done = True
-            rounds = await writer
+        listed, rounds = await _alongside(storage.list_keys(), churn)
         assert rounds > 0
         assert len(listed) == len(set(listed))
         assert set(stable) <= set(listed)
@@ -707,22 +721,11 @@ class StorageConformance:
         """Every key present when ``clear_namespace`` starts is deleted; a key set meanwhile
         either survives with its value or is gone; the storage stays usable."""
         await storage.set_many({f"old:{i:05d}": i for i in range(3000)})
-        done = False
 
-        async def writer() -> int:
-            i = 0
-            while not done:
-                await storage.set_state(f"new:{i:05d}", i)
-                await asyncio.sleep(0)
-                i += 1
-            return i
+        async def write(i: int) -> None:
+            await storage.set_state(f"new:{i:05d}", i)
 
-        task = asyncio.create_task(writer())
-        try:
-            removed = await storage.clear_namespace()
-        finally:
-            done = True
-            written = await task
+        removed, written = await _alongside(storage.clear_namespace(), write)
         assert removed >= 3000
         left = await storage.list_keys()
         assert [k for k in left if not k.startswith("new:")] == []

@@ -184,14 +184,7 @@ async def child_curve(backend: str, sizes: list[int], redis_url: str, seconds: f
                 await fill(store, have, n)
                 await analyze(backend)
                 have = n
-                rng = random.Random(n)
-
-                async def get(i: int, rng: random.Random = rng, n: int = n) -> None:
-                    await store.get_state(key(rng.randrange(n)))
-
-                async def put(i: int, rng: random.Random = rng, n: int = n) -> None:
-                    await store.set_state(key(rng.randrange(n)), "w")
-
+                get, put = random_ops(store, n)
                 row: dict[str, Any] = {"backend": backend, "keys": n}
                 row["get"] = await rate(get, seconds)
                 row["set"] = await rate(put, seconds)
@@ -217,6 +210,22 @@ async def child_curve(backend: str, sizes: list[int], redis_url: str, seconds: f
             if backend == "postgres":
                 await pg.close()
     return rows
+
+
+def random_ops(
+    store: Any, n: int
+) -> tuple[Callable[[int], Awaitable[None]], Callable[[int], Awaitable[None]]]:
+    """(get, put) of random existing keys among the first ``n``, seeded by ``n``: what the curve
+    times at each size."""
+    rng = random.Random(n)
+
+    async def get(i: int) -> None:
+        await store.get_state(key(rng.randrange(n)))
+
+    async def put(i: int) -> None:
+        await store.set_state(key(rng.randrange(n)), "w")
+
+    return get, put
 
 
 async def rate(op: Callable[[int], Awaitable[None]], seconds: float) -> float:

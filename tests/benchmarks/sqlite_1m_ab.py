@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import sqlite3
 import statistics
 import subprocess
@@ -49,7 +48,7 @@ from typing import Any
 
 from statekit.storage._aiosqlite import raw_connection, run_in_thread
 from statekit.storage.sqlite import SQLiteStorage
-from tests.benchmarks.million import fill, key, rate
+from tests.benchmarks.million import fill, random_ops, rate
 
 ROOT = Path(__file__).resolve().parents[2]
 _WRITE, _SINGLE = 1, 2
@@ -193,14 +192,7 @@ async def child(variant: str, sizes: list[int], seconds: float) -> list[dict[str
             for n in sizes:
                 await fill(store, have, n)
                 have = n
-                rng = random.Random(n)
-
-                async def get(i: int, rng: random.Random = rng, n: int = n) -> None:
-                    await store.get_state(key(rng.randrange(n)))
-
-                async def put(i: int, rng: random.Random = rng, n: int = n) -> None:
-                    await store.set_state(key(rng.randrange(n)), "w")
-
+                get, put = random_ops(store, n)
                 row: dict[str, Any] = {"variant": variant, "keys": n}
                 row["get"] = await rate(get, seconds)
                 row["set"] = await rate(put, seconds)
