@@ -60,7 +60,7 @@ _READ_EVERY = 1000  # queued entities read between two turns of the event loop
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
 
 _Entry = tuple[int, str, tuple[str, ...], "str | None", "str | None"]
-"""(access_hash, type, usernames, phone, display name) of one entity, by marked id."""
+"""(access_hash, type, usernames (lower-case), phone, display name) of one entity, by marked id."""
 
 
 def _box_id(entity_id: int) -> int:
@@ -118,10 +118,10 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._user_id: int | None = None
         self._peers: dict[int, _Entry] = {}
         self._unread: list[Any] = []  # entities process_entities queued, read by the next save
+        self._unread_at = 0  # how many of _unread have been read already
         self._reader: asyncio.Task[None] | None = None  # reads them meanwhile, in the background
         self._by_username: dict[str, int] = {}
         self._by_phone: dict[str, int] = {}
-        self._by_name: dict[str, int] = {}
         self._dirty_fields: dict[str, Any] = {}
         self._dirty_peers: dict[int, _Entry] = {}
         self._dirty_states: dict[int, Any] = {}
@@ -165,17 +165,25 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._takeout_id = fields["takeout_id"]
         self._user_id = fields["user_id"]
         self._unread.clear()
+        self._unread_at = 0
         self._peers.clear()
         self._by_username.clear()
         self._by_phone.clear()
-        self._by_name.clear()
         async for peer in self.store.iter_peers():
             if peer.id == 0:  # an entity-0 marker stored as a peer (statekit before 2026-12)
                 if self._user_id is None and peer.access_hash:
                     self._user_id = peer.access_hash
                 continue
             self._index(
-                peer.id, (peer.access_hash, peer.type, peer.usernames, peer.phone_number, peer.name)
+                peer.id,
+                (
+                    peer.access_hash,
+                    peer.type,
+                    tuple(name.lower() for name in peer.usernames),
+                    peer.phone_number,
+                    peer.name,
+                ),
+                self._peers.get(peer.id),
             )
         self._update_states = {
             _entity_id(s.id): types.updates.State(
@@ -210,8 +218,12 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 for start in range(0, len(listed), _YIELD_EVERY):
                     if start:
                         await asyncio.sleep(0)  # a large save must not hold the event loop
-                    for pid, e in listed[start : start + _YIELD_EVERY]:
-                        rows[pid] = (pid, e[0], e[1], e[2], e[3], now, e[4])
+                    rows.update(
+                        {
+                            pid: (pid, e[0], e[1], e[2], e[3], now, e[4])
+                            for pid, e in listed[start : start + _YIELD_EVERY]
+                        }
+                    )
                 await write_checked_rows(self.store, rows)
             if states:
                 await self.store.set_update_state(
@@ -262,6 +274,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
     async def _delete(self) -> None:
         self._unread.clear()
+        self._unread_at = 0
         self._dirty_fields.clear()
         self._dirty_peers.clear()
         self._dirty_states.clear()
@@ -269,7 +282,6 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._peers.clear()
         self._by_username.clear()
         self._by_phone.clear()
-        self._by_name.clear()
         self._update_states = {}
         self._auth_key = None
         self._user_id = None
@@ -352,20 +364,17 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 del self._by_username[name]
         if entry[3] is not None and self._by_phone.get(entry[3]) == peer_id:
             del self._by_phone[entry[3]]
-        if entry[4] is not None and self._by_name.get(entry[4]) == peer_id:
-            del self._by_name[entry[4]]
 
-    def _index(self, peer_id: int, entry: _Entry) -> None:
-        old = self._peers.get(peer_id)
+    def _index(self, peer_id: int, entry: _Entry, old: _Entry | None) -> None:
+        """Remember ``entry`` (usernames lower-case) as peer ``peer_id``'s, replacing ``old``."""
         if old is not None:
             self._unindex(peer_id, old)
         self._peers[peer_id] = entry
+        by_username = self._by_username
         for name in entry[2]:
-            self._by_username[name.lower()] = peer_id
+            by_username[name] = peer_id
         if entry[3] is not None:
             self._by_phone[entry[3]] = peer_id
-        if entry[4] is not None:
-            self._by_name[entry[4]] = peer_id
 
     @staticmethod
     def _entities_of(tlo: Any) -> Iterable[Any]:
@@ -406,21 +415,26 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
     async def _read_in_slices(self) -> None:
         """Read the queued entities ``_READ_EVERY`` at a time, the event loop running between."""
         while self._unread:
-            queued = self._unread[:_READ_EVERY]
-            del self._unread[:_READ_EVERY]
-            self._remember(queued)
-            if self._unread:
+            at = self._unread_at
+            self._unread_at = at + _READ_EVERY
+            self._remember(self._unread[at : at + _READ_EVERY])
+            if self._unread_at >= len(self._unread):
+                self._unread.clear()
+                self._unread_at = 0
+            else:
                 await asyncio.sleep(0)
 
     def _read_queued(self) -> None:
         """Read every entity ``process_entities`` queued (for a lookup that must see them)."""
         if self._unread:
-            queued, self._unread = self._unread, []
-            self._remember(queued)
+            queued, at = self._unread, self._unread_at
+            self._unread, self._unread_at = [], 0
+            self._remember(queued[at:] if at else queued)
 
     def _remember(self, entities: Iterable[Any]) -> None:
         """Index ``entities`` and mark those that changed for the next write."""
         user, channel, chat = types.User, types.Channel, types.Chat
+        peers, dirty = self._peers, self._dirty_peers
         for entity in entities:
             cls = type(entity)
             # the common entities read directly, as Telethon's own _entity_to_row reads them
@@ -466,11 +480,11 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 else ((username.lower(),) if username else ())
             )
             entry: _Entry = (access_hash, kind, usernames, phone, name)
-            old = self._peers.get(marked_id)
+            old = peers.get(marked_id)
             if old == entry:
                 continue
-            self._index(marked_id, entry)
-            self._dirty_peers[marked_id] = entry
+            self._index(marked_id, entry, old)
+            dirty[marked_id] = entry
 
     def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
         self._read_queued()
@@ -483,9 +497,16 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         return None if peer_id is None else (peer_id, self._peers[peer_id][0])
 
     def get_entity_rows_by_name(self, name: str) -> tuple[int, int] | None:
+        """The first entity (in the order they were met) whose display name is ``name``.
+
+        A scan of the entities, as Telethon's own sessions do (its SQLite table has no index on
+        names): a lookup by name is Telethon's last resort for a string that is neither a phone
+        nor a known username, and keeping a name index would cost every entity write."""
         self._read_queued()
-        peer_id = self._by_name.get(name)
-        return None if peer_id is None else (peer_id, self._peers[peer_id][0])
+        for peer_id, entry in self._peers.items():
+            if entry[4] == name:
+                return (peer_id, entry[0])
+        return None
 
     def get_entity_rows_by_id(self, id: int, exact: bool = True) -> tuple[int, int] | None:  # noqa: A002 - Telethon's name
         self._read_queued()

@@ -34,6 +34,7 @@ __all__ = [
     "checked_row",
     "decode_peer_bucket",
     "index_bucket",
+    "index_buckets",
     "index_peer_bucket",
     "pack_bucket",
     "peer_bucket",
@@ -56,6 +57,12 @@ def peer_bucket(peer_id: int) -> int:
 def index_bucket(text: str) -> int:
     """The bucket number of a lower-case username or a phone number (0 <= n < INDEX_BUCKETS)."""
     return zlib.crc32(text.encode("utf-8", "surrogatepass")) % INDEX_BUCKETS
+
+
+def index_buckets(texts: list[str]) -> list[int]:
+    """``index_bucket`` of each of ``texts``, in order (one call for a batch)."""
+    crc = zlib.crc32
+    return [crc(text.encode("utf-8", "surrogatepass")) % INDEX_BUCKETS for text in texts]
 
 
 def _as_list(key: str, value: Any) -> Any:

@@ -42,6 +42,7 @@ from statekit.session._buckets import (
     decode_index_bucket,
     decode_peer_bucket,
     index_bucket,
+    index_buckets,
     index_peer_bucket,
     pack_bucket,
     peer_bucket,
@@ -550,8 +551,8 @@ class SessionStore:
         for start in range(0, len(texts), _YIELD_ROWS):
             if start:
                 await asyncio.sleep(0)  # a large batch must not hold the event loop
-            for text in texts[start : start + _YIELD_ROWS]:
-                n = index_bucket(text)
+            chunk = texts[start : start + _YIELD_ROWS]
+            for text, n in zip(chunk, index_buckets(chunk), strict=True):
                 group = by_number.get(n)
                 if group is None:
                     by_number[n] = [text]
@@ -560,8 +561,8 @@ class SessionStore:
         drops: dict[int, list[tuple[str, int]]] = {}  # bucket number -> (text, peer id) pairs
         for start in range(0, len(dropped), _YIELD_ROWS):
             await asyncio.sleep(0)
-            for pair in dropped[start : start + _YIELD_ROWS]:
-                n = index_bucket(pair[0])
+            some = dropped[start : start + _YIELD_ROWS]
+            for pair, n in zip(some, index_buckets([text for text, _ in some]), strict=True):
                 pairs = drops.get(n)
                 if pairs is None:
                     drops[n] = [pair]
@@ -691,7 +692,9 @@ class SessionStore:
                 row = (row[0], row[1], row[2], previous[3], row[4], row[5], row[6])
             if keep_usernames and row[6] is None and previous[6] is not None:
                 row = (*row[:6], previous[6])  # a client that keeps no names
-            if row[:5] == previous[:5] and row[6] == previous[6] and (
+            if row[1] != previous[1]:
+                return row  # a new access hash: the common change, decided without slicing
+            if row[2:5] == previous[2:5] and row[6] == previous[6] and (
                 row[5] == previous[5]
                 or (row[5] == now and now - (previous[5] or 0) < _REFRESH_AFTER)
             ):

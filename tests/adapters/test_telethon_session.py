@@ -3,6 +3,7 @@ entities resolve exactly as with Telethon's own session, and survive a restart."
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,25 @@ async def test_queued_entities_are_read_by_the_next_lookup_or_save(
         assert again.get_entity_rows_by_username("late") == (9999, 1)
         assert again.get_entity_rows_by_id(3499) == (3499, 7499)
         assert again.get_entity_rows_by_id(1000) == (1000, 77)
+
+
+async def test_a_lookup_while_the_background_reader_is_part_way_sees_every_queued_entity(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    users = [types.User(id=1000 + i, access_hash=5000 + i, username=f"p{i}", first_name=f"P{i}") for i in range(3500)]
+    async with TelethonSession(make_storage(), "partway") as session:
+        session.process_entities(users)
+        for _ in range(3):  # the background reader reads 1,000 a turn of the loop
+            await asyncio.sleep(0)
+        assert session._unread, "the reader should still be part-way for this test to mean anything"
+        session.process_entities([types.User(id=9000, access_hash=9, username="after")])
+        assert session.get_entity_rows_by_username("p3499") == (4499, 8499)
+        assert session.get_entity_rows_by_username("after") == (9000, 9)
+        assert session.get_entity_rows_by_name("P1") == (1001, 5001)  # read before the reader
+        await session.save()
+        assert not session._unread
+        stored = [await session.store.get_peer_by_id(pid) for pid in (1000, 2999, 4499, 9000)]
+        assert [peer.access_hash if peer else None for peer in stored] == [5000, 6999, 8499, 9]
 
 
 async def test_entities_and_session_survive_a_restart(make_storage: Callable[..., BaseStorage]) -> None:
