@@ -92,6 +92,7 @@ class _IndexChanges:
 
 _CHUNK = 500
 _CHUNK_BUCKETS = 64  # buckets read in one call
+_WARM_ENTRIES = 8192  # rows or index entries read ahead in one call (about 5 ms of decoding)
 _YIELD_ROWS = 1000  # rows merged or decoded between two turns of the event loop
 _YIELD_PACKED = 4000  # rows encoded between two turns of the event loop
 _MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the lease
@@ -155,7 +156,8 @@ class SessionStore:
         self._lease: SessionLease | None = None
         # peer_cache counts peers; a cached peer also has an entry or two in the index buckets
         self._cache = BucketCache(peer_cache * 3)
-        self._warmer: asyncio.Future[None] | None = None
+        self._warmers: dict[str, asyncio.Future[None]] = {}  # by the prefix of the keys read ahead
+        self._arriving: dict[str, asyncio.Event] = {}  # bucket key -> set once read ahead (or not)
         self._peer_gen = 0
         self._peer_lock = asyncio.Lock()
         self._layout_ok = False  # no peers kept a key each (statekit 0.1) are left to move
@@ -188,8 +190,8 @@ class SessionStore:
     def _drop_cache(self) -> None:
         self._cache.clear()
         self._peer_gen += 1
-        warmer, self._warmer = self._warmer, None
-        if warmer is not None:
+        warmers, self._warmers = self._warmers, {}
+        for warmer in warmers.values():
             warmer.cancel()
         self._record.forget()
         self._states.forget()
@@ -732,42 +734,69 @@ class SessionStore:
             bucket = self._cache.get(key)
             if bucket is not None:
                 return bucket
+            arriving = self._arriving.get(key)
+            if arriving is not None:  # being read ahead: a read of its own would queue behind
+                await arriving.wait()
+                bucket = self._cache.get(key)
+                if bucket is not None:
+                    return bucket
         await self._ensure_layout()
         gen = self._peer_gen
         bucket = decode(key, (await self._read([key])).get(key))
         if caching and gen == self._peer_gen and not self._peer_lock.locked() and self._caching():
             self._cache.put(key, bucket)
-            self._start_warming()
+            for prefix, count in ((self._peers_prefix, PEER_BUCKETS), (self._names_prefix, INDEX_BUCKETS)):
+                if key.startswith(prefix):
+                    self._start_warming(prefix, count, len(bucket))
         return bucket
 
-    def _start_warming(self) -> None:
-        """After the first lookup that missed the cache with the lease held, read the rest of the
-        peers and their username index into the cache in the background (as far as it holds)."""
-        if self._warmer is None and self._cache.size > 0:
-            self._warmer = asyncio.ensure_future(self._warm())
+    def _start_warming(self, prefix: str, count: int, entries: int) -> None:
+        """After the first lookup with the lease held that missed a peer bucket (or a username
+        index bucket, holding ``entries``), read the rest of them into the cache in the
+        background, as far as it holds (lookups by id alone never read the username index):
+        about ``_WARM_ENTRIES`` entries a call, so a small session is read in a call or two and a
+        large one without a long stall. A lookup of a bucket being read waits for that read
+        instead of queueing one of its own behind it."""
+        if prefix not in self._warmers and self._cache.size > 0:
+            per_call = min(max(_WARM_ENTRIES // max(entries, 1), 8), count)
+            self._warmers[prefix] = asyncio.ensure_future(self._warm(prefix, count, per_call))
 
-    async def _warm(self) -> None:
+    async def _warm(self, prefix: str, count: int, per_call: int) -> None:
         gen = self._peer_gen
-        keys = [f"{self._peers_prefix}{n}" for n in range(PEER_BUCKETS)]
-        keys += [f"{self._names_prefix}{n}" for n in range(INDEX_BUCKETS)]
+        keys = [f"{prefix}{n}" for n in range(count)]
         try:
-            for start in range(0, len(keys), _CHUNK_BUCKETS):
-                wanted = self._cache.missing(keys[start : start + _CHUNK_BUCKETS])
-                if not wanted:
-                    continue
-                stored = await self._read(wanted)
-                if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
-                    return  # a write began, or the lease went: stop (lookups read as before)
-                for key in wanted:
-                    decode = index_peer_bucket if key.startswith(self._peers_prefix) else decode_index_bucket
-                    bucket = decode(key, stored.get(key))
-                    if len(self._cache) + len(bucket) > self._cache.size:
-                        return  # full: keep what the lookups themselves bring in
-                    if key not in self._cache:
-                        self._cache.put(key, bucket)
+            for start in range(0, len(keys), per_call):
+                wanted = self._cache.missing(keys[start : start + per_call])
+                if wanted and not await self._warm_some(wanted, gen):
+                    return
                 await asyncio.sleep(0)
         except StatekitError as exc:
             log.warning("statekit: session %r: reading peers ahead failed: %s", self.name, exc)
+
+    async def _warm_some(self, keys: list[str], gen: int) -> bool:
+        """Read ``keys`` into the cache; False if reading ahead must stop (a write began, the
+        lease went, or the cache is full). Lookups waiting for one of them are woken in any case."""
+        arrived = asyncio.Event()
+        arriving = self._arriving
+        for key in keys:
+            arriving[key] = arrived
+        try:
+            stored = await self._read(keys)
+            if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
+                return False  # lookups read as before
+            for key in keys:
+                decode = index_peer_bucket if key.startswith(self._peers_prefix) else decode_index_bucket
+                bucket = decode(key, stored.get(key))
+                if len(self._cache) + len(bucket) > self._cache.size:
+                    return False  # full: keep what the lookups themselves bring in
+                if key not in self._cache:
+                    self._cache.put(key, bucket)
+            return True
+        finally:
+            for key in keys:
+                if arriving.get(key) is arrived:
+                    del arriving[key]
+            arrived.set()
 
     async def peer_row_by_id(self, peer_id: int) -> PeerRow | None:
         """The stored row ``(id, access_hash, type, usernames, phone, last_update_on, name)`` of a

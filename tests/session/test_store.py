@@ -502,6 +502,32 @@ async def test_uncached_lookups_cost_one_redis_command_by_id_two_by_username_or_
         await storage.stop()
 
 
+async def test_lookups_of_buckets_being_read_ahead_wait_for_that_read(
+    redis_server: RedisServer,
+) -> None:
+    storage = RedisStorage(redis_server.url, namespace="readahead-wait")
+    async with SessionStore(storage, "main") as writer:
+        await writer.update_peers(peers(3000))
+    probe = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async def commands() -> int:
+            return int((await probe.info("stats"))["total_commands_processed"])
+
+        async with SessionStore(storage, "main", lease_ttl=3600) as reader:
+            before = await commands()
+            assert await reader.get_peer_by_id(1) is not None  # the first miss starts the read-ahead
+            wanted = range(2, 3001, 3)  # ~1,000 lookups at once, over every peer bucket
+            found = await asyncio.gather(*(reader.get_peer_by_id(i) for i in wanted))
+            assert [p.id if p else None for p in found] == list(wanted)
+            # the layout marker, the first bucket, then the other 511 in one read (3,000 peers:
+            # ~6 rows a bucket), which the lookups wait for instead of each reading its bucket
+            assert await commands() - before - 1 == 3
+    finally:
+        await probe.aclose()
+        await storage.clear_namespace()
+        await storage.stop()
+
+
 async def test_the_lease_holder_reads_the_peers_ahead_after_its_first_miss(
     redis_server: RedisServer,
 ) -> None:
@@ -516,8 +542,11 @@ async def test_the_lease_holder_reads_the_peers_ahead_after_its_first_miss(
         # a fresh process would start so; a long lease keeps its renewals out of the count
         async with SessionStore(storage, "main", lease_ttl=3600) as reader:
             assert await reader.get_peer_by_id(1) is not None
-            assert reader._warmer is not None
-            await asyncio.wait_for(reader._warmer, 30)  # the read-ahead, in the background
+            assert list(reader._warmers) == [reader._peers_prefix]  # by id: no username index read
+            assert await reader.get_peer_by_username("user2") is not None
+            warmers = list(reader._warmers.values())
+            assert len(warmers) == 2
+            await asyncio.wait_for(asyncio.gather(*warmers), 30)  # the read-ahead, in the background
             before = await commands()
             for i in range(1, 3001, 7):
                 found = await reader.get_peer_by_username(f"USER{i}")
