@@ -4,7 +4,8 @@ snapshots and deletion (SPEC section 6)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgpack
 import pytest
@@ -478,17 +479,32 @@ async def test_delete_is_refused_while_another_process_holds_the_session(
     assert await storage.list_keys() == []
 
 
+@contextlib.asynccontextmanager
+async def counting(
+    server: RedisServer, namespace: str
+) -> AsyncIterator[tuple[RedisStorage, Callable[[], Awaitable[int]]]]:
+    """A ``RedisStorage`` on ``server`` and an async function giving the number of commands the
+    server has processed (each call counts itself once); the namespace is cleared at the end."""
+    storage = RedisStorage(server.url, namespace=namespace)
+    probe = redis.asyncio.Redis.from_url(server.url)
+
+    async def commands() -> int:
+        return int((await probe.info("stats"))["total_commands_processed"])
+
+    try:
+        yield storage, commands
+    finally:
+        await probe.aclose()
+        await storage.clear_namespace()
+        await storage.stop()
+
+
 async def test_uncached_lookups_cost_one_redis_command_by_id_two_by_username_or_phone(
     redis_server: RedisServer,
 ) -> None:
-    storage = RedisStorage(redis_server.url, namespace="roundtrips")
-    store = SessionStore(storage, "main")  # no lease: every lookup reads the storage
-    await store.update_peers(peers(20))
-    probe = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        async def commands() -> int:
-            return int((await probe.info("stats"))["total_commands_processed"])
-
+    async with counting(redis_server, "roundtrips") as (storage, commands):
+        store = SessionStore(storage, "main")  # no lease: every lookup reads the storage
+        await store.update_peers(peers(20))
         before = await commands()
         for i in range(1, 21):
             assert await store.get_peer_by_id(i) is not None
@@ -496,23 +512,14 @@ async def test_uncached_lookups_cost_one_redis_command_by_id_two_by_username_or_
             assert await store.get_peer_by_phone_number(f"1555{i:04d}") is not None
         spent = await commands() - before - 1  # the INFO call itself
         assert spent == 20 + 2 * 20 + 2 * 20  # by username / phone: the index, then the peer
-    finally:
-        await probe.aclose()
-        await storage.clear_namespace()
-        await storage.stop()
 
 
 async def test_lookups_of_buckets_being_read_ahead_wait_for_that_read(
     redis_server: RedisServer,
 ) -> None:
-    storage = RedisStorage(redis_server.url, namespace="readahead-wait")
-    async with SessionStore(storage, "main") as writer:
-        await writer.update_peers(peers(3000))
-    probe = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        async def commands() -> int:
-            return int((await probe.info("stats"))["total_commands_processed"])
-
+    async with counting(redis_server, "readahead-wait") as (storage, commands):
+        async with SessionStore(storage, "main") as writer:
+            await writer.update_peers(peers(3000))
         async with SessionStore(storage, "main", lease_ttl=3600) as reader:
             before = await commands()
             assert await reader.get_peer_by_id(1) is not None  # the first miss starts the read-ahead
@@ -522,23 +529,14 @@ async def test_lookups_of_buckets_being_read_ahead_wait_for_that_read(
             # the layout marker, the first bucket, then the other 511 in one read (3,000 peers:
             # ~6 rows a bucket), which the lookups wait for instead of each reading its bucket
             assert await commands() - before - 1 == 3
-    finally:
-        await probe.aclose()
-        await storage.clear_namespace()
-        await storage.stop()
 
 
 async def test_the_lease_holder_reads_the_peers_ahead_after_its_first_miss(
     redis_server: RedisServer,
 ) -> None:
-    storage = RedisStorage(redis_server.url, namespace="readahead")
-    async with SessionStore(storage, "main") as writer:
-        await writer.update_peers(peers(3000))
-    probe = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        async def commands() -> int:
-            return int((await probe.info("stats"))["total_commands_processed"])
-
+    async with counting(redis_server, "readahead") as (storage, commands):
+        async with SessionStore(storage, "main") as writer:
+            await writer.update_peers(peers(3000))
         # a fresh process would start so; a long lease keeps its renewals out of the count
         async with SessionStore(storage, "main", lease_ttl=3600) as reader:
             assert await reader.get_peer_by_id(1) is not None
@@ -556,7 +554,3 @@ async def test_the_lease_holder_reads_the_peers_ahead_after_its_first_miss(
             await reader.update_peers([Peer(8, 1, "user", ("Renamed",))])
             assert await reader.get_peer_by_username("user8") is None
             assert (await SessionStore(storage, "main").get_peer_by_username("renamed")) is not None
-    finally:
-        await probe.aclose()
-        await storage.clear_namespace()
-        await storage.stop()
