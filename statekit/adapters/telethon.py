@@ -55,12 +55,11 @@ warnings.filterwarnings(
 )
 
 _CHANNEL_BASE = 1_000_000_000_000
-_YIELD_EVERY = 5000  # rows built between two turns of the event loop
 _READ_EVERY = 1000  # queued entities read between two turns of the event loop
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
 
-_Entry = tuple[int, str, tuple[str, ...], "str | None", "str | None"]
-"""(access_hash, type, usernames (lower-case), phone, display name) of one entity, by marked id."""
+# an entity is kept as the peer row the store writes: (marked id, access_hash, type, usernames
+# (lower-case), phone, when it was last met, display name)
 
 
 def _box_id(entity_id: int) -> int:
@@ -116,14 +115,14 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self.lease_wait = lease_wait
         self._opened = False
         self._user_id: int | None = None
-        self._peers: dict[int, _Entry] = {}
+        self._peers: dict[int, PeerRow] = {}
         self._unread: list[Any] = []  # entities process_entities queued, read by the next save
         self._unread_at = 0  # how many of _unread have been read already
         self._reader: asyncio.Task[None] | None = None  # reads them meanwhile, in the background
         self._by_username: dict[str, int] = {}
         self._by_phone: dict[str, int] = {}
         self._dirty_fields: dict[str, Any] = {}
-        self._dirty_peers: dict[int, _Entry] = {}
+        self._dirty_peers: dict[int, PeerRow] = {}
         self._dirty_states: dict[int, Any] = {}
 
     def __repr__(self) -> str:
@@ -175,12 +174,13 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                     self._user_id = peer.access_hash
                 continue
             self._index(
-                peer.id,
                 (
+                    peer.id,
                     peer.access_hash,
                     peer.type,
                     tuple(name.lower() for name in peer.usernames),
                     peer.phone_number,
+                    peer.last_update_on,
                     peer.name,
                 ),
                 self._peers.get(peer.id),
@@ -211,20 +211,8 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             if fields:
                 await self.store.update(**fields)
             if peers:
-                # entries read from TL objects by process_entities: already what make_row makes
-                now = int(time.time())
-                rows: dict[int, PeerRow] = {}
-                listed = list(peers.items())
-                for start in range(0, len(listed), _YIELD_EVERY):
-                    if start:
-                        await asyncio.sleep(0)  # a large save must not hold the event loop
-                    rows.update(
-                        {
-                            pid: (pid, e[0], e[1], e[2], e[3], now, e[4])
-                            for pid, e in listed[start : start + _YIELD_EVERY]
-                        }
-                    )
-                await write_checked_rows(self.store, rows)
+                # rows read from TL objects by process_entities: already what make_row makes
+                await write_checked_rows(self.store, peers)
             if states:
                 await self.store.set_update_state(
                     UpdateState(
@@ -358,23 +346,25 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ entities
 
-    def _unindex(self, peer_id: int, entry: _Entry) -> None:
-        for name in entry[2]:
+    def _unindex(self, row: PeerRow) -> None:
+        peer_id = row[0]
+        for name in row[3]:
             if self._by_username.get(name) == peer_id:
                 del self._by_username[name]
-        if entry[3] is not None and self._by_phone.get(entry[3]) == peer_id:
-            del self._by_phone[entry[3]]
+        if row[4] is not None and self._by_phone.get(row[4]) == peer_id:
+            del self._by_phone[row[4]]
 
-    def _index(self, peer_id: int, entry: _Entry, old: _Entry | None) -> None:
-        """Remember ``entry`` (usernames lower-case) as peer ``peer_id``'s, replacing ``old``."""
+    def _index(self, row: PeerRow, old: PeerRow | None) -> None:
+        """Remember ``row`` (usernames lower-case) as its peer's, replacing ``old``."""
         if old is not None:
-            self._unindex(peer_id, old)
-        self._peers[peer_id] = entry
+            self._unindex(old)
+        peer_id = row[0]
+        self._peers[peer_id] = row
         by_username = self._by_username
-        for name in entry[2]:
+        for name in row[3]:
             by_username[name] = peer_id
-        if entry[3] is not None:
-            self._by_phone[entry[3]] = peer_id
+        if row[4] is not None:
+            self._by_phone[row[4]] = peer_id
 
     @staticmethod
     def _entities_of(tlo: Any) -> Iterable[Any]:
@@ -435,6 +425,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         """Index ``entities`` and mark those that changed for the next write."""
         user, channel, chat = types.User, types.Channel, types.Chat
         peers, dirty = self._peers, self._dirty_peers
+        now = int(time.time())
         for entity in entities:
             cls = type(entity)
             # the common entities read directly, as Telethon's own _entity_to_row reads them
@@ -461,10 +452,10 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 marked_id, access_hash, name, kind = -entity.id, 0, entity.title or None, "group"
                 phone = username = None
             else:
-                row = self._entity_to_row(entity)
-                if not row:
+                found = self._entity_to_row(entity)
+                if not found:
                     continue
-                marked_id, access_hash, username, phone, name = row
+                marked_id, access_hash, username, phone, name = found
                 if marked_id == 0:  # Telethon's record of the signed-in user: its id is the hash
                     if access_hash and access_hash != self._user_id:
                         self._user_id = access_hash
@@ -479,22 +470,29 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 if getattr(entity, "usernames", None)
                 else ((username.lower(),) if username else ())
             )
-            entry: _Entry = (access_hash, kind, usernames, phone, name)
             old = peers.get(marked_id)
-            if old == entry:
-                continue
-            self._index(marked_id, entry, old)
-            dirty[marked_id] = entry
+            if (
+                old is not None
+                and old[1] == access_hash
+                and old[3] == usernames
+                and old[4] == phone
+                and old[6] == name
+                and old[2] == kind
+            ):
+                continue  # met again unchanged: nothing to write
+            row: PeerRow = (marked_id, access_hash, kind, usernames, phone, now, name)
+            self._index(row, old)
+            dirty[marked_id] = row
 
     def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
         self._read_queued()
         peer_id = self._by_phone.get(phone)
-        return None if peer_id is None else (peer_id, self._peers[peer_id][0])
+        return None if peer_id is None else (peer_id, self._peers[peer_id][1])
 
     def get_entity_rows_by_username(self, username: str) -> tuple[int, int] | None:
         self._read_queued()
         peer_id = self._by_username.get(username.lower())
-        return None if peer_id is None else (peer_id, self._peers[peer_id][0])
+        return None if peer_id is None else (peer_id, self._peers[peer_id][1])
 
     def get_entity_rows_by_name(self, name: str) -> tuple[int, int] | None:
         """The first entity (in the order they were met) whose display name is ``name``.
@@ -503,9 +501,9 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         names): a lookup by name is Telethon's last resort for a string that is neither a phone
         nor a known username, and keeping a name index would cost every entity write."""
         self._read_queued()
-        for peer_id, entry in self._peers.items():
-            if entry[4] == name:
-                return (peer_id, entry[0])
+        for peer_id, row in self._peers.items():
+            if row[6] == name:
+                return (peer_id, row[1])
         return None
 
     def get_entity_rows_by_id(self, id: int, exact: bool = True) -> tuple[int, int] | None:  # noqa: A002 - Telethon's name
@@ -521,9 +519,9 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         for peer_id in candidates:
             if peer_id == 0:
                 return None if self._user_id is None else (0, self._user_id)
-            entry = self._peers.get(peer_id)
-            if entry is not None:
-                return (peer_id, entry[0])
+            row = self._peers.get(peer_id)
+            if row is not None:
+                return (peer_id, row[1])
         return None
 
     def get_input_entity(self, key: Any) -> Any:
