@@ -119,8 +119,13 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._unread: list[Any] = []  # entities process_entities queued, read by the next save
         self._unread_at = 0  # how many of _unread have been read already
         self._reader: asyncio.Task[None] | None = None  # reads them meanwhile, in the background
+        # username / phone -> peer id, brought up to date by the next lookup of that kind; an
+        # entry may be stale (the peer has since dropped it): lookups check the peer's row
         self._by_username: dict[str, int] = {}
         self._by_phone: dict[str, int] = {}
+        self._unindexed: list[PeerRow] = []  # rows met with new usernames or phone, in order
+        self._reindex = False  # rebuild both from _peers instead (too many were unindexed)
+        self._stale = 0  # at most this many entries of the two indexes are stale
         self._dirty_fields: dict[str, Any] = {}
         self._dirty_peers: dict[int, PeerRow] = {}
         self._dirty_states: dict[int, Any] = {}
@@ -165,9 +170,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._user_id = fields["user_id"]
         self._unread.clear()
         self._unread_at = 0
-        self._peers.clear()
-        self._by_username.clear()
-        self._by_phone.clear()
+        self._forget_peers()
         async for peer in self.store.iter_peers():
             if peer.id == 0:  # an entity-0 marker stored as a peer (statekit before 2026-12)
                 if self._user_id is None and peer.access_hash:
@@ -267,9 +270,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._dirty_peers.clear()
         self._dirty_states.clear()
         await self.store.delete()
-        self._peers.clear()
-        self._by_username.clear()
-        self._by_phone.clear()
+        self._forget_peers()
         self._update_states = {}
         self._auth_key = None
         self._user_id = None
@@ -346,25 +347,64 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ entities
 
-    def _unindex(self, row: PeerRow) -> None:
-        peer_id = row[0]
-        for name in row[3]:
-            if self._by_username.get(name) == peer_id:
-                del self._by_username[name]
-        if row[4] is not None and self._by_phone.get(row[4]) == peer_id:
-            del self._by_phone[row[4]]
+    def _forget_peers(self) -> None:
+        self._peers.clear()
+        self._by_username.clear()
+        self._by_phone.clear()
+        self._unindexed.clear()
+        self._reindex = False
+        self._stale = 0
 
     def _index(self, row: PeerRow, old: PeerRow | None) -> None:
-        """Remember ``row`` (usernames lower-case) as its peer's, replacing ``old``."""
-        if old is not None:
-            self._unindex(old)
-        peer_id = row[0]
-        self._peers[peer_id] = row
-        by_username = self._by_username
-        for name in row[3]:
-            by_username[name] = peer_id
-        if row[4] is not None:
-            self._by_phone[row[4]] = peer_id
+        """Remember ``row`` (usernames lower-case) as its peer's, replacing ``old``. Its
+        usernames and phone are indexed by the next lookup by username or phone (``_names``):
+        a client meets far more entities than it looks up by name."""
+        self._peers[row[0]] = row
+        if old is None or old[3] != row[3] or old[4] != row[4]:
+            if old is not None:
+                self._stale += len(old[3]) + (old[4] is not None)
+            if not self._reindex:
+                unindexed = self._unindexed
+                unindexed.append(row)
+                if len(unindexed) > len(self._peers) + 1024:  # cheaper to rebuild than replay
+                    unindexed.clear()
+                    self._reindex = True
+
+    def _names(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The username and phone indexes, brought up to date (entries may be stale).
+
+        Rows are replayed in the order they were met, so a username two entities claim answers
+        the one met last; a rebuild (more rows to replay, or more stale entries, than there are
+        entities) answers the one with the newest stamp, as Telethon's session answers the
+        newest row."""
+        by_username, by_phone = self._by_username, self._by_phone
+        if not self._reindex and self._stale <= len(self._peers) + 1024:
+            rows, self._unindexed = self._unindexed, []
+            for row in rows:
+                peer_id = row[0]
+                for name in row[3]:
+                    by_username[name] = peer_id
+                if row[4] is not None:
+                    by_phone[row[4]] = peer_id
+            return by_username, by_phone
+        self._reindex = False
+        self._unindexed.clear()
+        by_username.clear()
+        by_phone.clear()
+        peers = self._peers
+        for row in peers.values():
+            peer_id, stamp = row[0], row[5]
+            for name in row[3]:
+                held = by_username.get(name)
+                if held is None or (peers[held][5] or 0) <= (stamp or 0):
+                    by_username[name] = peer_id
+            phone = row[4]
+            if phone is not None:
+                held = by_phone.get(phone)
+                if held is None or (peers[held][5] or 0) <= (stamp or 0):
+                    by_phone[phone] = peer_id
+        self._stale = 0
+        return by_username, by_phone
 
     @staticmethod
     def _entities_of(tlo: Any) -> Iterable[Any]:
@@ -486,13 +526,16 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
     def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
         self._read_queued()
-        peer_id = self._by_phone.get(phone)
-        return None if peer_id is None else (peer_id, self._peers[peer_id][1])
+        peer_id = self._names()[1].get(phone)
+        row = None if peer_id is None else self._peers.get(peer_id)
+        return None if row is None or row[4] != phone else (row[0], row[1])
 
     def get_entity_rows_by_username(self, username: str) -> tuple[int, int] | None:
         self._read_queued()
-        peer_id = self._by_username.get(username.lower())
-        return None if peer_id is None else (peer_id, self._peers[peer_id][1])
+        lowered = username.lower()
+        peer_id = self._names()[0].get(lowered)
+        row = None if peer_id is None else self._peers.get(peer_id)
+        return None if row is None or lowered not in row[3] else (row[0], row[1])
 
     def get_entity_rows_by_name(self, name: str) -> tuple[int, int] | None:
         """The first entity (in the order they were met) whose display name is ``name``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from telethon._updates import ChannelState, SessionState
 from telethon.crypto import AuthKey
 from telethon.sessions import MemorySession
 
-from statekit import BaseStorage
+from statekit import BaseStorage, MemoryStorage
 from statekit.adapters.telethon import TelethonSession
 from statekit.errors import SessionLockedError
 from statekit.session import SessionData, UpdateState
@@ -109,6 +110,65 @@ async def test_a_lookup_while_the_background_reader_is_part_way_sees_every_queue
         assert not session._unread
         stored = [await session.store.get_peer_by_id(pid) for pid in (1000, 2999, 4499, 9000)]
         assert [peer.access_hash if peer else None for peer in stored] == [5000, 6999, 8499, 9]
+
+
+@pytest.mark.parametrize("lookups_every", [1, 5, 1000], ids=["each-batch", "every-5", "at-the-end"])
+async def test_usernames_and_phones_resolve_to_their_current_holder_however_rarely_looked_up(
+    lookups_every: int,
+) -> None:
+    # the username / phone index is brought up to date by lookups (replaying what changed, or
+    # rebuilding when much changed or went stale): every regime answers as a model that always
+    # knows who holds what (usernames and phones held by one entity at a time, as Telegram has it)
+    rng = random.Random(lookups_every)
+    n = 300
+    holder: dict[str, int] = {f"u{i}": 1000 + i for i in range(n)}
+    phone_of: dict[int, str | None] = {1000 + i: (f"1555{i:04d}" if i % 3 == 0 else None) for i in range(n)}
+    hashes = {1000 + i: 1 for i in range(n)}
+
+    def user(uid: int) -> Any:
+        name = next((u for u, h in holder.items() if h == uid), None)
+        return types.User(id=uid, access_hash=hashes[uid], username=name, phone=phone_of[uid])
+
+    async with TelethonSession(MemoryStorage(), "names") as session:
+
+        def check() -> None:
+            for name in [*holder, "u0", "u150", "gone"]:
+                want = holder.get(name)
+                got = session.get_entity_rows_by_username(name.upper())
+                assert got == (None if want is None else (want, hashes[want])), name
+            for uid, phone in phone_of.items():
+                if phone is not None:
+                    assert session.get_entity_rows_by_phone(phone) == (uid, hashes[uid]), phone
+
+        session.process_entities([user(1000 + i) for i in range(n)])
+        for batch in range(12):
+            changed: set[int] = set()
+            for _ in range(150):
+                uid = 1000 + rng.randrange(n)
+                hashes[uid] += 1
+                move = rng.random()
+                if move < 0.4:  # renamed to a new username
+                    for name in [u for u, h in holder.items() if h == uid]:
+                        del holder[name]
+                    holder[f"v{batch}-{uid}"] = uid
+                elif move < 0.7 and holder:  # takes over another's username (the other loses it)
+                    name = rng.choice(sorted(holder))
+                    old = holder[name]
+                    for mine in [u for u, h in holder.items() if h == uid]:
+                        del holder[mine]
+                    holder[name] = uid
+                    changed.add(old)
+                else:  # the phone moves to a new number
+                    phone_of[uid] = f"1777{batch:02d}{uid}"
+                changed.add(uid)
+            session.process_entities([user(uid) for uid in sorted(changed)])
+            if (batch + 1) % lookups_every == 0:
+                check()
+        check()
+        await session.save()
+    async with TelethonSession(session.store.storage, "names") as again:  # what was stored
+        session = again
+        check()
 
 
 async def test_entities_and_session_survive_a_restart(make_storage: Callable[..., BaseStorage]) -> None:
