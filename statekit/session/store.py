@@ -548,63 +548,44 @@ class SessionStore:
         claim is pointed to its peer; the keys of the buckets changed are added to ``dirty``."""
         if not claims and not dropped:
             return
-        by_number: dict[int, list[str]] = {}
         texts = list(claims)
+        numbers: list[int] = []  # the bucket number of each of texts
         for start in range(0, len(texts), _YIELD_ROWS):
             if start:
                 await asyncio.sleep(0)  # a large batch must not hold the event loop
-            chunk = texts[start : start + _YIELD_ROWS]
-            for text, n in zip(chunk, index_buckets(chunk), strict=True):
-                group = by_number.get(n)
-                if group is None:
-                    by_number[n] = [text]
-                else:
-                    group.append(text)
-        drops: dict[int, list[tuple[str, int]]] = {}  # bucket number -> (text, peer id) pairs
+            numbers += index_buckets(texts[start : start + _YIELD_ROWS])
+        drop_numbers: list[int] = []  # the bucket number of each of dropped
         for start in range(0, len(dropped), _YIELD_ROWS):
             await asyncio.sleep(0)
-            some = dropped[start : start + _YIELD_ROWS]
-            for pair, n in zip(some, index_buckets([text for text, _ in some]), strict=True):
-                pairs = drops.get(n)
-                if pairs is None:
-                    drops[n] = [pair]
-                    if n not in by_number:
-                        by_number[n] = []
-                else:
-                    pairs.append(pair)
-        keys = {n: f"{prefix}{n}" for n in by_number}
+            drop_numbers += index_buckets([text for text, _ in dropped[start : start + _YIELD_ROWS]])
+        keys = {n: f"{prefix}{n}" for n in {*numbers, *drop_numbers}}
         loaded, read = await self._load(list(keys.values()), decode_index_bucket, caching)
         buckets.update(loaded)
         raw.update(read)
-        changed: set[str] = set()
-        done = 0
-        for n, pairs in drops.items():
-            key = keys[n]
-            bucket = loaded[key]
-            for text, peer_id in pairs:
+        by_number: list[dict[Any, Any]] = [{}] * INDEX_BUCKETS  # every number used is set below
+        for n, key in keys.items():
+            by_number[n] = loaded[key]
+        changed = bytearray(INDEX_BUCKETS)
+        for start in range(0, len(dropped), _YIELD_ROWS):
+            if start:
+                await asyncio.sleep(0)
+            some = dropped[start : start + _YIELD_ROWS]
+            for (text, peer_id), n in zip(some, drop_numbers[start : start + _YIELD_ROWS], strict=True):
+                bucket = by_number[n]
                 if bucket.get(text) == peer_id and claims.get(text) != peer_id:
                     del bucket[text]
-                    changed.add(key)
-            done += len(pairs)
-            if done > _YIELD_ROWS:
-                done = 0
+                    changed[n] = 1
+        for start in range(0, len(texts), _YIELD_ROWS):
+            if start:
                 await asyncio.sleep(0)
-        done = 0
-        for n, group in by_number.items():
-            key = keys[n]
-            bucket = loaded[key]
-            before = len(changed)
-            for text in group:
+            chunk = texts[start : start + _YIELD_ROWS]
+            for text, n in zip(chunk, numbers[start : start + _YIELD_ROWS], strict=True):
                 peer_id = claims[text]
+                bucket = by_number[n]
                 if bucket.get(text) != peer_id:
                     bucket[text] = peer_id
-                    if len(changed) == before:
-                        changed.add(key)
-            done += len(group)
-            if done > _YIELD_ROWS:
-                done = 0
-                await asyncio.sleep(0)
-        dirty.extend(changed)
+                    changed[n] = 1
+        dirty.extend(key for n, key in keys.items() if changed[n])
 
     def _stored_bucket(self, key: str, bucket: dict[Any, Any]) -> Any:
         """The value a bucket is stored as, for the public storage operations."""
