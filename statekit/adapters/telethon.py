@@ -379,6 +379,8 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         newest row."""
         by_username, by_phone = self._by_username, self._by_phone
         if not self._reindex and self._stale <= len(self._peers) + 1024:
+            if not self._unindexed:
+                return by_username, by_phone
             rows, self._unindexed = self._unindexed, []
             for row in rows:
                 peer_id = row[0]
