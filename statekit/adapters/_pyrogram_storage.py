@@ -174,7 +174,9 @@ class PyrogramStorage(Storage):
                     names = (username,) if username else ()
                     full.append(make_row(peer_id, access_hash or 0, kind, names, phone, None))
             else:
-                raise ValueError(f"a peer is a tuple of 4 or 5 items, got {item!r:.100}")
+                # the item itself is not shown: it may hold an access hash and a phone number
+                size = f" of {len(item)} items" if isinstance(item, tuple | list) else ""
+                raise ValueError(f"a peer is a tuple of 4 or 5 items, got {type(item).__name__}{size}")
             if n == _YIELD_EVERY:
                 n = 0
                 await asyncio.sleep(0)  # a big batch must not hold the event loop

@@ -385,11 +385,19 @@ class SessionStore:
                 await asyncio.sleep(0)  # decoding a large session must not hold the loop
         return buckets, raw
 
+    def _msgpack_storage(self) -> FastPathStorage | None:
+        """The storage, if it hands over and takes stored msgpack bytes (buckets are then
+        decoded and packed here, without the codec's generic path); else None."""
+        storage = self.storage
+        if isinstance(storage, FastPathStorage) and type(storage.codec) is MsgpackCodec:
+            return storage
+        return None
+
     async def _read(self, keys: list[str]) -> dict[str, Any]:
         """The values of the buckets ``keys`` that exist (arrays read as tuples where the
         storage hands over its stored form: fewer objects for the garbage collector to trace)."""
-        storage = self.storage
-        if isinstance(storage, FastPathStorage) and type(storage.codec) is MsgpackCodec:
+        storage = self._msgpack_storage()
+        if storage is not None:
             stored = await storage.get_many_stored(keys)
             try:
                 return {
@@ -398,7 +406,7 @@ class SessionStore:
                 }
             except (ValueError, UnpackException) as exc:
                 raise CorruptValueError(f"a bucket among {keys[0]!r}... is not msgpack ({exc})") from None
-        return await storage.get_many(keys)
+        return await self.storage.get_many(keys)
 
     async def _write_peers(
         self,
@@ -595,8 +603,8 @@ class SessionStore:
 
     async def _put_buckets(self, keys: list[str], buckets: dict[str, dict[Any, Any]]) -> None:
         """Write the buckets ``keys`` without expiry, in one batch."""
-        storage = self.storage
-        if isinstance(storage, FastPathStorage) and type(storage.codec) is MsgpackCodec:
+        storage = self._msgpack_storage()
+        if storage is not None:
             pp = self._peers_prefix
             items: list[tuple[str, Stored]] = []
             packed = 0
@@ -609,7 +617,7 @@ class SessionStore:
                     await asyncio.sleep(0)  # packing a large session must not hold the loop
             await storage.set_many_encoded(items, ttl=None)
         else:
-            await storage.set_many(
+            await self.storage.set_many(
                 {key: self._stored_bucket(key, buckets[key]) for key in keys}, ttl=None
             )
 

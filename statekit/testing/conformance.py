@@ -85,8 +85,6 @@ UNENCODABLE: list[Any] = [
 
 BAD_KEYS: list[Any] = ["", None, 1, b"bytes", ["list"], "x" * 1025, "é" * 513, "lone\ud800"]
 
-
-
 _T = TypeVar("_T")
 
 
@@ -110,6 +108,7 @@ async def _alongside(work: Awaitable[_T], step: Callable[[int], Awaitable[None]]
         done = True
         rounds = await task
     return result, rounds
+
 
 class AdvancingClock(Protocol):
     """What the ``clock`` fixture provides."""

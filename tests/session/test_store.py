@@ -499,6 +499,35 @@ async def counting(
         await storage.stop()
 
 
+@contextlib.asynccontextmanager
+async def leased_reader(storage: BaseStorage, n: int) -> AsyncIterator[SessionStore]:
+    """A store holding the lease of session "main" as a freshly started client would, after
+    another store wrote ``n`` peers to it (a long lease: no renewal during the test)."""
+    async with SessionStore(storage, "main") as writer:
+        await writer.update_peers(peers(n))
+    async with SessionStore(storage, "main", lease_ttl=3600) as reader:
+        yield reader
+
+
+async def test_lookups_during_the_read_ahead_and_a_write_meanwhile_answer_right(
+    storage: BaseStorage,
+) -> None:
+    async with leased_reader(storage, 3000) as reader:
+        assert await reader.get_peer_by_id(1) is not None  # the first miss starts the read-ahead
+        wanted = range(2, 3001, 3)
+        renamed = [Peer(i, 7, "user", (f"New{i}",)) for i in range(2, 3001, 10)]
+        found, _ = await asyncio.gather(
+            asyncio.gather(*(reader.get_peer_by_id(i) for i in wanted)),
+            reader.update_peers(renamed),  # a write while lookups wait for the read-ahead
+        )
+        assert [p.id if p else None for p in found] == list(wanted)
+        for peer in renamed:  # afterwards every lookup sees the write
+            assert (await reader.get_peer_by_id(peer.id)) == await reader.get_peer_by_username(f"new{peer.id}")
+            assert (await reader.get_peer_by_id(peer.id)).access_hash == 7  # type: ignore[union-attr]
+            assert await reader.get_peer_by_username(f"user{peer.id}") is None
+        assert (await reader.get_peer_by_id(4)).access_hash == 4 * 31  # type: ignore[union-attr]
+
+
 async def test_uncached_lookups_cost_one_redis_command_by_id_two_by_username_or_phone(
     redis_server: RedisServer,
 ) -> None:
@@ -518,9 +547,7 @@ async def test_lookups_of_buckets_being_read_ahead_wait_for_that_read(
     redis_server: RedisServer,
 ) -> None:
     async with counting(redis_server, "readahead-wait") as (storage, commands):
-        async with SessionStore(storage, "main") as writer:
-            await writer.update_peers(peers(3000))
-        async with SessionStore(storage, "main", lease_ttl=3600) as reader:
+        async with leased_reader(storage, 3000) as reader:
             before = await commands()
             assert await reader.get_peer_by_id(1) is not None  # the first miss starts the read-ahead
             wanted = range(2, 3001, 3)  # ~1,000 lookups at once, over every peer bucket
@@ -535,10 +562,7 @@ async def test_the_lease_holder_reads_the_peers_ahead_after_its_first_miss(
     redis_server: RedisServer,
 ) -> None:
     async with counting(redis_server, "readahead") as (storage, commands):
-        async with SessionStore(storage, "main") as writer:
-            await writer.update_peers(peers(3000))
-        # a fresh process would start so; a long lease keeps its renewals out of the count
-        async with SessionStore(storage, "main", lease_ttl=3600) as reader:
+        async with leased_reader(storage, 3000) as reader:  # as a fresh process would start
             assert await reader.get_peer_by_id(1) is not None
             assert list(reader._warmers) == [reader._peers_prefix]  # by id: no username index read
             assert await reader.get_peer_by_username("user2") is not None
