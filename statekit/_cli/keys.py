@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from statekit._cli._common import CLIError, add_json, jsonable, opened, print_json, run_async
-from statekit.session.masking import mask_key, mask_secrets
+from statekit.session.masking import mask_key, mask_secrets, readable
 from statekit.storage.url import mask_url
 
 __all__ = ["add_parsers"]
@@ -124,6 +124,7 @@ def run_get(args: argparse.Namespace) -> int:
             return value, ttl
 
     value, ttl = run_async(main())
+    value = readable(args.key, value)  # a session's packed peer buckets, as rows
     hidden = False
     if not args.show_secrets:
         masked = mask_secrets(args.key, value)

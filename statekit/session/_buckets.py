@@ -8,20 +8,34 @@ text). Writing N peers therefore writes at most ``PEER_BUCKETS + 2 * INDEX_BUCKE
 large N is; a lookup by id reads one key, by username or phone two (the index, then the peer, whose
 row must still have that username or phone: an index entry is only a pointer).
 
-Stored forms (any codec; shown as msgpack): a peer bucket is an array of rows, each the array
-``[id, access_hash, type, [usernames], phone, last_update_on, name]`` (6 items: no name); an index
-bucket is a map ``{username or phone: peer id}``.
+Stored forms: a bucket is written packed (``statekit.session._packed``: one ``bytes`` value that a
+lookup searches without decoding it whole); a row is the msgpack array
+``[id, access_hash, type, [usernames], phone, last_update_on, name]`` (6 items: no name).
+Buckets written by statekit before 0.3 are read as well: a peer bucket as an array of rows, an
+index bucket as a map ``{username or phone: peer id}``; the next write of a bucket packs it.
+
+Each bucket has two in-memory forms: a view for lookups (``peer_view`` / ``index_view``: the
+packed bucket itself, nothing decoded until asked for) and a mutable form for writes
+(``index_peer_bucket`` / ``decode_index_bucket``: a dict; ``thawed`` turns a view into one).
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgpack
 
 from statekit.errors import CorruptValueError
+from statekit.session._packed import (
+    MAGIC_INDEX,
+    MAGIC_PEERS,
+    PackedIndex,
+    PackedPeers,
+    pack_index,
+    pack_peers,
+)
 from statekit.session._peers import PeerRow, stored_peer_row
 
 __all__ = [
@@ -30,14 +44,18 @@ __all__ = [
     "BucketCache",
     "IndexBucket",
     "PeerBucket",
-    "decode_index_bucket",
     "checked_row",
+    "decode_index_bucket",
     "decode_peer_bucket",
     "index_bucket",
     "index_buckets",
     "index_peer_bucket",
+    "index_view",
     "pack_bucket",
+    "packed_bucket",
     "peer_bucket",
+    "peer_view",
+    "thawed",
 ]
 
 PEER_BUCKETS: Final = 512
@@ -46,7 +64,7 @@ INDEX_BUCKETS: Final = 512
 IndexBucket = dict[str, int]
 
 pack_bucket = msgpack.Packer().pack
-"""The msgpack form of a bucket's stored value (rows hold only int, str, None, tuples)."""
+"""The msgpack form of a bucket's stored value (a packed bucket: msgpack ``bin``)."""
 
 
 def peer_bucket(peer_id: int) -> int:
@@ -66,7 +84,9 @@ def index_buckets(texts: list[str]) -> list[int]:
 
 
 def _as_list(key: str, value: Any) -> Any:
-    if type(value) is bytes:  # a non-msgpack codec holding msgpack bytes is not ours, but readable
+    """``value`` as read, with msgpack held in bytes decoded (a packed bucket stays bytes)."""
+    if type(value) is bytes and value[:4] not in (MAGIC_PEERS, MAGIC_INDEX):
+        # a non-msgpack codec holding msgpack bytes is not ours, but readable
         try:
             return msgpack.unpackb(value)
         except (ValueError, msgpack.UnpackException) as exc:
@@ -74,15 +94,30 @@ def _as_list(key: str, value: Any) -> Any:
     return value
 
 
+def _unpacked_row(key: str, peer_id: int, packed: bytes) -> PeerRow:
+    """The packed row of ``peer_id`` in bucket ``key``, decoded and checked."""
+    try:
+        row = stored_peer_row(msgpack.unpackb(packed, use_list=False))
+    except (TypeError, ValueError, msgpack.UnpackException) as exc:
+        raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+    if row[0] != peer_id:
+        raise CorruptValueError(f"key {key!r} does not hold a peer bucket (row {peer_id} holds another id)")
+    return row
+
+
 def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
     """The rows stored under peer bucket ``key`` by id, every one checked (empty if ``value`` is
     None).
 
-    Raises ``CorruptValueError`` naming the key if the value is not an array of peer rows."""
+    Raises ``CorruptValueError`` naming the key if the value is not a peer bucket."""
     found: dict[int, PeerRow] = {}
     if value is None:
         return found
     value = _as_list(key, value)
+    if type(value) is bytes:
+        for peer_id, packed in PackedPeers(key, value).items():
+            found[peer_id] = _unpacked_row(key, peer_id, packed)
+        return found
     if type(value) is not list:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
     try:
@@ -96,7 +131,8 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
 
 class PeerBucket(dict[int, Any]):
     """The rows of one peer bucket by id; a row whose id is not in ``checked`` is as it was read
-    (a tuple or list, meant to hold 6 or 7 items) until ``checked_row`` checks it."""
+    (packed bytes, or a tuple or list meant to hold 6 or 7 items) until ``checked_row`` checks
+    it."""
 
     __slots__ = ("checked",)
 
@@ -108,10 +144,12 @@ class PeerBucket(dict[int, Any]):
 def index_peer_bucket(key: str, value: Any) -> PeerBucket:
     """The rows stored under peer bucket ``key`` by id, each left as read until ``checked_row``
     is asked for it: reading a bucket costs a dict entry per row, and a row is checked when it is
-    used. Raises ``CorruptValueError`` naming the key if the value is not an array of arrays."""
+    used. Raises ``CorruptValueError`` naming the key if the value is not a peer bucket."""
     if value is None:
         return PeerBucket()
     value = _as_list(key, value)
+    if type(value) is bytes:
+        return cast(PeerBucket, thawed(PackedPeers(key, value)))
     if type(value) is not list and type(value) is not tuple:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
     try:
@@ -122,15 +160,34 @@ def index_peer_bucket(key: str, value: Any) -> PeerBucket:
         ) from None
 
 
-def checked_row(bucket: PeerBucket, key: str, peer_id: int) -> PeerRow | None:
+def peer_view(key: str, value: Any) -> PackedPeers | PeerBucket:
+    """The peer bucket ``key`` for lookups: a packed bucket as it is (rows decoded when looked
+    up), an older one as ``index_peer_bucket`` reads it. ``CorruptValueError`` as there."""
+    if type(value) is bytes and value[:4] == MAGIC_PEERS:
+        return PackedPeers(key, value)
+    return index_peer_bucket(key, value)
+
+
+def checked_row(bucket: PeerBucket | PackedPeers, key: str, peer_id: int) -> PeerRow | None:
     """The row of ``peer_id`` in ``bucket`` (read from ``key``), checked and kept checked; None
     if absent. Raises ``CorruptValueError`` naming the key if the stored row is malformed."""
-    row: Any = bucket.get(peer_id)
+    if isinstance(bucket, PackedPeers):
+        row: Any = bucket.seen.get(peer_id)
+        if row is None:
+            packed = bucket.find(peer_id)
+            if packed is None:
+                return None
+            row = bucket.seen[peer_id] = _unpacked_row(key, peer_id, packed)
+        return row  # type: ignore[no-any-return]
+    row = bucket.get(peer_id)
     if row is not None and peer_id not in bucket.checked:
-        try:
-            row = stored_peer_row(row)
-        except (TypeError, ValueError) as exc:
-            raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+        if type(row) is bytes:
+            row = _unpacked_row(key, peer_id, row)
+        else:
+            try:
+                row = stored_peer_row(row)
+            except (TypeError, ValueError) as exc:
+                raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
         bucket[peer_id] = row
         bucket.checked.add(peer_id)
     return row  # type: ignore[no-any-return]
@@ -140,15 +197,46 @@ def decode_index_bucket(key: str, value: Any) -> IndexBucket:
     """The peer ids stored under index bucket ``key`` by username or phone (empty if ``value`` is
     None); a copy, so the value read stays as read.
 
-    Raises ``CorruptValueError`` naming the key if the value is not a map of str to int."""
+    Raises ``CorruptValueError`` naming the key if the value is not an index bucket."""
     if value is None:
         return {}
     value = _as_list(key, value)
+    if type(value) is bytes:
+        return PackedIndex(key, value).to_dict()
     if type(value) is not dict or not all(
         type(k) is str and type(v) is int for k, v in value.items()
     ):
         raise CorruptValueError(f"key {key!r} does not hold a username or phone index bucket")
     return dict(value)
+
+
+def index_view(key: str, value: Any) -> PackedIndex | IndexBucket:
+    """The index bucket ``key`` for lookups: a packed bucket as it is, an older one as
+    ``decode_index_bucket`` reads it. ``CorruptValueError`` as there."""
+    if type(value) is bytes and value[:4] == MAGIC_INDEX:
+        return PackedIndex(key, value)
+    return decode_index_bucket(key, value)
+
+
+def thawed(bucket: Any) -> Any:
+    """``bucket`` in the form a write changes: a packed view as a dict (rows already decoded kept
+    decoded), any other bucket as it is."""
+    if type(bucket) is PackedPeers:
+        found = PeerBucket(bucket.items())
+        if bucket.seen:
+            found.update(bucket.seen)
+            found.checked.update(bucket.seen)
+        return found
+    if type(bucket) is PackedIndex:
+        return bucket.to_dict()
+    return bucket
+
+
+def packed_bucket(key: str, bucket: Any, *, peers: bool) -> bytes:
+    """The packed form of a bucket in either form (``peers``: a peer bucket, else an index)."""
+    if type(bucket) is PackedPeers or type(bucket) is PackedIndex:
+        bucket = thawed(bucket)
+    return pack_peers(key, bucket) if peers else pack_index(bucket)
 
 
 class BucketCache:
@@ -160,7 +248,7 @@ class BucketCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._buckets: OrderedDict[str, dict[Any, Any]] = OrderedDict()
+        self._buckets: OrderedDict[str, Any] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._held = 0
 
@@ -176,15 +264,15 @@ class BucketCache:
         self._sizes.clear()
         self._held = 0
 
-    def get(self, key: str) -> dict[Any, Any] | None:
+    def get(self, key: str) -> Any:
         """The cached bucket ``key`` (touched as recently used), or None if not cached."""
         bucket = self._buckets.get(key)
         if bucket is not None:
             self._buckets.move_to_end(key)
         return bucket
 
-    def put(self, key: str, bucket: dict[Any, Any]) -> None:
-        """Cache ``bucket`` (the caller's dict, not a copy) under ``key``, evicting the least
+    def put(self, key: str, bucket: Any) -> None:
+        """Cache ``bucket`` (the caller's, not a copy; any form) under ``key``, evicting the least
         recently used buckets while over ``size`` entries; a bucket larger than ``size`` is not
         kept."""
         if self.size <= 0:

@@ -15,7 +15,17 @@ from typing import Any, Final
 
 import msgpack
 
-__all__ = ["SECRET_FIELDS", "SECRET_PEER_FIELDS", "SESSION_KEY", "mask_key", "mask_secrets"]
+from statekit.errors import CorruptValueError
+from statekit.session._packed import MAGIC_INDEX, MAGIC_PEERS, PackedIndex, PackedPeers
+
+__all__ = [
+    "SECRET_FIELDS",
+    "SECRET_PEER_FIELDS",
+    "SESSION_KEY",
+    "mask_key",
+    "mask_secrets",
+    "readable",
+]
 
 SECRET_FIELDS: Final = frozenset({"auth_key"})
 """Fields that grant the account: in the session record (``session:{NAME}:data``) and in any
@@ -74,16 +84,40 @@ def _mask_peer(value: Any) -> Any:
     return shown
 
 
+def readable(key: str, value: Any) -> Any:
+    """``value`` as stored under ``key``, with a packed peer or index bucket of a session
+    (``statekit.session._packed``) decoded to the form older buckets were stored in: an array of
+    rows, a map of username or phone to peer id. Any other value, or a packed bucket that does
+    not decode, is returned as it is."""
+    if type(value) is not bytes or value[:4] not in (MAGIC_PEERS, MAGIC_INDEX):
+        return value
+    match = SESSION_KEY.fullmatch(key) if isinstance(key, str) else None
+    kind = match.group(1).split(":", 1)[0] if match is not None else None
+    try:
+        if value[:4] == MAGIC_PEERS and kind == "peers":
+            return [msgpack.unpackb(row) for _, row in PackedPeers(key, value).items()]
+        if value[:4] == MAGIC_INDEX and kind in ("names", "phones"):
+            return PackedIndex(key, value).to_dict()
+    except (CorruptValueError, ValueError, TypeError, msgpack.UnpackException):
+        pass
+    return value
+
+
 def mask_secrets(key: str, value: Any) -> Any:
     """``value`` as stored under ``key`` with every secret replaced by a ``"<secret: ...>"``
     marker (peer phone numbers keep their last two digits).
 
     Masked: the fields of :data:`SECRET_FIELDS` in any mapping of any value, and the fields of
-    :data:`SECRET_PEER_FIELDS` of a peer record. A record sealed with a ``SessionCipher`` is
-    ciphertext and stays as it is. Returns a new value; ``value`` itself is not changed.
+    :data:`SECRET_PEER_FIELDS` of a peer record. A packed peer or index bucket is shown decoded
+    (an array of rows, a map), or hidden whole if it does not decode. A record sealed with a
+    ``SessionCipher`` is ciphertext and stays as it is. Returns a new value; ``value`` itself is
+    not changed.
     """
     match = SESSION_KEY.fullmatch(key) if isinstance(key, str) else None
     kind = match.group(1).split(":", 1)[0] if match is not None else None
+    value = readable(key, value)
+    if kind in ("peers", "phones") and type(value) is bytes:
+        return _hidden(value)  # not a bucket that decodes: it may still hold secrets
     if kind in ("peer", "un", "ph"):
         return _mask_peer(value)
     if kind == "peers" and isinstance(value, list):

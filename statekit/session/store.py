@@ -4,16 +4,18 @@ storage.
 Keys of session ``NAME`` (all share the Redis Cluster hash tag ``{NAME}``)::
 
     session:{NAME}:data            the session record (dc, auth key, user...), optionally sealed
-    session:{NAME}:peers:N         the peers whose id % 512 is N: an array of rows
-                                   [id, access_hash, type, usernames, phone, stamp, name]
+    session:{NAME}:peers:N         the peers whose id % 512 is N: their rows
+                                   [id, access_hash, type, usernames, phone, stamp, name], packed
     session:{NAME}:names:N         lower-case username -> peer id, for usernames whose CRC-32
-                                   % 512 is N
+                                   % 512 is N, packed
     session:{NAME}:phones:N        phone number -> peer id, likewise
     session:{NAME}:layout          2: the peers are in buckets (statekit 0.1 kept a key per peer)
     session:{NAME}:states          update states of every box
     session:{NAME}:lease           the ownership lease (see ``statekit.session.lease``)
 
-A lookup by id is one storage read, by username or phone two. Writing any number of peers
+(packed: ``statekit.session._buckets`` and ``statekit.session._packed``; a lookup decodes the
+one row it finds, not the bucket.) A lookup by id is one storage read, by username or phone two.
+Writing any number of peers
 writes at most 1,536 keys. ``open()`` takes the ownership lease; while it is held no other
 process writes the session, so the store serves repeated reads from memory (the record, the
 update states and the peer buckets it has read or written) and writes peers in one batch.
@@ -44,8 +46,12 @@ from statekit.session._buckets import (
     index_bucket,
     index_buckets,
     index_peer_bucket,
+    index_view,
     pack_bucket,
+    packed_bucket,
     peer_bucket,
+    peer_view,
+    thawed,
 )
 from statekit.session._cipher import SessionCipher
 from statekit.session._peers import (
@@ -353,8 +359,9 @@ class SessionStore:
     async def _load(
         self, keys: list[str], decode: Callable[[str, Any], dict[Any, Any]], caching: bool
     ) -> tuple[dict[str, dict[Any, Any]], dict[str, Any]]:
-        """The buckets ``keys`` (from the cache when ``caching``; read ``_CHUNK_BUCKETS`` a call,
-        the calls issued together) and the stored values of those read (for compare-and-set)."""
+        """The buckets ``keys`` in the form a write changes (from the cache when ``caching``,
+        where a packed view is replaced by that form; read ``_CHUNK_BUCKETS`` a call, the calls
+        issued together) and the stored values of those read (for compare-and-set)."""
         buckets: dict[str, dict[Any, Any]] = {}
         missing = keys
         if caching:
@@ -365,6 +372,9 @@ class SessionStore:
                 if bucket is None:
                     missing.append(key)
                 else:
+                    if not isinstance(bucket, dict):
+                        bucket = thawed(bucket)
+                        self._cache.put(key, bucket)
                     buckets[key] = bucket
         raw: dict[str, Any] = {}
         reads = [
@@ -595,11 +605,9 @@ class SessionStore:
                     changed[n] = 1
         dirty.extend(key for n, key in keys.items() if changed[n])
 
-    def _stored_bucket(self, key: str, bucket: dict[Any, Any]) -> Any:
-        """The value a bucket is stored as, for the public storage operations."""
-        if key.startswith(self._peers_prefix):
-            return [list(row) for row in bucket.values()]
-        return bucket
+    def _stored_bucket(self, key: str, bucket: dict[Any, Any]) -> bytes:
+        """The value a bucket is stored as (packed), for the public storage operations."""
+        return packed_bucket(key, bucket, peers=key.startswith(self._peers_prefix))
 
     async def _put_buckets(self, keys: list[str], buckets: dict[str, dict[Any, Any]]) -> None:
         """Write the buckets ``keys`` without expiry, in one batch."""
@@ -610,7 +618,7 @@ class SessionStore:
             packed = 0
             for key in keys:
                 bucket = buckets[key]
-                items.append((key, pack_bucket(list(bucket.values()) if key.startswith(pp) else bucket)))
+                items.append((key, pack_bucket(packed_bucket(key, bucket, peers=key.startswith(pp)))))
                 packed += len(bucket)
                 if packed > _YIELD_PACKED:
                     packed = 0
@@ -715,9 +723,10 @@ class SessionStore:
         async with self._peer_lock:
             await self._write_peers(wanted, merge, insert=False)
 
-    async def _bucket(self, key: str, decode: Callable[[str, Any], dict[Any, Any]]) -> dict[Any, Any]:
-        """The bucket ``key``: from the cache while the lease is held, else read (and cached
-        unless a write began meanwhile)."""
+    async def _bucket(self, key: str, decode: Callable[[str, Any], Any]) -> Any:
+        """The bucket ``key`` in the form a lookup reads (``decode``: ``peer_view`` or
+        ``index_view``; a cached bucket may be in either form): from the cache while the lease is
+        held, else read (and cached unless a write began meanwhile)."""
         caching = self._caching()
         if caching:
             bucket = self._cache.get(key)
@@ -774,7 +783,7 @@ class SessionStore:
             if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
                 return False  # lookups read as before
             for key in keys:
-                decode = index_peer_bucket if key.startswith(self._peers_prefix) else decode_index_bucket
+                decode = peer_view if key.startswith(self._peers_prefix) else index_view
                 bucket = decode(key, stored.get(key))
                 if len(self._cache) + len(bucket) > self._cache.size:
                     return False  # full: keep what the lookups themselves bring in
@@ -793,11 +802,11 @@ class SessionStore:
         if type(peer_id) is not int:
             raise TypeError(f"peer id must be an int, not {type(peer_id).__name__}")
         key = self._peers_key(peer_id)
-        return checked_row(cast(PeerBucket, await self._bucket(key, index_peer_bucket)), key, peer_id)
+        return checked_row(await self._bucket(key, peer_view), key, peer_id)
 
     async def _indexed(self, key: str, text: str) -> PeerRow | None:
         """The row of the peer that index bucket ``key`` points ``text`` to, or None."""
-        peer_id = (await self._bucket(key, decode_index_bucket)).get(text)
+        peer_id = (await self._bucket(key, index_view)).get(text)
         return None if peer_id is None else await self.peer_row_by_id(peer_id)
 
     async def peer_row_by_username(self, username: str) -> PeerRow | None:
@@ -950,12 +959,15 @@ class SessionStore:
             if states:
                 mapping[self._states.key] = encode_states(states)
             mapping[self._prefix + "layout"] = _LAYOUT
+            buckets: dict[str, dict[Any, Any]] = {}
             for peer_id, row in rows.items():
-                mapping.setdefault(self._peers_key(peer_id), []).append(list(row))
+                buckets.setdefault(self._peers_key(peer_id), {})[peer_id] = row
                 for name in row[3]:
-                    mapping.setdefault(self._names_key(name.lower()), {})[name.lower()] = peer_id
+                    buckets.setdefault(self._names_key(name.lower()), {})[name.lower()] = peer_id
                 if row[4] is not None:
-                    mapping.setdefault(self._phones_key(row[4]), {})[row[4]] = peer_id
+                    buckets.setdefault(self._phones_key(row[4]), {})[row[4]] = peer_id
+            for key, bucket in buckets.items():
+                mapping[key] = self._stored_bucket(key, bucket)
             self._drop_cache()
             await self.storage.set_many(mapping, ttl=None)
             self._drop_cache()
@@ -1029,5 +1041,6 @@ def _checked_row(row: object, now: int) -> PeerRow:
     elif isinstance(row, list | tuple) and len(row) in (6, 7):
         checked = make_row(*row)
     else:
-        raise TypeError(f"a peer row is a tuple of 6 or 7 items, got {type(row).__name__} {row!r:.100}")
+        shape = f"{type(row).__name__} of {len(row)} items" if isinstance(row, list | tuple) else type(row).__name__
+        raise TypeError(f"a peer row is a tuple of 6 or 7 items, got {shape}")  # not shown: secrets
     return checked if checked[5] is not None else (*checked[:5], now, checked[6])

@@ -52,6 +52,7 @@ from statekit.session import (
     import_string,
     mask_secrets,
 )
+from statekit.session._packed import pack_index, pack_peers
 from statekit.session.strings import MAX_PEERS, MAX_STATEKIT_PAYLOAD
 
 AUTH_KEY = bytes((i * 131 + 17) % 251 + 3 for i in range(256))
@@ -557,5 +558,15 @@ def test_mask_secrets_hides_every_secret_and_changes_nothing_else() -> None:
     assert mask_secrets("session:{bot}:phones:3", {"15550001": 42}) == {"******01": 42}
     assert mask_secrets("session:{bot}:names:9", {"ann": 42}) == {"ann": 42}
     assert mask_secrets("plain", {"a": [1, b"x"]}) == {"a": [1, b"x"]}
+    # the packed buckets statekit writes are shown as rows and maps, masked the same way
+    packed = pack_peers("k", {42: tuple(named)})
+    assert mask_secrets("session:{bot}:peers:42", packed) == [
+        [42, "<secret: hidden>", "user", ["ann"], "******01", 7, "Ann"]
+    ]
+    assert mask_secrets("session:{bot}:phones:3", pack_index({"15550001": 42})) == {"******01": 42}
+    assert mask_secrets("session:{bot}:names:9", pack_index({"ann": 42})) == {"ann": 42}
+    # a packed bucket that does not decode may still hold secrets: hidden whole
+    assert mask_secrets("session:{bot}:peers:42", packed[:-1]) == f"<secret: {len(packed) - 1} bytes hidden>"
+    assert mask_secrets("session:{bot}:phones:3", b"skI\x01junk").startswith("<secret:")
     sealed = {"v": 1, "sealed": b"ciphertext"}
     assert mask_secrets("session:{bot}:data", sealed) == sealed

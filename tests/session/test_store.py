@@ -21,7 +21,8 @@ from statekit.session import (
     UpdateState,
     list_sessions,
 )
-from statekit.session._buckets import PEER_BUCKETS
+from statekit.session._buckets import PEER_BUCKETS, decode_index_bucket, decode_peer_bucket
+from statekit.session._peers import PeerRow
 from statekit.testing import RedisServer
 
 KEY = bytes(range(256))
@@ -207,6 +208,46 @@ async def test_peers_stored_a_key_each_by_statekit_0_1_move_into_buckets_on_firs
     assert await SessionStore(storage, "old").get_peer_by_id(6) is not None
 
 
+@pytest.mark.parametrize("leased", [False, True], ids=["unleased", "leased"])
+async def test_buckets_of_statekit_0_2_read_and_are_packed_by_the_next_write(
+    storage: BaseStorage, leased: bool
+) -> None:
+    """0.2 stored a peer bucket as an array of rows and an index bucket as a map: both still
+    answer lookups, and a write of a peer in such a bucket packs it, keeping the others."""
+    store = SessionStore(storage, "v2")
+    n = PEER_BUCKETS  # ids 3 and 3 + n share a bucket
+    peers_key, names_key = store._peers_key(3), store._names_key("ann")  # noqa: SLF001
+    await storage.set_many(
+        {
+            "session:{v2}:layout": 2,
+            peers_key: [
+                [3, -33, "user", ["Ann"], "15550003", 1_700_000_000, "Ann A"],
+                [3 + n, -34, "bot", ["Bee"], None, 1_700_000_001],
+            ],
+            names_key: {"ann": 3},
+            store._names_key("bee"): {"bee": 3 + n},  # noqa: SLF001
+            store._phones_key("15550003"): {"15550003": 3},  # noqa: SLF001
+        }
+    )
+    ann = Peer(3, -33, "user", ("Ann",), "15550003", 1_700_000_000, "Ann A")
+    if leased:
+        await store.open()
+    try:
+        assert await store.get_peer_by_id(3) == ann
+        assert await store.get_peer_by_username("ANN") == ann
+        assert await store.get_peer_by_phone_number("+1 555 0003") == ann
+        await store.update_peers([Peer(3, -35, "user", ("Ann2",), "15550003", 1_700_000_002)])
+    finally:
+        await store.close()
+    assert type(await storage.get_state(peers_key)) is bytes  # packed now
+    for reader in (store, SessionStore(storage, "v2")):
+        assert await reader.get_peer_by_username("ann") is None
+        found = await reader.get_peer_by_username("ann2")
+        assert found is not None and found.access_hash == -35
+        assert await reader.get_peer_by_username("bee") == Peer(3 + n, -34, "bot", ("Bee",), None, 1_700_000_001)
+        assert await reader.get_peer_by_phone_number("15550003") == found
+
+
 async def test_looking_up_peers_of_a_session_without_any_writes_nothing(storage: BaseStorage) -> None:
     store = SessionStore(storage, "ghost")
     assert await store.get_peer_by_id(1) is None
@@ -224,14 +265,19 @@ async def index_entries(storage: BaseStorage, session: str, kind: str) -> dict[s
     """Every entry of the username (``names``) or phone (``phones``) index of ``session``."""
     entries: dict[str, int] = {}
     keys = await storage.list_keys(f"session:{{{session}}}:{kind}:*")
-    for value in (await storage.get_many(keys)).values():
-        entries.update(value)
+    for key, value in (await storage.get_many(keys)).items():
+        entries.update(decode_index_bucket(key, value))
     return entries
 
 
-async def stored_rows(storage: BaseStorage, session: str) -> list[list[object]]:
+async def stored_rows(storage: BaseStorage, session: str) -> list[PeerRow]:
+    """Every peer row stored for ``session``, decoded from its bucket."""
     keys = await storage.list_keys(f"session:{{{session}}}:peers:*")
-    return [row for value in (await storage.get_many(keys)).values() for row in value]
+    return [
+        row
+        for key, value in (await storage.get_many(keys)).items()
+        for row in decode_peer_bucket(key, value).values()
+    ]
 
 
 async def test_a_stale_username_stops_resolving(storage: BaseStorage) -> None:
@@ -338,7 +384,7 @@ async def test_writers_without_the_lease_lose_no_peer_of_each_other(storage: Bas
         *(s.update_usernames([(i, [f"m{i}"]) for i in range(k + 1, 601, 8)]) for k, s in enumerate(stores))
     )
     rows = await stored_rows(storage, "shared")
-    assert sorted(row[0] for row in rows) == list(range(1, 601))  # type: ignore[type-var]
+    assert sorted(row[0] for row in rows) == list(range(1, 601))
     names = await index_entries(storage, "shared", "names")
     renamed = {i for k in range(4) for i in range(k + 1, 601, 8)}
     assert names == {(f"m{i}" if i in renamed else f"n{i}"): i for i in range(1, 601)}

@@ -39,3 +39,15 @@ async def test_a_bad_row_writes_nothing(bad: Any) -> None:
     with pytest.raises(TypeError):
         await store.update_peer_rows([(1, 1, "user", (), None, None), bad])
     assert await storage.list_keys() == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [((10, 8_765_432_101, "user", ("ann",), "15550001"), "tuple of 5 items"), (8_765_432_101, "int")],
+)
+async def test_a_row_of_the_wrong_shape_is_described_not_shown(bad: Any, said: str) -> None:
+    """A malformed row may hold an access hash and a phone number: the error gives its shape."""
+    store = SessionStore(MemoryStorage(), "acct")
+    with pytest.raises(TypeError, match=said) as caught:
+        await store.update_peer_rows([bad])
+    assert "8765432101" not in str(caught.value) and "15550001" not in str(caught.value)

@@ -1,0 +1,202 @@
+"""Packed buckets: a peer bucket or a username/phone index bucket as one ``bytes`` value that a
+lookup searches without decoding the rest of it.
+
+A packed peer bucket (``MAGIC_PEERS``, then little-endian)::
+
+    b"skP\\x01" | count c (u32) | ids: c x i64, ascending | ends: c x u32 | rows
+
+where ``rows`` is the msgpack arrays of the rows, one after another, and ``ends[i]`` is where row
+``i`` ends within them. A packed index bucket (``MAGIC_INDEX``)::
+
+    b"skI\\x01" | count c (u32) | ids: c x i64 | texts
+
+where ``texts`` is the UTF-8 of each username or phone number (surrogates passed through), each
+between two NUL bytes (``\\0a\\0b\\0``): text ``i`` points to ``ids[i]``. Reading a bucket
+costs a copy or two of its arrays, whatever it holds; a lookup by id is a binary search and the
+decoding of one row, by username or phone one search of the texts.
+
+Malformed bytes raise ``CorruptValueError`` naming the key, never showing the bytes.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping
+from itertools import accumulate
+from typing import Any, Final
+
+import msgpack
+
+from statekit.errors import CorruptValueError
+
+__all__ = [
+    "MAGIC_INDEX",
+    "MAGIC_PEERS",
+    "PackedIndex",
+    "PackedPeers",
+    "pack_index",
+    "pack_peers",
+]
+
+MAGIC_PEERS: Final = b"skP\x01"
+MAGIC_INDEX: Final = b"skI\x01"
+_HEAD = 8  # magic and count
+_SWAP = sys.byteorder != "little"  # arrays are stored little-endian
+_pack_row = msgpack.Packer().pack
+
+if array("I").itemsize != 4 or array("q").itemsize != 8:  # pragma: no cover - every CPython platform
+    raise ImportError("statekit needs 4-byte 'I' and 8-byte 'q' arrays")
+
+
+def _array(code: str, data: bytes, start: int, count: int) -> array[Any]:
+    found = array(code)
+    found.frombytes(data[start : start + count * found.itemsize])
+    if _SWAP:  # pragma: no cover - big-endian hosts
+        found.byteswap()
+    return found
+
+
+def _raw(found: array[Any]) -> bytes:
+    if _SWAP:  # pragma: no cover - big-endian hosts
+        found = array(found.typecode, found)
+        found.byteswap()
+    return found.tobytes()
+
+
+def _header(key: str, data: bytes, magic: bytes, per_entry: int, what: str) -> int:
+    """The entry count of packed bucket ``data``, its size checked against it."""
+    if len(data) < _HEAD or data[:4] != magic:
+        raise CorruptValueError(f"key {key!r} does not hold a packed {what} bucket (bad header)")
+    count = int.from_bytes(data[4:_HEAD], "little")
+    if _HEAD + count * per_entry > len(data):
+        raise CorruptValueError(
+            f"key {key!r} does not hold a packed {what} bucket ({count} entries do not fit in "
+            f"{len(data)} bytes)"
+        )
+    return count
+
+
+def _check_ends(key: str, ends: array[int], size: int, what: str) -> None:
+    if (ends[-1] if ends else 0) != size:
+        raise CorruptValueError(
+            f"key {key!r} does not hold a packed {what} bucket (its entries do not end where it does)"
+        )
+
+
+class PackedPeers:
+    """The rows of a packed peer bucket, found by id without decoding the others."""
+
+    __slots__ = ("_base", "_data", "_ends", "_ids", "key", "seen")
+
+    def __init__(self, key: str, data: bytes) -> None:
+        count = _header(key, data, MAGIC_PEERS, 12, "peer")
+        self.key = key
+        self.seen: dict[int, Any] = {}  # rows decoded so far, by id: kept by whoever decodes them
+        self._data = data
+        self._ids = _array("q", data, _HEAD, count)
+        self._ends = _array("I", data, _HEAD + 8 * count, count)
+        self._base = _HEAD + 12 * count
+        _check_ends(key, self._ends, len(data) - self._base, "peer")
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _at(self, i: int) -> bytes:
+        start = self._ends[i - 1] if i else 0
+        return self._data[self._base + start : self._base + self._ends[i]]
+
+    def find(self, peer_id: int) -> bytes | None:
+        """The packed row of ``peer_id``, or None if the bucket has none."""
+        ids = self._ids
+        i = bisect_left(ids, peer_id)
+        if i < len(ids) and ids[i] == peer_id:
+            return self._at(i)
+        return None
+
+    def items(self) -> Iterator[tuple[int, bytes]]:
+        """Every (id, packed row), by ascending id."""
+        for i, peer_id in enumerate(self._ids):
+            yield peer_id, self._at(i)
+
+
+class PackedIndex:
+    """The peer ids of a packed index bucket, found by username or phone without decoding the
+    other entries."""
+
+    __slots__ = ("_base", "_data", "_ids", "key")
+
+    def __init__(self, key: str, data: bytes) -> None:
+        count = _header(key, data, MAGIC_INDEX, 8, "username or phone index")
+        self.key = key
+        self._data = data
+        self._ids = _array("q", data, _HEAD, count)
+        self._base = base = _HEAD + 8 * count
+        if data[base : base + 1] != b"\0" or data[-1:] != b"\0" or data.count(b"\0", base) != count + 1:
+            raise CorruptValueError(
+                f"key {key!r} does not hold a packed username or phone index bucket "
+                "(its texts are not as many as its ids)"
+            )
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def get(self, text: str) -> int | None:
+        """The peer id ``text`` points to, or None."""
+        if "\0" in text:
+            return None  # never indexed
+        data = self._data
+        at = data.find(b"\0" + text.encode("utf-8", "surrogatepass") + b"\0", self._base)
+        if at < 0:
+            return None
+        return int(self._ids[data.count(b"\0", self._base, at)])
+
+    def to_dict(self) -> dict[str, int]:
+        """Every entry: username or phone -> peer id."""
+        if not self._ids:
+            return {}
+        try:
+            texts = self._data[self._base + 1 : -1].decode("utf-8", "surrogatepass").split("\0")
+        except UnicodeDecodeError:
+            raise CorruptValueError(
+                f"key {self.key!r} does not hold a packed username or phone index bucket "
+                "(a text is not UTF-8)"
+            ) from None
+        return dict(zip(texts, self._ids, strict=True))
+
+
+def pack_peers(key: str, rows: Mapping[int, Any]) -> bytes:
+    """``rows`` (id -> a row, or a packed row as ``PackedPeers.find`` gives it) as a packed peer
+    bucket. Raises ``CorruptValueError`` naming ``key`` if an id is not a 64-bit int or a row
+    cannot be packed."""
+    try:
+        order = sorted(rows)
+        ids = array("q", order)
+        values = list(map(rows.__getitem__, order))
+        if bytes in set(map(type, values)):
+            parts = [row if type(row) is bytes else _pack_row(row) for row in values]
+        else:
+            parts = list(map(_pack_row, values))
+    except (TypeError, OverflowError, ValueError):  # the row is not shown: it may hold secrets
+        raise CorruptValueError(
+            f"key {key!r}: a peer bucket entry has an id that is not a 64-bit int or a row "
+            "that cannot be packed"
+        ) from None
+    ends = array("I", accumulate(map(len, parts)))
+    return b"".join((MAGIC_PEERS, len(ids).to_bytes(4, "little"), _raw(ids), _raw(ends), *parts))
+
+
+def pack_index(entries: Mapping[str, int]) -> bytes:
+    """``entries`` (username or phone -> peer id) as a packed index bucket; a text holding a NUL
+    character (which no Telegram username or phone number has) is left out."""
+    texts = "\0".join(entries)
+    if entries and texts.count("\0") != len(entries) - 1:
+        entries = {text: peer_id for text, peer_id in entries.items() if "\0" not in text}
+        texts = "\0".join(entries)
+    return b"".join((
+        MAGIC_INDEX,
+        len(entries).to_bytes(4, "little"),
+        _raw(array("q", entries.values())),
+        f"\0{texts}\0".encode("utf-8", "surrogatepass") if entries else b"\0",
+    ))

@@ -1,0 +1,149 @@
+"""Packed peer and index buckets (``statekit.session._packed``): what is packed reads back, a
+lookup finds exactly its entry, and malformed bytes are refused by key without being shown."""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+
+from statekit.errors import CorruptValueError
+from statekit.session._buckets import (
+    PeerBucket,
+    checked_row,
+    decode_index_bucket,
+    decode_peer_bucket,
+    index_peer_bucket,
+    index_view,
+    packed_bucket,
+    peer_view,
+    thawed,
+)
+from statekit.session._packed import (
+    MAGIC_INDEX,
+    MAGIC_PEERS,
+    PackedIndex,
+    PackedPeers,
+    pack_index,
+    pack_peers,
+)
+from statekit.session._peers import PeerRow
+
+KEY = "session:{bot}:peers:7"
+SECRET_HASH = 8_765_432_101_234_567
+
+
+def rows(n: int, seed: int = 1) -> dict[int, PeerRow]:
+    draw = random.Random(seed)
+    picks = list(dict.fromkeys(draw.randrange(-(2**63), 2**63) for _ in range(n)))
+    return {
+        i: (i, SECRET_HASH + k, "user", (f"u{k}",) if k % 3 else (), "15550001" if k % 5 == 0 else None,
+            1_700_000_000 + k, f"Name {k}" if k % 2 else None)
+        for k, i in enumerate(picks)
+    }
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 300])
+def test_a_packed_peer_bucket_finds_every_row_and_nothing_else(n: int) -> None:
+    given = rows(n)
+    view = PackedPeers(KEY, pack_peers(KEY, given))
+    assert len(view) == n
+    for peer_id, row in given.items():
+        assert checked_row(view, KEY, peer_id) == row
+        assert checked_row(view, KEY, peer_id) == row  # the decoded row is kept
+    for absent in (0, -(2**63), 2**63 - 1, *(i + 1 for i in given)):
+        if absent not in given:
+            assert view.find(absent) is None
+            assert checked_row(view, KEY, absent) is None
+    assert decode_peer_bucket(KEY, pack_peers(KEY, given)) == given
+    assert [peer_id for peer_id, _ in view.items()] == sorted(given)
+
+
+def test_a_thawed_bucket_packs_its_unchanged_rows_as_they_were() -> None:
+    given = rows(50)
+    packed = pack_peers(KEY, given)
+    view = peer_view(KEY, packed)
+    first = next(iter(given))
+    assert checked_row(view, KEY, first) == given[first]  # decoded before the write
+    bucket = thawed(view)
+    assert isinstance(bucket, PeerBucket) and first in bucket.checked
+    assert pack_peers(KEY, bucket) == packed  # decoded or not, each row packs the same
+    bucket[42] = (42, 1, "bot", ("new",), None, 5, None)
+    assert decode_peer_bucket(KEY, packed_bucket(KEY, bucket, peers=True)) == {**given, 42: bucket[42]}
+    assert index_peer_bucket(KEY, packed).keys() == given.keys()
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        {},
+        {"ann": 1},
+        {"ann": 1, "bob": -5, "annie": 2**63 - 1, "nn": -(2**63)},
+        {"\u00e9l\u00e8ve": 3, "\u6771\u4eac": 4, "emoji\U0001f600": 5, "bad\udc80": 6, "": 7},
+        {f"user{i}": i for i in range(500)},
+    ],
+)
+def test_a_packed_index_resolves_exactly_its_entries(entries: dict[str, int]) -> None:
+    view = PackedIndex("k", pack_index(entries))
+    assert len(view) == len(entries)
+    for text, peer_id in entries.items():
+        assert view.get(text) == peer_id
+    for text in entries:  # a part or an extension of an entry is not that entry
+        for other in (text[:-1], text + "x", "x" + text, text[1:]):
+            if other not in entries:
+                assert view.get(other) is None
+    assert view.to_dict() == entries
+    assert decode_index_bucket("k", pack_index(entries)) == entries
+    assert index_view("k", pack_index(entries)).get("absent") is None
+
+
+def test_a_text_holding_nul_is_not_indexed() -> None:
+    view = PackedIndex("k", pack_index({"a\0b": 1, "a": 2, "b": 3}))
+    assert view.to_dict() == {"a": 2, "b": 3}
+    assert view.get("a\0b") is None and view.get("a") == 2 and view.get("b") == 3
+
+
+def test_older_bucket_forms_still_read() -> None:
+    row = [5, SECRET_HASH, "user", ["ann"], None, 1, None]
+    assert decode_peer_bucket(KEY, [row]) == {5: (5, SECRET_HASH, "user", ("ann",), None, 1, None)}
+    assert checked_row(peer_view(KEY, [row]), KEY, 5) == (5, SECRET_HASH, "user", ("ann",), None, 1, None)
+    assert checked_row(peer_view(KEY, msgpack.packb([row])), KEY, 5) is not None  # msgpack in bytes
+    assert index_view("k", {"ann": 5}).get("ann") == 5
+
+
+def _peer_bucket_bad(data: bytes) -> None:
+    with pytest.raises(CorruptValueError) as caught:
+        view = peer_view(KEY, data)
+        for peer_id, _ in view.items():  # type: ignore[union-attr]
+            checked_row(view, KEY, peer_id)
+    message = str(caught.value)
+    assert KEY in message and str(SECRET_HASH) not in message and "\\x" not in message
+
+
+def test_malformed_packed_peer_buckets_are_refused_by_key_without_showing_them() -> None:
+    good = pack_peers(KEY, rows(3))
+    count = good[4:8]
+    _peer_bucket_bad(MAGIC_PEERS)  # no count
+    _peer_bucket_bad(MAGIC_PEERS + (10**6).to_bytes(4, "little") + good[8:])  # more than fit
+    _peer_bucket_bad(good[:-1])  # cut short: the rows do not end where it does
+    _peer_bucket_bad(good + b"\x00")
+    _peer_bucket_bad(MAGIC_PEERS + count + good[16:24] * 3 + good[32:])  # ids not of their rows
+    one = pack_peers(KEY, {1: (1, SECRET_HASH, "user", (), None, 1, None)})
+    _peer_bucket_bad(one[:-3] + b"\xc1\xc1\xc1")  # not msgpack
+    _peer_bucket_bad(one.replace(b"user", b"\xc0\xc0\xc0\xc0"))  # not a row
+    with pytest.raises(CorruptValueError, match="peers:7"):
+        pack_peers(KEY, {"1": (1, 2, "user", (), None, 1, None)})  # type: ignore[dict-item]
+
+
+def test_malformed_packed_index_buckets_are_refused_by_key() -> None:
+    good = pack_index({"ann": 1, "bob": 2})
+    for bad in (
+        MAGIC_INDEX + (2).to_bytes(4, "little"),  # ids missing
+        MAGIC_INDEX + (10**8).to_bytes(4, "little") + good[8:],
+        good[:-1],  # a text without its closing NUL
+        good + b"x\0",  # more texts than ids
+        good.replace(b"ann", b"\xff\xfe\xfd"),  # not UTF-8
+    ):
+        with pytest.raises(CorruptValueError, match="names:3"):
+            decode_index_bucket("session:{bot}:names:3", bad)
