@@ -197,6 +197,6 @@ def pack_index(entries: Mapping[str, int]) -> bytes:
     return b"".join((
         MAGIC_INDEX,
         len(entries).to_bytes(4, "little"),
-        _raw(array("q", entries.values())),
+        _raw(array("q", list(entries.values()))),
         f"\0{texts}\0".encode("utf-8", "surrogatepass") if entries else b"\0",
     ))

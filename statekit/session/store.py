@@ -54,6 +54,7 @@ from statekit.session._buckets import (
     thawed,
 )
 from statekit.session._cipher import SessionCipher
+from statekit.session._packed import PackedIndex, PackedPeers
 from statekit.session._peers import (
     PeerRow,
     make_row,
@@ -98,7 +99,8 @@ class _IndexChanges:
 
 _CHUNK = 500
 _CHUNK_BUCKETS = 64  # buckets read in one call
-_WARM_ENTRIES = 8192  # rows or index entries read ahead in one call (about 5 ms of decoding)
+_WARM_ENTRIES = 8192  # rows or index entries of older buckets read ahead in one call (~5 ms of decoding)
+_WARM_PACKED_ENTRIES = 65536  # the same, of packed buckets (about 4 MB)
 _YIELD_ROWS = 1000  # rows merged or decoded between two turns of the event loop
 _YIELD_PACKED = 4000  # rows encoded between two turns of the event loop
 _MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the lease
@@ -199,6 +201,9 @@ class SessionStore:
         warmers, self._warmers = self._warmers, {}
         for warmer in warmers.values():
             warmer.cancel()
+        arriving, self._arriving = self._arriving, {}
+        for event in set(arriving.values()):
+            event.set()  # a reader cancelled before it began: its lookups read for themselves
         self._record.forget()
         self._states.forget()
 
@@ -745,51 +750,52 @@ class SessionStore:
             self._cache.put(key, bucket)
             for prefix, count in ((self._peers_prefix, PEER_BUCKETS), (self._names_prefix, INDEX_BUCKETS)):
                 if key.startswith(prefix):
-                    self._start_warming(prefix, count, len(bucket))
+                    self._start_warming(prefix, count, bucket)
         return bucket
 
-    def _start_warming(self, prefix: str, count: int, entries: int) -> None:
+    def _start_warming(self, prefix: str, count: int, first: Any) -> None:
         """After the first lookup with the lease held that missed a peer bucket (or a username
-        index bucket, holding ``entries``), read the rest of them into the cache in the
-        background, as far as it holds (lookups by id alone never read the username index):
-        about ``_WARM_ENTRIES`` entries a call, so a small session is read in a call or two and a
-        large one without a long stall. A lookup of a bucket being read waits for that read
-        instead of queueing one of its own behind it."""
-        if prefix not in self._warmers and self._cache.size > 0:
-            per_call = min(max(_WARM_ENTRIES // max(entries, 1), 8), count)
-            self._warmers[prefix] = asyncio.ensure_future(self._warm(prefix, count, per_call))
+        index bucket; ``first``: that bucket), read the rest of them into the cache in the
+        background, as far as it holds (lookups by id alone never read the username index).
+        The reads are issued together, each of about ``_WARM_PACKED_ENTRIES`` entries of packed
+        buckets (cheap to take in: nothing is decoded) or ``_WARM_ENTRIES`` of older ones (decoded
+        as they arrive), so a small session is read in one call and a large one without a long
+        stall. A lookup of a bucket being read waits for that read instead of queueing one of its
+        own behind it."""
+        if prefix in self._warmers or self._cache.size <= 0:
+            return
+        per_entries = _WARM_PACKED_ENTRIES if isinstance(first, PackedPeers | PackedIndex) else _WARM_ENTRIES
+        per_call = min(max(per_entries // max(len(first), 1), 8), count)
+        keys = self._cache.missing([f"{prefix}{n}" for n in range(count)])
+        chunks: list[tuple[list[str], asyncio.Event]] = []
+        for start in range(0, len(keys), per_call):
+            chunk, arrived = keys[start : start + per_call], asyncio.Event()
+            for key in chunk:
+                self._arriving[key] = arrived
+            chunks.append((chunk, arrived))
+        self._warmers[prefix] = asyncio.ensure_future(self._warm(chunks, self._peer_gen))
 
-    async def _warm(self, prefix: str, count: int, per_call: int) -> None:
-        gen = self._peer_gen
-        keys = [f"{prefix}{n}" for n in range(count)]
+    async def _warm(self, chunks: list[tuple[list[str], asyncio.Event]], gen: int) -> None:
         try:
-            for start in range(0, len(keys), per_call):
-                wanted = self._cache.missing(keys[start : start + per_call])
-                if wanted and not await self._warm_some(wanted, gen):
-                    return
-                await asyncio.sleep(0)
+            await asyncio.gather(*(self._warm_some(keys, gen, arrived) for keys, arrived in chunks))
         except StatekitError as exc:
             log.warning("statekit: session %r: reading peers ahead failed: %s", self.name, exc)
 
-    async def _warm_some(self, keys: list[str], gen: int) -> bool:
-        """Read ``keys`` into the cache; False if reading ahead must stop (a write began, the
-        lease went, or the cache is full). Lookups waiting for one of them are woken in any case."""
-        arrived = asyncio.Event()
+    async def _warm_some(self, keys: list[str], gen: int, arrived: asyncio.Event) -> None:
+        """Read ``keys`` into the cache, unless a write began, the lease went or the cache is
+        full. Lookups waiting for one of them (on ``arrived``) are woken in any case."""
         arriving = self._arriving
-        for key in keys:
-            arriving[key] = arrived
         try:
             stored = await self._read(keys)
             if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
-                return False  # lookups read as before
+                return  # lookups read as before
             for key in keys:
                 decode = peer_view if key.startswith(self._peers_prefix) else index_view
                 bucket = decode(key, stored.get(key))
                 if len(self._cache) + len(bucket) > self._cache.size:
-                    return False  # full: keep what the lookups themselves bring in
+                    return  # full: keep what the lookups themselves bring in
                 if key not in self._cache:
                     self._cache.put(key, bucket)
-            return True
         finally:
             for key in keys:
                 if arriving.get(key) is arrived:

@@ -574,6 +574,21 @@ async def test_lookups_during_the_read_ahead_and_a_write_meanwhile_answer_right(
         assert (await reader.get_peer_by_id(4)).access_hash == 4 * 31  # type: ignore[union-attr]
 
 
+async def test_lookups_waiting_for_a_read_ahead_dropped_before_it_began_still_answer(
+    storage: BaseStorage,
+) -> None:
+    """The lease lapsing drops the cache and stops the read-ahead (even one queued but not yet
+    begun): lookups waiting for it are woken and read for themselves."""
+    async with leased_reader(storage, 3000) as reader:
+        assert await reader.get_peer_by_id(1) is not None  # the read-ahead is queued, not begun
+        assert reader._arriving  # noqa: SLF001 - the buckets it is to read
+        waiting = asyncio.gather(*(reader.get_peer_by_id(i) for i in range(2, 3001, 5)))
+        await asyncio.sleep(0)  # the lookups begin, and wait for the read-ahead
+        reader._drop_cache()  # noqa: SLF001 - what the lease does on a gap
+        found = await asyncio.wait_for(waiting, 30)
+        assert [p.id if p else None for p in found] == list(range(2, 3001, 5))
+
+
 async def test_uncached_lookups_cost_one_redis_command_by_id_two_by_username_or_phone(
     redis_server: RedisServer,
 ) -> None:
