@@ -33,6 +33,7 @@ from statekit.session._packed import (
     MAGIC_PEERS,
     PackedIndex,
     PackedPeers,
+    not_a_peer_bucket,
     pack_index,
     pack_peers,
 )
@@ -90,7 +91,7 @@ def _as_list(key: str, value: Any) -> Any:
         try:
             return msgpack.unpackb(value)
         except (ValueError, msgpack.UnpackException) as exc:
-            raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+            raise not_a_peer_bucket(key, exc) from None
     return value
 
 
@@ -99,7 +100,7 @@ def _unpacked_row(key: str, peer_id: int, packed: bytes) -> PeerRow:
     try:
         row = stored_peer_row(msgpack.unpackb(packed, use_list=False))
     except (TypeError, ValueError, msgpack.UnpackException) as exc:
-        raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+        raise not_a_peer_bucket(key, exc) from None
     if row[0] != peer_id:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket (row {peer_id} holds another id)")
     return row
@@ -115,8 +116,13 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
         return found
     value = _as_list(key, value)
     if type(value) is bytes:
-        for peer_id, packed in PackedPeers(key, value).items():
-            found[peer_id] = _unpacked_row(key, peer_id, packed)
+        try:
+            for peer_id, item in PackedPeers(key, value).decoded():
+                row = found[peer_id] = stored_peer_row(item)
+                if row[0] != peer_id:
+                    raise ValueError(f"row {peer_id} holds another id")
+        except (TypeError, ValueError) as exc:
+            raise not_a_peer_bucket(key, exc) from None
         return found
     if type(value) is not list:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
@@ -125,7 +131,7 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
             row = stored_peer_row(item)
             found[row[0]] = row
     except (TypeError, ValueError) as exc:
-        raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+        raise not_a_peer_bucket(key, exc) from None
     return found
 
 
@@ -187,7 +193,7 @@ def checked_row(bucket: PeerBucket | PackedPeers, key: str, peer_id: int) -> Pee
             try:
                 row = stored_peer_row(row)
             except (TypeError, ValueError) as exc:
-                raise CorruptValueError(f"key {key!r} does not hold a peer bucket ({exc})") from None
+                raise not_a_peer_bucket(key, exc) from None
         bucket[peer_id] = row
         bucket.checked.add(peer_id)
     return row  # type: ignore[no-any-return]

@@ -37,6 +37,7 @@ __all__ = [
     "PackedIndex",
     "PackedPeers",
     "pack_index",
+    "not_a_peer_bucket",
     "pack_peers",
 ]
 
@@ -48,6 +49,12 @@ _pack_row = msgpack.Packer().pack
 
 if array("I").itemsize != 4 or array("q").itemsize != 8:  # pragma: no cover - every CPython platform
     raise ImportError("statekit needs 4-byte 'I' and 8-byte 'q' arrays")
+
+
+def not_a_peer_bucket(key: str, exc: Exception) -> CorruptValueError:
+    """The error for peer bucket ``key`` that failed to decode with ``exc`` (whose message
+    names a field or a msgpack fault, never a value)."""
+    return CorruptValueError(f"key {key!r} does not hold a peer bucket ({str(exc) or type(exc).__name__})")
 
 
 def _array(code: str, data: bytes, start: int, count: int) -> array[Any]:
@@ -119,6 +126,17 @@ class PackedPeers:
         """Every (id, packed row), by ascending id."""
         for i, peer_id in enumerate(self._ids):
             yield peer_id, self._at(i)
+
+    def decoded(self) -> list[tuple[int, Any]]:
+        """Every (id, row as msgpack decodes it, arrays as tuples), by ascending id, in one pass.
+        Raises ``CorruptValueError`` naming the key if the rows are not that many msgpack
+        values."""
+        unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=max(len(self._data), 1024))
+        unpacker.feed(self._data[self._base :])
+        try:
+            return list(zip(self._ids, unpacker, strict=True))  # ValueError if not as many
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise not_a_peer_bucket(self.key, exc) from None
 
 
 class PackedIndex:

@@ -119,6 +119,8 @@ def _peer_bucket_bad(data: bytes) -> None:
             checked_row(view, KEY, peer_id)
     message = str(caught.value)
     assert KEY in message and str(SECRET_HASH) not in message and "\\x" not in message
+    with pytest.raises(CorruptValueError, match="peers:7"):  # the whole bucket at once
+        decode_peer_bucket(KEY, data)
 
 
 def test_malformed_packed_peer_buckets_are_refused_by_key_without_showing_them() -> None:
