@@ -209,10 +209,10 @@ async def test_peers_stored_a_key_each_by_statekit_0_1_move_into_buckets_on_firs
 
 
 @pytest.mark.parametrize("leased", [False, True], ids=["unleased", "leased"])
-async def test_buckets_of_statekit_0_2_read_and_are_packed_by_the_next_write(
+async def test_unpacked_buckets_still_read_and_are_packed_by_the_next_write(
     storage: BaseStorage, leased: bool
 ) -> None:
-    """0.2 stored a peer bucket as an array of rows and an index bucket as a map: both still
+    """Before packing, a peer bucket was an array of rows and an index bucket a map: both still
     answer lookups, and a write of a peer in such a bucket packs it, keeping the others."""
     store = SessionStore(storage, "v2")
     n = PEER_BUCKETS  # ids 3 and 3 + n share a bucket
