@@ -140,11 +140,12 @@ class PeerBucket(dict[int, Any]):
     (packed bytes, or a tuple or list meant to hold 6 or 7 items) until ``checked_row`` checks
     it."""
 
-    __slots__ = ("checked",)
+    __slots__ = ("checked", "has_packed")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.checked: set[int] = set()
+        self.has_packed = False  # may hold packed rows (thawed from a packed bucket)
 
 
 def index_peer_bucket(key: str, value: Any) -> PeerBucket:
@@ -229,6 +230,7 @@ def thawed(bucket: Any) -> Any:
     decoded), any other bucket as it is."""
     if type(bucket) is PackedPeers:
         found = PeerBucket(bucket.items())
+        found.has_packed = True
         if bucket.seen:
             found.update(bucket.seen)
             found.checked.update(bucket.seen)
@@ -242,7 +244,9 @@ def packed_bucket(key: str, bucket: Any, *, peers: bool) -> bytes:
     """The packed form of a bucket in either form (``peers``: a peer bucket, else an index)."""
     if type(bucket) is PackedPeers or type(bucket) is PackedIndex:
         bucket = thawed(bucket)
-    return pack_peers(key, bucket) if peers else pack_index(bucket)
+    if not peers:
+        return pack_index(bucket)
+    return pack_peers(key, bucket, has_packed=type(bucket) is not PeerBucket or bucket.has_packed)
 
 
 class BucketCache:

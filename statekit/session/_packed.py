@@ -20,6 +20,7 @@ Malformed bytes raise ``CorruptValueError`` naming the key, never showing the by
 
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 from bisect import bisect_left
@@ -46,6 +47,7 @@ MAGIC_INDEX: Final = b"skI\x01"
 _HEAD = 8  # magic and count
 _SWAP = sys.byteorder != "little"  # arrays are stored little-endian
 _pack_row = msgpack.Packer().pack
+_COUNT = struct.Struct("<I").pack
 
 if array("I").itemsize != 4 or array("q").itemsize != 8:  # pragma: no cover - every CPython platform
     raise ImportError("statekit needs 4-byte 'I' and 8-byte 'q' arrays")
@@ -184,15 +186,15 @@ class PackedIndex:
         return dict(zip(texts, self._ids, strict=True))
 
 
-def pack_peers(key: str, rows: Mapping[int, Any]) -> bytes:
-    """``rows`` (id -> a row, or a packed row as ``PackedPeers.find`` gives it) as a packed peer
-    bucket. Raises ``CorruptValueError`` naming ``key`` if an id is not a 64-bit int or a row
-    cannot be packed."""
+def pack_peers(key: str, rows: Mapping[int, Any], *, has_packed: bool = True) -> bytes:
+    """``rows`` (id -> a row, or a packed row as ``PackedPeers.find`` gives it; ``has_packed``
+    False: none is) as a packed peer bucket. Raises ``CorruptValueError`` naming ``key`` if an id
+    is not a 64-bit int or a row cannot be packed."""
     try:
         order = sorted(rows)
         ids = array("q", order)
-        values = list(map(rows.__getitem__, order))
-        if bytes in set(map(type, values)):
+        values = [rows[peer_id] for peer_id in order]
+        if has_packed and bytes in set(map(type, values)):
             parts = [row if type(row) is bytes else _pack_row(row) for row in values]
         else:
             parts = list(map(_pack_row, values))
@@ -202,7 +204,10 @@ def pack_peers(key: str, rows: Mapping[int, Any]) -> bytes:
             "that cannot be packed"
         ) from None
     ends = array("I", accumulate(map(len, parts)))
-    return b"".join((MAGIC_PEERS, len(ids).to_bytes(4, "little"), _raw(ids), _raw(ends), *parts))
+    if _SWAP:  # pragma: no cover - big-endian hosts
+        ids.byteswap()
+        ends.byteswap()
+    return b"".join((MAGIC_PEERS, _COUNT(len(order)), ids.tobytes(), ends.tobytes(), *parts))
 
 
 def pack_index(entries: Mapping[str, int]) -> bytes:
@@ -214,7 +219,7 @@ def pack_index(entries: Mapping[str, int]) -> bytes:
         texts = "\0".join(entries)
     return b"".join((
         MAGIC_INDEX,
-        len(entries).to_bytes(4, "little"),
+        _COUNT(len(entries)),
         _raw(array("q", list(entries.values()))),
         f"\0{texts}\0".encode("utf-8", "surrogatepass") if entries else b"\0",
     ))
