@@ -29,10 +29,10 @@ import msgpack
 
 from statekit.errors import CorruptValueError
 from statekit.session._packed import (
-    MAGIC_INDEX,
-    MAGIC_PEERS,
     PackedIndex,
     PackedPeers,
+    is_packed_index,
+    is_packed_peers,
     not_a_peer_bucket,
     pack_index,
     pack_peers,
@@ -86,7 +86,7 @@ def index_buckets(texts: list[str]) -> list[int]:
 
 def _as_list(key: str, value: Any) -> Any:
     """``value`` as read, with msgpack held in bytes decoded (a packed bucket stays bytes)."""
-    if type(value) is bytes and value[:4] not in (MAGIC_PEERS, MAGIC_INDEX):
+    if type(value) is bytes and not (is_packed_peers(value) or is_packed_index(value)):
         # a non-msgpack codec holding msgpack bytes is not ours, but readable
         try:
             return msgpack.unpackb(value)
@@ -96,14 +96,15 @@ def _as_list(key: str, value: Any) -> Any:
 
 
 def _unpacked_row(key: str, peer_id: int, packed: bytes) -> PeerRow:
-    """The packed row of ``peer_id`` in bucket ``key``, decoded and checked."""
+    """The packed row of ``peer_id`` in bucket ``key`` (stored without its id), decoded and
+    checked."""
     try:
-        row = stored_peer_row(msgpack.unpackb(packed, use_list=False))
+        item = msgpack.unpackb(packed, use_list=False)
+        if type(item) is not tuple:
+            raise TypeError(f"a {type(item).__name__}, not a row")
+        return stored_peer_row((peer_id, *item))
     except (TypeError, ValueError, msgpack.UnpackException) as exc:
         raise not_a_peer_bucket(key, exc) from None
-    if row[0] != peer_id:
-        raise CorruptValueError(f"key {key!r} does not hold a peer bucket (row {peer_id} holds another id)")
-    return row
 
 
 def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
@@ -118,9 +119,9 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
     if type(value) is bytes:
         try:
             for peer_id, item in PackedPeers(key, value).decoded():
-                row = found[peer_id] = stored_peer_row(item)
-                if row[0] != peer_id:
-                    raise ValueError(f"row {peer_id} holds another id")
+                if type(item) is not tuple:
+                    raise TypeError(f"a {type(item).__name__}, not a row")
+                found[peer_id] = stored_peer_row((peer_id, *item))
         except (TypeError, ValueError) as exc:
             raise not_a_peer_bucket(key, exc) from None
         return found
@@ -170,7 +171,7 @@ def index_peer_bucket(key: str, value: Any) -> PeerBucket:
 def peer_view(key: str, value: Any) -> PackedPeers | PeerBucket:
     """The peer bucket ``key`` for lookups: a packed bucket as it is (rows decoded when looked
     up), an older one as ``index_peer_bucket`` reads it. ``CorruptValueError`` as there."""
-    if type(value) is bytes and value[:4] == MAGIC_PEERS:
+    if is_packed_peers(value):
         return PackedPeers(key, value)
     return index_peer_bucket(key, value)
 
@@ -220,7 +221,7 @@ def decode_index_bucket(key: str, value: Any) -> IndexBucket:
 def index_view(key: str, value: Any) -> PackedIndex | IndexBucket:
     """The index bucket ``key`` for lookups: a packed bucket as it is, an older one as
     ``decode_index_bucket`` reads it. ``CorruptValueError`` as there."""
-    if type(value) is bytes and value[:4] == MAGIC_INDEX:
+    if is_packed_index(value):
         return PackedIndex(key, value)
     return decode_index_bucket(key, value)
 

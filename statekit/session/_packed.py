@@ -1,19 +1,22 @@
 """Packed buckets: a peer bucket or a username/phone index bucket as one ``bytes`` value that a
 lookup searches without decoding the rest of it.
 
-A packed peer bucket (``MAGIC_PEERS``, then little-endian)::
+A packed peer bucket (``PEERS_TAG`` and a format byte, then little-endian)::
 
-    b"skP\\x01" | count c (u32) | ids: c x i64, ascending | ends: c x u32 | rows
+    b"skP" | 1 or 2 | count c (u32) | ids: c x i64, ascending | ends: c x u32 (1) or u16 (2) | rows
 
-where ``rows`` is the msgpack arrays of the rows, one after another, and ``ends[i]`` is where row
-``i`` ends within them. A packed index bucket (``MAGIC_INDEX``)::
+where ``rows`` is the msgpack arrays of the rows without their id (``[access_hash, type,
+[usernames], phone, last_update_on, name]``), one after another, and ``ends[i]`` is where row
+``i`` ends within them (format 2 when they fit in 64 KiB). A packed index bucket (``INDEX_TAG``)::
 
     b"skI\\x01" | count c (u32) | ids: c x i64 | texts
 
 where ``texts`` is the UTF-8 of each username or phone number (surrogates passed through), each
 between two NUL bytes (``\\0a\\0b\\0``): text ``i`` points to ``ids[i]``. Reading a bucket
 costs a copy or two of its arrays, whatever it holds; a lookup by id is a binary search and the
-decoding of one row, by username or phone one search of the texts.
+decoding of one row, by username or phone one search of the texts. A bucket takes about as many
+bytes as the msgpack array or map it replaces (which keeps SQLite from moving it to overflow pages
+any sooner).
 
 Malformed bytes raise ``CorruptValueError`` naming the key, never showing the bytes.
 """
@@ -33,24 +36,37 @@ import msgpack
 from statekit.errors import CorruptValueError
 
 __all__ = [
-    "MAGIC_INDEX",
-    "MAGIC_PEERS",
+    "INDEX_TAG",
+    "PEERS_TAG",
     "PackedIndex",
     "PackedPeers",
-    "pack_index",
+    "is_packed_index",
+    "is_packed_peers",
     "not_a_peer_bucket",
+    "pack_index",
     "pack_peers",
 ]
 
-MAGIC_PEERS: Final = b"skP\x01"
-MAGIC_INDEX: Final = b"skI\x01"
-_HEAD = 8  # magic and count
+PEERS_TAG: Final = b"skP"
+INDEX_TAG: Final = b"skI"
+_WIDE, _SHORT = b"\x01", b"\x02"  # peer bucket formats: row ends as u32, as u16
+_HEAD = 8  # tag, format and count
 _SWAP = sys.byteorder != "little"  # arrays are stored little-endian
 _pack_row = msgpack.Packer().pack
 _COUNT = struct.Struct("<I").pack
 
-if array("I").itemsize != 4 or array("q").itemsize != 8:  # pragma: no cover - every CPython platform
-    raise ImportError("statekit needs 4-byte 'I' and 8-byte 'q' arrays")
+if (array("H").itemsize, array("I").itemsize, array("q").itemsize) != (2, 4, 8):  # pragma: no cover
+    raise ImportError("statekit needs 2-byte 'H', 4-byte 'I' and 8-byte 'q' arrays")
+
+
+def is_packed_peers(value: object) -> bool:
+    """True if ``value`` is (meant to be) a packed peer bucket."""
+    return type(value) is bytes and value[:3] == PEERS_TAG
+
+
+def is_packed_index(value: object) -> bool:
+    """True if ``value`` is (meant to be) a packed index bucket."""
+    return type(value) is bytes and value[:3] == INDEX_TAG
 
 
 def not_a_peer_bucket(key: str, exc: Exception) -> CorruptValueError:
@@ -75,7 +91,8 @@ def _raw(found: array[Any]) -> bytes:
 
 
 def _header(key: str, data: bytes, magic: bytes, per_entry: int, what: str) -> int:
-    """The entry count of packed bucket ``data``, its size checked against it."""
+    """The entry count of packed bucket ``data`` (tag and format ``magic``), its size checked
+    against it."""
     if len(data) < _HEAD or data[:4] != magic:
         raise CorruptValueError(f"key {key!r} does not hold a packed {what} bucket (bad header)")
     count = int.from_bytes(data[4:_HEAD], "little")
@@ -100,13 +117,14 @@ class PackedPeers:
     __slots__ = ("_base", "_data", "_ends", "_ids", "key", "seen")
 
     def __init__(self, key: str, data: bytes) -> None:
-        count = _header(key, data, MAGIC_PEERS, 12, "peer")
+        short = data[3:4] == _SHORT
+        count = _header(key, data, PEERS_TAG + (_SHORT if short else _WIDE), 10 if short else 12, "peer")
         self.key = key
         self.seen: dict[int, Any] = {}  # rows decoded so far, by id: kept by whoever decodes them
         self._data = data
         self._ids = _array("q", data, _HEAD, count)
-        self._ends = _array("I", data, _HEAD + 8 * count, count)
-        self._base = _HEAD + 12 * count
+        self._ends = _array("H" if short else "I", data, _HEAD + 8 * count, count)
+        self._base = _HEAD + (10 if short else 12) * count
         _check_ends(key, self._ends, len(data) - self._base, "peer")
 
     def __len__(self) -> int:
@@ -117,7 +135,7 @@ class PackedPeers:
         return self._data[self._base + start : self._base + self._ends[i]]
 
     def find(self, peer_id: int) -> bytes | None:
-        """The packed row of ``peer_id``, or None if the bucket has none."""
+        """The packed row of ``peer_id`` (without its id), or None if the bucket has none."""
         ids = self._ids
         i = bisect_left(ids, peer_id)
         if i < len(ids) and ids[i] == peer_id:
@@ -125,14 +143,14 @@ class PackedPeers:
         return None
 
     def items(self) -> Iterator[tuple[int, bytes]]:
-        """Every (id, packed row), by ascending id."""
+        """Every (id, packed row without its id), by ascending id."""
         for i, peer_id in enumerate(self._ids):
             yield peer_id, self._at(i)
 
     def decoded(self) -> list[tuple[int, Any]]:
-        """Every (id, row as msgpack decodes it, arrays as tuples), by ascending id, in one pass.
-        Raises ``CorruptValueError`` naming the key if the rows are not that many msgpack
-        values."""
+        """Every (id, row without its id as msgpack decodes it, arrays as tuples), by ascending
+        id, in one pass. Raises ``CorruptValueError`` naming the key if the rows are not that
+        many msgpack values."""
         unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=max(len(self._data), 1024))
         unpacker.feed(self._data[self._base :])
         try:
@@ -148,7 +166,7 @@ class PackedIndex:
     __slots__ = ("_base", "_data", "_ids", "key")
 
     def __init__(self, key: str, data: bytes) -> None:
-        count = _header(key, data, MAGIC_INDEX, 8, "username or phone index")
+        count = _header(key, data, INDEX_TAG + b"\x01", 8, "username or phone index")
         self.key = key
         self._data = data
         self._ids = _array("q", data, _HEAD, count)
@@ -195,19 +213,24 @@ def pack_peers(key: str, rows: Mapping[int, Any], *, has_packed: bool = True) ->
         ids = array("q", order)
         values = [rows[peer_id] for peer_id in order]
         if has_packed and bytes in set(map(type, values)):
-            parts = [row if type(row) is bytes else _pack_row(row) for row in values]
+            parts = [row if type(row) is bytes else _pack_row(row[1:]) for row in values]
         else:
-            parts = list(map(_pack_row, values))
+            parts = [_pack_row(row[1:]) for row in values]
     except (TypeError, OverflowError, ValueError):  # the row is not shown: it may hold secrets
         raise CorruptValueError(
             f"key {key!r}: a peer bucket entry has an id that is not a 64-bit int or a row "
             "that cannot be packed"
         ) from None
     ends = array("I", accumulate(map(len, parts)))
+    short = not ends or ends[-1] <= 0xFFFF
+    if short:
+        ends = array("H", ends)
     if _SWAP:  # pragma: no cover - big-endian hosts
         ids.byteswap()
         ends.byteswap()
-    return b"".join((MAGIC_PEERS, _COUNT(len(order)), ids.tobytes(), ends.tobytes(), *parts))
+    return b"".join((
+        PEERS_TAG, _SHORT if short else _WIDE, _COUNT(len(order)), ids.tobytes(), ends.tobytes(), *parts
+    ))
 
 
 def pack_index(entries: Mapping[str, int]) -> bytes:
@@ -218,7 +241,8 @@ def pack_index(entries: Mapping[str, int]) -> bytes:
         entries = {text: peer_id for text, peer_id in entries.items() if "\0" not in text}
         texts = "\0".join(entries)
     return b"".join((
-        MAGIC_INDEX,
+        INDEX_TAG,
+        b"\x01",
         _COUNT(len(entries)),
         _raw(array("q", list(entries.values()))),
         f"\0{texts}\0".encode("utf-8", "surrogatepass") if entries else b"\0",

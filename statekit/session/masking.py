@@ -16,7 +16,7 @@ from typing import Any, Final
 import msgpack
 
 from statekit.errors import CorruptValueError
-from statekit.session._packed import MAGIC_INDEX, MAGIC_PEERS, PackedIndex, PackedPeers
+from statekit.session._packed import PackedIndex, PackedPeers, is_packed_index, is_packed_peers
 
 __all__ = [
     "SECRET_FIELDS",
@@ -89,14 +89,15 @@ def readable(key: str, value: Any) -> Any:
     (``statekit.session._packed``) decoded to the form older buckets were stored in: an array of
     rows, a map of username or phone to peer id. Any other value, or a packed bucket that does
     not decode, is returned as it is."""
-    if type(value) is not bytes or value[:4] not in (MAGIC_PEERS, MAGIC_INDEX):
+    peers, index = is_packed_peers(value), is_packed_index(value)
+    if not (peers or index):
         return value
     match = SESSION_KEY.fullmatch(key) if isinstance(key, str) else None
     kind = match.group(1).split(":", 1)[0] if match is not None else None
     try:
-        if value[:4] == MAGIC_PEERS and kind == "peers":
-            return [msgpack.unpackb(row) for _, row in PackedPeers(key, value).items()]
-        if value[:4] == MAGIC_INDEX and kind in ("names", "phones"):
+        if peers and kind == "peers":
+            return [[peer_id, *msgpack.unpackb(row)] for peer_id, row in PackedPeers(key, value).items()]
+        if index and kind in ("names", "phones"):
             return PackedIndex(key, value).to_dict()
     except (CorruptValueError, ValueError, TypeError, msgpack.UnpackException):
         pass

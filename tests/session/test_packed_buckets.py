@@ -21,8 +21,8 @@ from statekit.session._buckets import (
     thawed,
 )
 from statekit.session._packed import (
-    MAGIC_INDEX,
-    MAGIC_PEERS,
+    INDEX_TAG,
+    PEERS_TAG,
     PackedIndex,
     PackedPeers,
     pack_index,
@@ -58,6 +58,22 @@ def test_a_packed_peer_bucket_finds_every_row_and_nothing_else(n: int) -> None:
             assert checked_row(view, KEY, absent) is None
     assert decode_peer_bucket(KEY, pack_peers(KEY, given)) == given
     assert [peer_id for peer_id, _ in view.items()] == sorted(given)
+
+
+@pytest.mark.parametrize(("n", "name_size", "ends"), [(20, 10, 2), (400, 200, 4)])
+def test_a_bucket_takes_about_the_bytes_of_its_msgpack_rows(n: int, name_size: int, ends: int) -> None:
+    """Row ends take 2 bytes while the rows fit in 64 KiB, 4 beyond; the ids (8 bytes) stand in
+    for the ids the rows no longer hold (9 bytes for Telegram's ids), so a packed bucket is no
+    larger than the msgpack array of its rows plus its ends and a header."""
+    given = {
+        -1_000_000_000_000 - k: (-1_000_000_000_000 - k, SECRET_HASH + k, "supergroup", (f"chan{k}",),
+                                 None, 1_700_000_000, "N" * name_size)
+        for k in range(n)
+    }
+    packed = pack_peers(KEY, given)
+    assert packed[3] == (2 if ends == 2 else 1)
+    assert len(packed) <= len(msgpack.packb(list(given.values()))) + ends * n + 8
+    assert decode_peer_bucket(KEY, packed) == given
 
 
 def test_a_thawed_bucket_packs_its_unchanged_rows_as_they_were() -> None:
@@ -125,12 +141,12 @@ def _peer_bucket_bad(data: bytes) -> None:
 
 def test_malformed_packed_peer_buckets_are_refused_by_key_without_showing_them() -> None:
     good = pack_peers(KEY, rows(3))
-    count = good[4:8]
-    _peer_bucket_bad(MAGIC_PEERS)  # no count
-    _peer_bucket_bad(MAGIC_PEERS + (10**6).to_bytes(4, "little") + good[8:])  # more than fit
+    _peer_bucket_bad(good[:4])  # no count
+    _peer_bucket_bad(good[:4] + (10**6).to_bytes(4, "little") + good[8:])  # more than fit
+    _peer_bucket_bad(PEERS_TAG + b"\x09" + good[4:])  # a format it does not know
+    _peer_bucket_bad(PEERS_TAG + b"\x01" + good[4:])  # 16-bit row ends read as 32-bit ones
     _peer_bucket_bad(good[:-1])  # cut short: the rows do not end where it does
     _peer_bucket_bad(good + b"\x00")
-    _peer_bucket_bad(MAGIC_PEERS + count + good[16:24] * 3 + good[32:])  # ids not of their rows
     one = pack_peers(KEY, {1: (1, SECRET_HASH, "user", (), None, 1, None)})
     _peer_bucket_bad(one[:-3] + b"\xc1\xc1\xc1")  # not msgpack
     _peer_bucket_bad(one.replace(b"user", b"\xc0\xc0\xc0\xc0"))  # not a row
@@ -141,8 +157,9 @@ def test_malformed_packed_peer_buckets_are_refused_by_key_without_showing_them()
 def test_malformed_packed_index_buckets_are_refused_by_key() -> None:
     good = pack_index({"ann": 1, "bob": 2})
     for bad in (
-        MAGIC_INDEX + (2).to_bytes(4, "little"),  # ids missing
-        MAGIC_INDEX + (10**8).to_bytes(4, "little") + good[8:],
+        INDEX_TAG + b"\x01" + (2).to_bytes(4, "little"),  # ids missing
+        INDEX_TAG + b"\x01" + (10**8).to_bytes(4, "little") + good[8:],
+        INDEX_TAG + b"\x02" + good[4:],  # a format it does not know
         good[:-1],  # a text without its closing NUL
         good + b"x\0",  # more texts than ids
         good.replace(b"ann", b"\xff\xfe\xfd"),  # not UTF-8
