@@ -3,11 +3,12 @@ lookup searches without decoding the rest of it.
 
 A packed peer bucket (``PEERS_TAG`` and a format byte, then little-endian)::
 
-    b"skP" | 1 or 2 | count c (u32) | ids: c x i64, ascending | ends: c x u32 (1) or u16 (2) | rows
+    b"skP" | format | count c (u32) | ids: c x i64 or i32, ascending | ends: c x u32 or u16 | rows
 
 where ``rows`` is the msgpack arrays of the rows without their id (``[access_hash, type,
 [usernames], phone, last_update_on, name]``), one after another, and ``ends[i]`` is where row
-``i`` ends within them (format 2 when they fit in 64 KiB). A packed index bucket (``INDEX_TAG``)::
+``i`` ends within them; format 1: i64 ids and u32 ends, 2: i64 and u16, 3: i32 and u32, 4: i32
+and u16 (the narrow form whenever every id, or every end, fits in it). A packed index bucket (``INDEX_TAG``)::
 
     b"skI\\x01" | count c (u32) | ids: c x i64 | texts
 
@@ -49,14 +50,17 @@ __all__ = [
 
 PEERS_TAG: Final = b"skP"
 INDEX_TAG: Final = b"skI"
-_WIDE, _SHORT = b"\x01", b"\x02"  # peer bucket formats: row ends as u32, as u16
+# peer bucket formats: the array types of its ids and of its row ends, by format byte
+_FORMATS: Final = {1: ("q", "I"), 2: ("q", "H"), 3: ("i", "I"), 4: ("i", "H")}
+_FORMAT_OF: Final = {codes: bytes((n,)) for n, codes in _FORMATS.items()}
+_SIZES: Final = {"H": 2, "I": 4, "i": 4, "q": 8}
 _HEAD = 8  # tag, format and count
 _SWAP = sys.byteorder != "little"  # arrays are stored little-endian
 _pack_row = msgpack.Packer().pack
 _COUNT = struct.Struct("<I").pack
 
-if (array("H").itemsize, array("I").itemsize, array("q").itemsize) != (2, 4, 8):  # pragma: no cover
-    raise ImportError("statekit needs 2-byte 'H', 4-byte 'I' and 8-byte 'q' arrays")
+if any(array(code).itemsize != size for code, size in _SIZES.items()):  # pragma: no cover
+    raise ImportError("statekit needs arrays of 2-byte 'H', 4-byte 'I' and 'i', 8-byte 'q'")
 
 
 def is_packed_peers(value: object) -> bool:
@@ -117,14 +121,15 @@ class PackedPeers:
     __slots__ = ("_base", "_data", "_ends", "_ids", "key", "seen")
 
     def __init__(self, key: str, data: bytes) -> None:
-        short = data[3:4] == _SHORT
-        count = _header(key, data, PEERS_TAG + (_SHORT if short else _WIDE), 10 if short else 12, "peer")
+        id_code, end_code = _FORMATS.get(data[3], ("q", "I")) if len(data) > 3 else ("q", "I")
+        id_size, end_size = _SIZES[id_code], _SIZES[end_code]
+        count = _header(key, data, PEERS_TAG + _FORMAT_OF[id_code, end_code], id_size + end_size, "peer")
         self.key = key
         self.seen: dict[int, Any] = {}  # rows decoded so far, by id: kept by whoever decodes them
         self._data = data
-        self._ids = _array("q", data, _HEAD, count)
-        self._ends = _array("H" if short else "I", data, _HEAD + 8 * count, count)
-        self._base = _HEAD + (10 if short else 12) * count
+        self._ids = _array(id_code, data, _HEAD, count)
+        self._ends = _array(end_code, data, _HEAD + id_size * count, count)
+        self._base = _HEAD + (id_size + end_size) * count
         _check_ends(key, self._ends, len(data) - self._base, "peer")
 
     def __len__(self) -> int:
@@ -222,14 +227,15 @@ def pack_peers(key: str, rows: Mapping[int, Any], *, has_packed: bool = True) ->
             "that cannot be packed"
         ) from None
     ends = array("I", accumulate(map(len, parts)))
-    short = not ends or ends[-1] <= 0xFFFF
-    if short:
+    if not ends or ends[-1] <= 0xFFFF:
         ends = array("H", ends)
+    if not order or (-(2**31) <= order[0] and order[-1] < 2**31):
+        ids = array("i", order)
     if _SWAP:  # pragma: no cover - big-endian hosts
         ids.byteswap()
         ends.byteswap()
     return b"".join((
-        PEERS_TAG, _SHORT if short else _WIDE, _COUNT(len(order)), ids.tobytes(), ends.tobytes(), *parts
+        PEERS_TAG, _FORMAT_OF[ids.typecode, ends.typecode], _COUNT(len(order)), ids.tobytes(), ends.tobytes(), *parts
     ))
 
 
