@@ -10,7 +10,8 @@ row must still have that username or phone: an index entry is only a pointer).
 
 Stored forms: a bucket is written packed (``statekit.session._packed``: one ``bytes`` value that a
 lookup searches without decoding it whole); a row is the msgpack array
-``[id, access_hash, type, [usernames], phone, last_update_on, name]`` (6 items: no name).
+``[id, access_hash, type, [usernames], phone, last_update_on, name]`` (6 items: no name; in a
+packed bucket without its id, which the bucket's id array holds).
 Unpacked buckets (written before 2026-12-06) are read as well: a peer bucket as an array of rows,
 an index bucket as a map ``{username or phone: peer id}``; the next write of a bucket packs it.
 

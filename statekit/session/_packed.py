@@ -8,7 +8,8 @@ A packed peer bucket (``PEERS_TAG`` and a format byte, then little-endian)::
 where ``rows`` is the msgpack arrays of the rows without their id (``[access_hash, type,
 [usernames], phone, last_update_on, name]``), one after another, and ``ends[i]`` is where row
 ``i`` ends within them; format 1: i64 ids and u32 ends, 2: i64 and u16, 3: i32 and u32, 4: i32
-and u16 (the narrow form whenever every id, or every end, fits in it). A packed index bucket (``INDEX_TAG``)::
+and u16 (the narrow form whenever every id, or every end, fits in it). A packed index bucket
+(``INDEX_TAG`` and format 1)::
 
     b"skI\\x01" | count c (u32) | ids: c x i64 | texts
 

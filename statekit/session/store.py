@@ -13,12 +13,12 @@ Keys of session ``NAME`` (all share the Redis Cluster hash tag ``{NAME}``)::
     session:{NAME}:states          update states of every box
     session:{NAME}:lease           the ownership lease (see ``statekit.session.lease``)
 
-(packed: ``statekit.session._buckets`` and ``statekit.session._packed``; a lookup decodes the
-one row it finds, not the bucket.) A lookup by id is one storage read, by username or phone two.
-Writing any number of peers
-writes at most 1,536 keys. ``open()`` takes the ownership lease; while it is held no other
-process writes the session, so the store serves repeated reads from memory (the record, the
-update states and the peer buckets it has read or written) and writes peers in one batch.
+Buckets are packed (``statekit.session._buckets``, ``statekit.session._packed``): a lookup
+decodes the one row it finds, not the bucket. A lookup by id is one storage read, by username or
+phone two. Writing any number of peers writes at most 1,536 keys. ``open()`` takes the ownership
+lease; while it is held no other process writes the session, so the store serves repeated reads
+from memory (the record, the update states and the peer buckets it has read or written) and
+writes peers in one batch.
 """
 
 from __future__ import annotations
