@@ -4,9 +4,12 @@ lookup finds exactly its entry, and malformed bytes are refused by key without b
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from statekit.errors import CorruptValueError
 from statekit.session._buckets import (
@@ -169,3 +172,54 @@ def test_malformed_packed_index_buckets_are_refused_by_key() -> None:
     ):
         with pytest.raises(CorruptValueError, match="names:3"):
             decode_index_bucket("session:{bot}:names:3", bad)
+
+
+_ROW = st.tuples(
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from(["user", "bot", "group", "channel", "supergroup"]),
+    st.lists(st.text(min_size=1, max_size=12), max_size=3).map(tuple),
+    st.none() | st.text("0123456789", min_size=1, max_size=15),
+    st.none() | st.integers(0, 2**40),
+    st.none() | st.text(min_size=1, max_size=20),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.integers(-(2**63), 2**63 - 1), _ROW, max_size=40),
+    st.dictionaries(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1), max_size=40),
+)
+def test_any_rows_and_names_round_trip(given_rows: dict[int, Any], names: dict[str, int]) -> None:
+    rows_by_id = {peer_id: (peer_id, *row) for peer_id, row in given_rows.items()}
+    assert decode_peer_bucket(KEY, pack_peers(KEY, rows_by_id)) == rows_by_id
+    kept = {text: peer_id for text, peer_id in names.items() if "\0" not in text}
+    view = PackedIndex("k", pack_index(names))
+    assert view.to_dict() == kept
+    assert all(view.get(text) == peer_id for text, peer_id in kept.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_damaged_packed_buckets_raise_only_corrupt_value_error(data: st.DataObject) -> None:
+    """Whatever bytes a packed bucket holds (a valid one with bytes changed, cut or added), its
+    readers answer or raise ``CorruptValueError``, never anything else."""
+    good = data.draw(st.sampled_from([pack_peers(KEY, rows(12)), pack_peers(KEY, rows(12, bits=32)),
+                                      pack_index({f"user{i}": i for i in range(12)})]))
+    damaged = bytearray(good)
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(damaged) - 1))
+        damaged[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, 8))
+    blob = bytes(damaged[: len(damaged) - cut]) + data.draw(st.binary(max_size=8))
+    for read in (
+        lambda: decode_peer_bucket(KEY, blob),
+        lambda: [checked_row(view, KEY, i) for view in [peer_view(KEY, blob)] for i in range(-3, 3)],
+        lambda: [checked_row(view, KEY, i) for view in [peer_view(KEY, blob)]
+                 if isinstance(view, PackedPeers) for i, _ in view.items()],
+        lambda: decode_index_bucket("k", blob),
+        lambda: index_view("k", blob).get("user3"),
+    ):
+        try:
+            read()
+        except CorruptValueError:
+            pass
