@@ -96,14 +96,18 @@ def _as_list(key: str, value: Any) -> Any:
     return value
 
 
+def _with_id(peer_id: int, item: Any) -> PeerRow:
+    """The row of ``peer_id`` whose packed form (stored without the id) decoded to ``item``,
+    checked; ``TypeError``/``ValueError`` naming the field otherwise (never the values)."""
+    if type(item) is not tuple:
+        raise TypeError(f"a {type(item).__name__}, not a row")
+    return stored_peer_row((peer_id, *item))
+
+
 def _unpacked_row(key: str, peer_id: int, packed: bytes) -> PeerRow:
-    """The packed row of ``peer_id`` in bucket ``key`` (stored without its id), decoded and
-    checked."""
+    """The packed row of ``peer_id`` in bucket ``key``, decoded and checked."""
     try:
-        item = msgpack.unpackb(packed, use_list=False)
-        if type(item) is not tuple:
-            raise TypeError(f"a {type(item).__name__}, not a row")
-        return stored_peer_row((peer_id, *item))
+        return _with_id(peer_id, msgpack.unpackb(packed, use_list=False))
     except (TypeError, ValueError, msgpack.UnpackException) as exc:
         raise not_a_peer_bucket(key, exc) from None
 
@@ -120,9 +124,7 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
     if type(value) is bytes:
         try:
             for peer_id, item in PackedPeers(key, value).decoded():
-                if type(item) is not tuple:
-                    raise TypeError(f"a {type(item).__name__}, not a row")
-                found[peer_id] = stored_peer_row((peer_id, *item))
+                found[peer_id] = _with_id(peer_id, item)
         except (TypeError, ValueError) as exc:
             raise not_a_peer_bucket(key, exc) from None
         return found

@@ -84,6 +84,12 @@ def _mask_peer(value: Any) -> Any:
     return shown
 
 
+def _kind(key: object) -> str | None:
+    """Which session record ``key`` is (``data``, ``peers``, ``names``...), or None."""
+    match = SESSION_KEY.fullmatch(key) if isinstance(key, str) else None
+    return match.group(1).split(":", 1)[0] if match is not None else None
+
+
 def readable(key: str, value: Any) -> Any:
     """``value`` as stored under ``key``, with a packed peer or index bucket of a session
     (``statekit.session._packed``) decoded to the form older buckets were stored in: an array of
@@ -92,8 +98,7 @@ def readable(key: str, value: Any) -> Any:
     peers, index = is_packed_peers(value), is_packed_index(value)
     if not (peers or index):
         return value
-    match = SESSION_KEY.fullmatch(key) if isinstance(key, str) else None
-    kind = match.group(1).split(":", 1)[0] if match is not None else None
+    kind = _kind(key)
     try:
         if peers and kind == "peers":
             return [[peer_id, *msgpack.unpackb(row)] for peer_id, row in PackedPeers(key, value).items()]
@@ -114,8 +119,7 @@ def mask_secrets(key: str, value: Any) -> Any:
     ``SessionCipher`` is ciphertext and stays as it is. Returns a new value; ``value`` itself is
     not changed.
     """
-    match = SESSION_KEY.fullmatch(key) if isinstance(key, str) else None
-    kind = match.group(1).split(":", 1)[0] if match is not None else None
+    kind = _kind(key)
     value = readable(key, value)
     if kind in ("peers", "phones") and type(value) is bytes:
         return _hidden(value)  # not a bucket that decodes: it may still hold secrets
