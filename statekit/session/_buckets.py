@@ -28,6 +28,7 @@ from typing import Any, Final, cast
 
 import msgpack
 
+from statekit.codec import INT64_MAX, INT64_MIN
 from statekit.errors import CorruptValueError
 from statekit.session._packed import (
     PackedIndex,
@@ -215,9 +216,12 @@ def decode_index_bucket(key: str, value: Any) -> IndexBucket:
     if type(value) is bytes:
         return PackedIndex(key, value).to_dict()
     if type(value) is not dict or not all(
-        type(k) is str and type(v) is int for k, v in value.items()
+        type(k) is str and type(v) is int and INT64_MIN <= v <= INT64_MAX for k, v in value.items()
     ):
-        raise CorruptValueError(f"key {key!r} does not hold a username or phone index bucket")
+        raise CorruptValueError(
+            f"key {key!r} does not hold a username or phone index bucket (a map of text to "
+            "signed 64-bit peer id)"
+        )
     return dict(value)
 
 

@@ -529,25 +529,16 @@ class SessionStore:
                     self._phones_prefix, phone_claims, phone_dropped, written, buckets, raw, False
                 )
                 return not written or await self._swap_buckets(written, buckets, raw)
-            # with the lease: the peer buckets are written while the indexes are merged (SQLite
-            # writes in its own thread, Redis in its own process), then the index buckets
-            writes: list[asyncio.Future[None]] = []
-            try:
-                if written:
-                    writes.append(asyncio.ensure_future(self._put_buckets(written, buckets)))
-                indexes: list[str] = []
-                await self._merge_index(self._names_prefix, claims, dropped, indexes, buckets, raw, True)
-                await self._merge_index(
-                    self._phones_prefix, phone_claims, phone_dropped, indexes, buckets, raw, True
-                )
-                if indexes:
-                    writes.append(asyncio.ensure_future(self._put_buckets(indexes, buckets)))
-                await asyncio.gather(*writes)
-            except BaseException:
-                for write in writes:
-                    write.cancel()
-                await asyncio.gather(*writes, return_exceptions=True)
-                raise
+            # with the lease: every changed bucket (peers, then indexes) in one batch, after the
+            # whole merge: one transaction on SQLite, one MSET on Redis, so a failure part-way
+            # (a malformed index bucket, a lost connection) leaves no peer written without its index
+            indexes: list[str] = []
+            await self._merge_index(self._names_prefix, claims, dropped, indexes, buckets, raw, True)
+            await self._merge_index(
+                self._phones_prefix, phone_claims, phone_dropped, indexes, buckets, raw, True
+            )
+            if written or indexes:
+                await self._put_buckets([*written, *indexes], buckets)
             for key in (*written, *indexes):
                 self._cache.recount(key)
             return True

@@ -160,6 +160,12 @@ def test_malformed_packed_peer_buckets_are_refused_by_key_without_showing_them()
         pack_peers(KEY, {"1": (1, 2, "user", (), None, 1, None)})  # type: ignore[dict-item]
 
 
+def test_an_unpacked_index_bucket_with_an_id_beyond_64_bits_is_refused_by_key() -> None:
+    with pytest.raises(CorruptValueError, match="names:3"):
+        decode_index_bucket("session:{bot}:names:3", {"ann": 2**64 - 1})
+    assert decode_index_bucket("k", {"ann": -(2**63), "bob": 2**63 - 1}) == {"ann": -(2**63), "bob": 2**63 - 1}
+
+
 def test_malformed_packed_index_buckets_are_refused_by_key() -> None:
     good = pack_index({"ann": 1, "bob": 2})
     for bad in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgpack
@@ -23,6 +24,7 @@ from statekit.session import (
 )
 from statekit.session._buckets import PEER_BUCKETS, decode_index_bucket, decode_peer_bucket
 from statekit.session._peers import PeerRow
+from statekit.storage._fastpath import FastPathStorage
 from statekit.testing import RedisServer
 
 KEY = bytes(range(256))
@@ -406,6 +408,27 @@ async def test_a_bucket_that_is_not_a_peer_bucket_is_reported_by_key(storage: Ba
     with pytest.raises(CorruptValueError, match=r"peers:3.*id, access_hash, type"):
         await store.get_peer_by_id(3)
     assert await store.get_peer_by_id(1) is not None  # the other buckets are untouched
+
+
+@pytest.mark.parametrize("leased", [False, True], ids=["unleased", "leased"])
+async def test_an_index_bucket_holding_an_id_beyond_64_bits_is_reported_by_key(
+    storage: BaseStorage, leased: bool
+) -> None:
+    """msgpack can hold an unsigned 64-bit id that no peer has (written by another program):
+    writing next to it fails with the typed error naming the bucket, and nothing is written."""
+    if not isinstance(storage, FastPathStorage):
+        pytest.skip("only a storage that takes stored msgpack bytes can hold such a value")
+    store = SessionStore(storage, "main")
+    key = store._names_key("bob")  # noqa: SLF001
+    await storage.set_many_encoded([(key, msgpack.packb({"other": 2**64 - 1}))], ttl=None)
+    if leased:
+        await store.open()
+    try:
+        with pytest.raises(CorruptValueError, match=re.escape(key)):
+            await store.update_peers([Peer(3, 4, "user", ("bob",))])
+    finally:
+        await store.close()
+    assert await SessionStore(storage, "main").get_peer_by_id(3) is None
 
 
 async def test_an_unchanged_peer_is_rewritten_only_to_refresh_an_old_stamp(
