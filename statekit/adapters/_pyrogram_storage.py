@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 import pyrogram.storage.storage as _client_storage
@@ -185,10 +186,13 @@ class PyrogramStorage(Storage):
             await self.store.update_peer_rows(full)
         if short:
             pending = self._pending
-            if not pending:
-                pending.update(short)
+            if not pending and not self._flush_lock.locked():
+                self._pending = short  # nobody holds the empty one: no copy of a large batch
             else:
-                for peer_id, row in short.items():
+                for n, (peer_id, row) in enumerate(short.items(), 1):
+                    if n % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                        pending = self._pending  # a flush meanwhile took the one before
                     staged = pending.get(peer_id)
                     if staged is not None and staged[3]:
                         # usernames staged by update_usernames and not written yet: a row without
@@ -241,7 +245,13 @@ class PyrogramStorage(Storage):
                     merged[peer_id] = (row[0], row[1], row[2], given, row[4], row[5], row[6])
                 else:
                     rest.append((peer_id, given))
-            pending.update(merged)
+            if len(merged) <= _YIELD_EVERY:
+                pending.update(merged)
+            else:  # the flush waits for the lock meanwhile: it sees all of them or none
+                rows = iter(merged.items())
+                for _ in range(0, len(merged), _YIELD_EVERY):
+                    pending.update(islice(rows, _YIELD_EVERY))
+                    await asyncio.sleep(0)
         if rest:
             await self._flush()
             await self.store.update_usernames(rest)

@@ -102,6 +102,18 @@ def _with_id(peer_id: int, item: Any) -> PeerRow:
     checked; ``TypeError``/``ValueError`` naming the field otherwise (never the values)."""
     if type(item) is not tuple:
         raise TypeError(f"a {type(item).__name__}, not a row")
+    if len(item) == 6:  # the common row, checked inline (a first lookup decodes one of these)
+        access_hash, kind, usernames, phone, stamp, name = item
+        if (
+            type(access_hash) is int
+            and type(kind) is str
+            and type(usernames) is tuple
+            and (phone is None or type(phone) is str)
+            and (stamp is None or type(stamp) is int)
+            and (name is None or type(name) is str)
+            and (not usernames or (len(usernames) == 1 and type(usernames[0]) is str))
+        ):
+            return (peer_id, *item)
     return stored_peer_row((peer_id, *item))
 
 

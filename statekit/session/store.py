@@ -85,24 +85,45 @@ log = logging.getLogger("statekit.session")
 _Item = TypeVar("_Item")
 
 
+class _Drops:
+    """Index entries to drop: ``texts[i]`` if it still points to peer ``ids[i]``. Two lists rather
+    than a list of pairs: a pair per renamed peer would fill the collector's youngest generation
+    with 100,000 tuples in a large write, collected in one long pause."""
+
+    __slots__ = ("ids", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.ids: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
 class _IndexChanges:
     """Index changes of one peer write: claims (lower-case username or phone -> the id of the peer
-    written with it) and drops ((username or phone, the peer id that no longer has it))."""
+    written with it) and drops (usernames and phones peers no longer have)."""
 
     __slots__ = ("dropped_names", "dropped_phones", "names", "phones")
 
     def __init__(self) -> None:
         self.names: dict[str, int] = {}
-        self.dropped_names: list[tuple[str, int]] = []
+        self.dropped_names = _Drops()
         self.phones: dict[str, int] = {}
-        self.dropped_phones: list[tuple[str, int]] = []
+        self.dropped_phones = _Drops()
 
 _CHUNK = 500
 _CHUNK_BUCKETS = 64  # buckets read in one call
 _WARM_ENTRIES = 8192  # rows or index entries of older buckets read ahead in one call (~5 ms of decoding)
-_WARM_PACKED_ENTRIES = 65536  # the same, of packed buckets (about 4 MB)
+# the same, of packed buckets (about 10 MB): one call for most sessions, as a call per chunk
+# would hand the GIL back and forth between the event loop taking in one chunk and SQLite's
+# thread reading the next (each handover waiting out the interpreter's 5 ms switch interval)
+_WARM_PACKED_ENTRIES = 262_144
+_YIELD_WARM = 64  # buckets read ahead taken in between two turns of the event loop
 _YIELD_ROWS = 1000  # rows merged or decoded between two turns of the event loop
 _YIELD_PACKED = 1000  # rows packed between two turns of the event loop (about 1 ms)
+_YIELD_SCAN = 10_000  # ids mapped to their bucket number between two turns (about 0.3 ms)
+_bucket_number: Final = PEER_BUCKETS.__rmod__  # peer id -> its bucket's number
 _MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the lease
 _LAYOUT = 2
 _REFRESH_AFTER = 300  # seconds: an unchanged peer is rewritten only to refresh an older stamp
@@ -463,12 +484,20 @@ class SessionStore:
         """One attempt of ``_write_peers``: False if a compare-and-set found a bucket changed."""
         self._peer_gen += 1
         pp = self._peers_prefix
-        keys = {n: f"{pp}{n}" for n in {peer_id % PEER_BUCKETS for peer_id in items}}
+        ids = list(items)
+        numbers: set[int] = set()
+        for start in range(0, len(ids), _YIELD_SCAN):
+            if start:
+                await asyncio.sleep(0)  # a large batch must not hold the event loop
+            numbers.update(map(_bucket_number, ids[start : start + _YIELD_SCAN]))
+        keys = {n: f"{pp}{n}" for n in numbers}
         buckets, raw = await self._load(list(keys.values()), index_peer_bucket, caching)
         by_number = {n: cast(PeerBucket, buckets[key]) for n, key in keys.items()}
         dirty: set[int] = set()
         claims, dropped = changes.names, changes.dropped_names
         phone_claims, phone_dropped = changes.phones, changes.dropped_phones
+        drop_name, drop_name_of = dropped.texts.append, dropped.ids.append
+        drop_phone, drop_phone_of = phone_dropped.texts.append, phone_dropped.ids.append
         pending = iter(items.items())  # items is the caller's own: not changed meanwhile
         try:
             for start in range(0, len(items), _YIELD_ROWS):
@@ -509,19 +538,22 @@ class SessionStore:
                             low, was = has[0].lower(), had[0].lower()
                             if low != was:
                                 claims[low] = peer_id
-                                dropped.append((was, peer_id))
+                                drop_name(was)
+                                drop_name_of(peer_id)
                         else:
                             kept = {name.lower() for name in has}
                             for low in kept:
                                 claims[low] = peer_id
                             for name in had:
                                 if name.lower() not in kept:
-                                    dropped.append((name.lower(), peer_id))
+                                    drop_name(name.lower())
+                                    drop_name_of(peer_id)
                     if old[4] != row[4]:
                         if row[4] is not None:
                             phone_claims[row[4]] = peer_id
                         if old[4] is not None:
-                            phone_dropped.append((old[4], peer_id))
+                            drop_phone(old[4])
+                            drop_phone_of(peer_id)
             written = [keys[n] for n in dirty]
             if not caching:
                 await self._merge_index(self._names_prefix, claims, dropped, written, buckets, raw, False)
@@ -551,7 +583,7 @@ class SessionStore:
         self,
         prefix: str,
         claims: dict[str, int],
-        dropped: list[tuple[str, int]],
+        dropped: _Drops,
         dirty: list[str],
         buckets: dict[str, dict[Any, Any]],
         raw: dict[str, Any],
@@ -563,16 +595,21 @@ class SessionStore:
         if not claims and not dropped:
             return
         texts = list(claims)
+        used: set[int] = set()  # the bucket numbers met
         numbers: list[int] = []  # the bucket number of each of texts
         for start in range(0, len(texts), _YIELD_ROWS):
             if start:
                 await asyncio.sleep(0)  # a large batch must not hold the event loop
-            numbers += index_buckets(texts[start : start + _YIELD_ROWS])
+            some = index_buckets(texts[start : start + _YIELD_ROWS])
+            numbers += some
+            used.update(some)
         drop_numbers: list[int] = []  # the bucket number of each of dropped
         for start in range(0, len(dropped), _YIELD_ROWS):
             await asyncio.sleep(0)
-            drop_numbers += index_buckets([text for text, _ in dropped[start : start + _YIELD_ROWS]])
-        keys = {n: f"{prefix}{n}" for n in {*numbers, *drop_numbers}}
+            some = index_buckets(dropped.texts[start : start + _YIELD_ROWS])
+            drop_numbers += some
+            used.update(some)
+        keys = {n: f"{prefix}{n}" for n in used}
         loaded, read = await self._load(list(keys.values()), decode_index_bucket, caching)
         buckets.update(loaded)
         raw.update(read)
@@ -583,8 +620,10 @@ class SessionStore:
         for start in range(0, len(dropped), _YIELD_ROWS):
             if start:
                 await asyncio.sleep(0)
-            some = dropped[start : start + _YIELD_ROWS]
-            for (text, peer_id), n in zip(some, drop_numbers[start : start + _YIELD_ROWS], strict=True):
+            end = start + _YIELD_ROWS
+            for text, peer_id, n in zip(
+                dropped.texts[start:end], dropped.ids[start:end], drop_numbers[start:end], strict=True
+            ):
                 bucket = by_number[n]
                 if bucket.get(text) == peer_id and claims.get(text) != peer_id:
                     del bucket[text]
@@ -778,9 +817,14 @@ class SessionStore:
         arriving = self._arriving
         try:
             stored = await self._read(keys)
-            if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
-                return  # lookups read as before
+            taken = 0
             for key in keys:
+                if taken % _YIELD_WARM == 0:
+                    if taken:
+                        await asyncio.sleep(0)  # taking in a large session must not hold the loop
+                    if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
+                        return  # lookups read as before
+                taken += 1
                 decode = peer_view if key.startswith(self._peers_prefix) else index_view
                 bucket = decode(key, stored.get(key))
                 if len(self._cache) + len(bucket) > self._cache.size:
@@ -798,12 +842,23 @@ class SessionStore:
         peer, or None."""
         if type(peer_id) is not int:
             raise TypeError(f"peer id must be an int, not {type(peer_id).__name__}")
-        key = self._peers_key(peer_id)
-        return checked_row(await self._bucket(key, peer_view), key, peer_id)
+        key = f"{self._peers_prefix}{peer_id % PEER_BUCKETS}"
+        bucket = self._cached(key)  # the common case, without a coroutine of its own
+        if bucket is None:
+            bucket = await self._bucket(key, peer_view)
+        return checked_row(bucket, key, peer_id)
+
+    def _cached(self, key: str) -> Any:
+        """The cached bucket ``key`` while the lease is held, else None (as ``_bucket`` finds it)."""
+        lease = self._lease
+        return self._cache.get(key) if lease is not None and lease.held else None
 
     async def _indexed(self, key: str, text: str) -> PeerRow | None:
         """The row of the peer that index bucket ``key`` points ``text`` to, or None."""
-        peer_id = (await self._bucket(key, index_view)).get(text)
+        bucket = self._cached(key)
+        if bucket is None:
+            bucket = await self._bucket(key, index_view)
+        peer_id = bucket.get(text)
         return None if peer_id is None else await self.peer_row_by_id(peer_id)
 
     async def peer_row_by_username(self, username: str) -> PeerRow | None:
@@ -814,9 +869,12 @@ class SessionStore:
         if not lowered:
             return None
         row = await self._indexed(self._names_key(lowered), lowered)
-        if row is None or not any(name.lower() == lowered for name in row[3]):
+        if row is None:
             return None
-        return row
+        names = row[3]
+        if len(names) == 1:  # the common case, without a generator
+            return row if names[0].lower() == lowered else None
+        return row if any(name.lower() == lowered for name in names) else None
 
     async def peer_row_by_phone_number(self, phone_number: str) -> PeerRow | None:
         """The stored row of the peer with ``phone_number`` (``+``, spaces, dashes ignored)."""

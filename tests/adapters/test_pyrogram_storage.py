@@ -358,3 +358,68 @@ async def test_a_bad_staged_peer_names_its_field_and_stages_nothing(
         raw.types.InputPeerUser(user_id=4, access_hash=40)
     )
     await storage.close()
+
+
+def _batch(first: int, n: int, access_hash: int) -> list[tuple[int, int, str, None]]:
+    return [(peer_id, access_hash + peer_id, "user", None) for peer_id in range(first, first + n)]
+
+
+async def test_a_large_batch_staged_while_a_flush_runs_is_written_whole(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    """A batch larger than one turn of the event loop, merged into peers already staged while the
+    background flush takes them: every peer reaches the storage, none is left behind in the
+    staging map that flush took."""
+    backing = make_storage()
+    storage = PyrogramStorage(backing, "bot")
+    await storage.open()
+    big = _batch(2, 40_000, 10)  # 20 turns of the loop: the flush takes the map in between
+    try:
+        await storage.update_peers(_batch(1, 1, 10))  # staged; its background flush is queued
+        lock = storage._flush_lock  # noqa: SLF001 - held here so that the batch merges into it
+        await lock.acquire()
+        try:
+            staging = asyncio.ensure_future(storage.update_peers(big))
+            while len(storage._pending) < 2:  # noqa: SLF001 - the merge has begun, and yields
+                await asyncio.sleep(0)
+        finally:
+            lock.release()  # the queued flush takes the staged map while the merge goes on
+        await staging
+        await storage.save()
+    finally:
+        await storage.close()
+    stored = {peer.id: peer.access_hash async for peer in SessionStore(backing, "bot").iter_peers()}
+    assert stored == {peer_id: access_hash for peer_id, access_hash, _, _ in [*_batch(1, 1, 10), *big]}
+
+
+async def test_lookups_during_a_large_username_update_see_all_of_it_or_none(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    """``update_usernames`` of staged peers, a batch larger than one turn of the event loop, is
+    applied in slices holding the flush lock (as ``Client.fetch_peers`` stages, then names): a
+    lookup meanwhile waits and sees all of it; a bad pair applies none of it."""
+    storage = PyrogramStorage(make_storage(), "bot")
+    await storage.open()
+    try:
+        names = [(peer_id, [f"Name{peer_id}"]) for peer_id in range(1, 6001)]
+
+        async def fetch_peers() -> None:
+            await storage.update_peers(_batch(1, 6000, 10))
+            await storage.update_usernames(names)  # takes the lock before the background flush
+
+        fetching = asyncio.ensure_future(fetch_peers())
+        while not storage._flush_lock.locked():  # noqa: SLF001 - until update_usernames holds it
+            await asyncio.sleep(0)
+        found = await asyncio.gather(
+            *(storage.get_peer_by_username(f"name{peer_id}") for peer_id in (1, 3000, 6000))
+        )
+        await fetching
+        assert [peer.user_id for peer in found] == [1, 3000, 6000]
+        await storage.update_peers(_batch(1, 6000, 20))  # staged again
+        with pytest.raises(TypeError, match="must be a list of str"):  # a bad pair: none applied
+            await storage.update_usernames([*((i, [f"Other{i}"]) for i in range(1, 6001)), (1, "x")])
+        assert (await storage.get_peer_by_username("name5999")).access_hash == 20 + 5999
+        with pytest.raises(KeyError):
+            await storage.get_peer_by_username("other5999")
+    finally:
+        await storage.close()
