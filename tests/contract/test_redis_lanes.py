@@ -4,10 +4,13 @@ connections and go out pipelined, yet each caller gets its own reply or its own 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any
 
 import pytest
 import redis.asyncio
+import redis.asyncio.connection
 
 from statekit import RedisStorage, StorageUnavailableError, WrongTypeError
 from statekit.testing import RedisServer
@@ -140,3 +143,49 @@ async def test_a_server_that_stops_answering_times_out_and_cancellation_stays_ca
         await storage.clear_namespace()
     await client.aclose()
     await raw.aclose()
+
+
+async def test_a_large_write_cancelled_at_any_point_is_all_or_nothing_and_the_lanes_go_on(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``set_many`` of megabytes is one ``MSET`` sent in pieces, the event loop running between
+    them: stopped part-way, its connection is dropped (the server never runs half a command, and
+    the next command on that lane is not read as the rest of it)."""
+    big = {f"big{i}": bytes([i % 251]) * 8000 for i in range(400)}  # ~3.2 MB in one MSET
+    async with RedisStorage(redis_server.url, namespace="lanes-large") as storage:
+        for turns in range(0, 40, 3):
+            await storage.clear_namespace()
+            writing = asyncio.create_task(storage.set_many(big))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writing
+            found = await storage.get_many(list(big))
+            assert len(found) in (0, len(big)), f"cancelled after {turns} turns: {len(found)} keys"
+            if found:
+                assert found == big
+            await storage.set_state("after", turns)
+            assert await storage.get_state("after") == turns
+
+        ticks = 0
+        sent_at: list[int] = []  # the ticker's count as each write to the socket begins
+        send = redis.asyncio.connection.AbstractConnection.send_packed_command
+
+        async def recording(self: Any, command: Any, check_health: bool = True) -> None:
+            sent_at.append(ticks)
+            await send(self, command, check_health)
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", recording)
+        counting = asyncio.create_task(ticker())
+        await storage.set_many(big)
+        counting.cancel()
+        assert len(set(sent_at)) >= 8  # other tasks ran between the pieces (~256 KiB each)
+        assert await storage.get_many(list(big)) == big
+        await storage.clear_namespace()

@@ -12,7 +12,10 @@ every write, which creates a task); instead one timer per storage checks the exc
 every half ``socket_timeout`` and ends those past their deadline with ``asyncio.TimeoutError``
 (so a timeout fires after 1 to 1.5 times ``socket_timeout``). The setting is put back when the
 connection returns to the pool. Commands are packed by ``hiredis.pack_command`` when hiredis is
-installed.
+installed. A command of more than ``_MANY_ARGS`` arguments and ``_PIECE_BYTES`` (a large ``MSET``)
+is packed and sent ``_PIECE_BYTES`` at a time, the event loop running in between (packing
+megabytes at once held the loop for 5-15 ms); if that send stops part-way, the connection is
+dropped.
 
 Replies are redis-py's raw replies (no response callbacks). An error reply raises its redis-py
 exception for that command only. Connection errors are retried with the connection's own
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -254,6 +257,33 @@ class CommandLanes:
 
 
 _UNREAD: Any = object()
+_MANY_ARGS = 256  # a command with more arguments is packed and sent in pieces
+_PIECE_BYTES = 256 * 1024  # bytes of such a command packed and sent in one turn of the loop
+
+
+def _is_large(command: Command) -> bool:
+    """Whether ``command`` has more than ``_MANY_ARGS`` arguments and ``_PIECE_BYTES`` of them."""
+    if len(command) <= _MANY_ARGS:
+        return False
+    return sum(len(arg) for arg in command if isinstance(arg, bytes | str)) > _PIECE_BYTES
+
+
+def _pieces(conn: AbstractConnection, command: Command) -> Iterator[bytes]:
+    """``command`` in the Redis protocol (an array of bulk strings, its arguments encoded as the
+    connection encodes them), about ``_PIECE_BYTES`` at a time. redis-py and hiredis pack a command
+    in one go; this packs it as it is sent."""
+    encode: Callable[[Any], bytes] = conn.encoder.encode
+    parts: list[bytes] = [b"*%d\r\n" % len(command)]
+    size = 0
+    for arg in command:
+        data = encode(arg)
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+        size += len(data) + 16
+        if size >= _PIECE_BYTES:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
 
 
 async def _exchange(
@@ -270,8 +300,10 @@ async def _exchange(
         if stale:
             await conn.disconnect()  # closed by the server while idle (or unread data): start afresh
     todo = [i for i, reply in enumerate(replies) if reply is _UNREAD]
-    packed: Any
-    if _hiredis_pack is not None:
+    packed: Any = None
+    if len(todo) == 1 and _is_large(commands[todo[0]]):
+        pass  # sent in pieces below
+    elif _hiredis_pack is not None:
         packed = b"".join([_hiredis_pack(commands[i]) for i in todo])
     elif len(todo) == 1:
         packed = conn.pack_command(*commands[todo[0]])
@@ -279,7 +311,10 @@ async def _exchange(
         packed = conn.pack_commands([commands[i] for i in todo])
     task = deadlines.enter()
     try:
-        await conn.send_packed_command(packed, check_health=False)
+        if packed is not None:
+            await conn.send_packed_command(packed, check_health=False)
+        else:
+            await _send_in_pieces(conn, commands[todo[0]])
         for i in todo:
             try:
                 replies[i] = await conn.read_response()
@@ -296,3 +331,19 @@ async def _exchange(
         if task is not None:
             deadlines.leave(task)
     return replies
+
+
+async def _send_in_pieces(conn: AbstractConnection, command: Command) -> None:
+    """Send a large ``command`` piece by piece, the event loop running between pieces. If the
+    send stops part-way (an error, a cancellation) the connection is dropped: the next command on
+    it would otherwise be read by the server as the rest of this one."""
+    sent = False
+    try:
+        for n, piece in enumerate(_pieces(conn, command)):
+            if n:
+                await asyncio.sleep(0)
+            await conn.send_packed_command(piece, check_health=False)
+        sent = True
+    finally:
+        if not sent:
+            await conn.disconnect()
