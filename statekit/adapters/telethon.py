@@ -201,7 +201,14 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
     async def flush(self) -> None:
         """Write every change made since the last write to the store."""
-        await self._read_in_slices()  # entities queued by process_entities
+        reader = self._reader
+        if reader is not None and not reader.done():
+            # the background reader is at it: reading alongside it would read two slices in every
+            # turn of the event loop (twice the stall); its error, if any, is raised here
+            await asyncio.wait([reader])
+            if not reader.cancelled() and (error := reader.exception()) is not None:
+                raise error
+        await self._read_in_slices()  # entities queued by process_entities (those left)
         if not (self._dirty_fields or self._dirty_peers or self._dirty_states):
             return
         self._require_open()

@@ -112,6 +112,47 @@ async def test_a_lookup_while_the_background_reader_is_part_way_sees_every_queue
         assert [peer.access_hash if peer else None for peer in stored] == [5000, 6999, 8499, 9]
 
 
+async def test_save_while_the_background_reader_runs_reads_one_slice_a_turn(
+    make_storage: Callable[..., BaseStorage],
+) -> None:
+    """save() waits for the background reader instead of reading beside it (two slices in every
+    turn of the event loop: twice the stall), and raises what stopped that reader."""
+    users = [types.User(id=1000 + i, access_hash=5000 + i, username=f"s{i}", first_name="S") for i in range(6000)]
+    async with TelethonSession(make_storage(), "one-reader") as session:
+        turns = 0
+        read_at: list[int] = []  # the turn of the loop each slice was read in
+        remember = session._remember
+
+        def counting(entities: Any) -> None:
+            read_at.append(turns)
+            remember(entities)
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)
+                turns += 1
+
+        session._remember = counting  # type: ignore[method-assign]
+        ticking = asyncio.create_task(ticker())
+        session.process_entities(users)
+        await asyncio.sleep(0)  # the background reader begins
+        await session.save()
+        ticking.cancel()
+        assert len(read_at) == 6 and len(set(read_at)) == 6, read_at
+        assert (await session.store.get_peer_by_id(6999)).access_hash == 10999  # type: ignore[union-attr]
+
+        def failing(entities: Any) -> None:
+            raise RuntimeError("a slice could not be read")
+
+        session._remember = failing  # type: ignore[method-assign]
+        session.process_entities(users[:10])
+        await asyncio.sleep(0)  # the background reader begins, and fails
+        with pytest.raises(RuntimeError, match="could not be read"):
+            await session.save()
+        session._remember = remember  # type: ignore[method-assign]
+
+
 @pytest.mark.parametrize("lookups_every", [1, 5, 1000], ids=["each-batch", "every-5", "at-the-end"])
 async def test_usernames_and_phones_resolve_to_their_current_holder_however_rarely_looked_up(
     lookups_every: int,
