@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, cast
 
 import msgpack
@@ -57,6 +58,7 @@ __all__ = [
     "pack_bucket",
     "packed_bucket",
     "peer_bucket",
+    "peer_buckets",
     "peer_view",
     "thawed",
 ]
@@ -73,6 +75,11 @@ pack_bucket = msgpack.Packer().pack
 def peer_bucket(peer_id: int) -> int:
     """The bucket number of ``peer_id`` (0 <= n < PEER_BUCKETS)."""
     return peer_id % PEER_BUCKETS
+
+
+def peer_buckets(peer_ids: Iterable[int]) -> Iterator[int]:
+    """``peer_bucket`` of each of ``peer_ids``, in order (mapped in C: for a batch)."""
+    return map(PEER_BUCKETS.__rmod__, peer_ids)
 
 
 def index_bucket(text: str) -> int:

@@ -98,7 +98,8 @@ def make_row(
     if type(peer_id) is not int or not -_INT64 <= peer_id < _INT64:
         raise TypeError(f"peer id must be a 64-bit int, not {peer_id!r}")
     if type(access_hash) is not int or not -_INT64 <= access_hash < _INT64:
-        raise TypeError(f"peer {peer_id}: access_hash must be a 64-bit int, not {access_hash!r}")
+        shown = "an int out of range" if type(access_hash) is int else type(access_hash).__name__
+        raise TypeError(f"peer {peer_id}: access_hash must be a 64-bit int, not {shown}")  # not shown: a secret
     if type(kind) is not str:
         raise TypeError(f"peer {peer_id}: type must be a str, not {type(kind).__name__}")
     if type(usernames) is not tuple:

@@ -50,6 +50,7 @@ from statekit.session._buckets import (
     pack_bucket,
     packed_bucket,
     peer_bucket,
+    peer_buckets,
     peer_view,
     thawed,
 )
@@ -123,7 +124,6 @@ _YIELD_WARM = 64  # buckets read ahead taken in between two turns of the event l
 _YIELD_ROWS = 1000  # rows merged or decoded between two turns of the event loop
 _YIELD_PACKED = 1000  # rows packed between two turns of the event loop (about 1 ms)
 _YIELD_SCAN = 10_000  # ids mapped to their bucket number between two turns (about 0.3 ms)
-_bucket_number: Final = PEER_BUCKETS.__rmod__  # peer id -> its bucket's number
 _MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the lease
 _LAYOUT = 2
 _REFRESH_AFTER = 300  # seconds: an unchanged peer is rewritten only to refresh an older stamp
@@ -489,7 +489,7 @@ class SessionStore:
         for start in range(0, len(ids), _YIELD_SCAN):
             if start:
                 await asyncio.sleep(0)  # a large batch must not hold the event loop
-            numbers.update(map(_bucket_number, ids[start : start + _YIELD_SCAN]))
+            numbers.update(peer_buckets(ids[start : start + _YIELD_SCAN]))
         keys = {n: f"{pp}{n}" for n in numbers}
         buckets, raw = await self._load(list(keys.values()), index_peer_bucket, caching)
         by_number = {n: cast(PeerBucket, buckets[key]) for n, key in keys.items()}
@@ -842,7 +842,7 @@ class SessionStore:
         peer, or None."""
         if type(peer_id) is not int:
             raise TypeError(f"peer id must be an int, not {type(peer_id).__name__}")
-        key = f"{self._peers_prefix}{peer_id % PEER_BUCKETS}"
+        key = self._peers_key(peer_id)
         bucket = self._cached(key)  # the common case, without a coroutine of its own
         if bucket is None:
             bucket = await self._bucket(key, peer_view)
@@ -850,8 +850,7 @@ class SessionStore:
 
     def _cached(self, key: str) -> Any:
         """The cached bucket ``key`` while the lease is held, else None (as ``_bucket`` finds it)."""
-        lease = self._lease
-        return self._cache.get(key) if lease is not None and lease.held else None
+        return self._cache.get(key) if self._caching() else None
 
     async def _indexed(self, key: str, text: str) -> PeerRow | None:
         """The row of the peer that index bucket ``key`` points ``text`` to, or None."""

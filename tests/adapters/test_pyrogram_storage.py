@@ -338,7 +338,8 @@ async def test_staged_usernames_of_every_shape_are_stored_clean(
     ("bad", "message"),
     [
         ((2**63, 1, "user", None), "peer id must be a 64-bit int"),
-        ((5, -(2**63) - 1, "user", None), "access_hash must be a 64-bit int"),
+        ((5, -(2**63) - 1, "user", None), "access_hash must be a 64-bit int, not an int out of range$"),
+        ((5, "4711", "user", None), "access_hash must be a 64-bit int, not str$"),  # the hash not shown
         ((5, 1, 3, None), "type must be a str"),
         ((5, 1, "user", 15557), "phone_number must be a str"),
         (("5", 1, "user", None), "peer id must be a 64-bit int"),
@@ -380,8 +381,12 @@ async def test_a_large_batch_staged_while_a_flush_runs_is_written_whole(
         await lock.acquire()
         try:
             staging = asyncio.ensure_future(storage.update_peers(big))
-            while len(storage._pending) < 2:  # noqa: SLF001 - the merge has begun, and yields
+            for _ in range(10_000):  # turns of the loop, not time: the merge begins within a few
+                if len(storage._pending) >= 2:  # noqa: SLF001 - the merge has begun, and yields
+                    break
                 await asyncio.sleep(0)
+            else:
+                pytest.fail("the batch was never merged into the staged peers")
         finally:
             lock.release()  # the queued flush takes the staged map while the merge goes on
         await staging
@@ -408,8 +413,12 @@ async def test_lookups_during_a_large_username_update_see_all_of_it_or_none(
             await storage.update_usernames(names)  # takes the lock before the background flush
 
         fetching = asyncio.ensure_future(fetch_peers())
-        while not storage._flush_lock.locked():  # noqa: SLF001 - until update_usernames holds it
+        for _ in range(10_000):  # turns of the loop, not time
+            if storage._flush_lock.locked():  # noqa: SLF001 - update_usernames holds it
+                break
             await asyncio.sleep(0)
+        else:
+            pytest.fail("update_usernames never took the flush lock")
         found = await asyncio.gather(
             *(storage.get_peer_by_username(f"name{peer_id}") for peer_id in (1, 3000, 6000))
         )

@@ -13,6 +13,7 @@ import redis.asyncio
 import redis.asyncio.connection
 
 from statekit import RedisStorage, StorageUnavailableError, WrongTypeError
+from statekit.storage.redis._lanes import _pieces
 from statekit.testing import RedisServer
 
 
@@ -189,3 +190,13 @@ async def test_a_large_write_cancelled_at_any_point_is_all_or_nothing_and_the_la
         assert len(set(sent_at)) >= 8  # other tasks ran between the pieces (~256 KiB each)
         assert await storage.get_many(list(big)) == big
         await storage.clear_namespace()
+
+
+def test_a_large_command_sent_in_pieces_is_the_bytes_redis_py_packs() -> None:
+    conn = redis.asyncio.connection.Connection()
+    large = ("MSET", *(part for i in range(300) for part in (f"k{i}", bytes([i % 256]) * 1000, i)))
+    for command in (large, ("CLIENT LIST", "TYPE", "normal")):
+        pieces = list(_pieces(conn, command))
+        packed = conn.pack_command(*command)
+        assert b"".join(pieces) == (packed if isinstance(packed, bytes) else b"".join(packed))
+    assert len(list(_pieces(conn, large))) >= 2  # 300 KB: more than one piece

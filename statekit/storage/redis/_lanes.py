@@ -271,8 +271,12 @@ def _is_large(command: Command) -> bool:
 def _pieces(conn: AbstractConnection, command: Command) -> Iterator[bytes]:
     """``command`` in the Redis protocol (an array of bulk strings, its arguments encoded as the
     connection encodes them), about ``_PIECE_BYTES`` at a time. redis-py and hiredis pack a command
-    in one go; this packs it as it is sent."""
+    in one go; this packs it as it is sent. A command name of several words (``"CLIENT LIST"``)
+    is sent as separate arguments, as redis-py sends it."""
     encode: Callable[[Any], bytes] = conn.encoder.encode
+    name = command[0]
+    if isinstance(name, str | bytes):
+        command = (*name.split(), *command[1:])
     parts: list[bytes] = [b"*%d\r\n" % len(command)]
     size = 0
     for arg in command:
