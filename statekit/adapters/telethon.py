@@ -40,7 +40,7 @@ from telethon.tl.tlobject import TLObject
 from statekit.session import SessionCipher
 from statekit.session.records import UpdateState
 from statekit.session.store import SessionStore
-from statekit.session.support import PeerRow, normalize_phone, write_checked_rows
+from statekit.session.support import PeerRow, YoungCollector, normalize_phone, write_checked_rows
 from statekit.storage.base import BaseStorage
 
 __all__ = ["TelethonSession"]
@@ -129,6 +129,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._dirty_fields: dict[str, Any] = {}
         self._dirty_peers: dict[int, PeerRow] = {}
         self._dirty_states: dict[int, Any] = {}
+        self._collector = YoungCollector()  # for the rows _remember replaces
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "not open"
@@ -171,22 +172,16 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         self._unread.clear()
         self._unread_at = 0
         self._forget_peers()
-        async for peer in self.store.iter_peers():
-            if peer.id == 0:  # an entity-0 marker stored as a peer (statekit before 2026-12)
-                if self._user_id is None and peer.access_hash:
-                    self._user_id = peer.access_hash
+        async for row in self.store.iter_peer_rows():
+            peer_id, names = row[0], row[3]
+            if peer_id == 0:  # an entity-0 marker stored as a peer (statekit before 2026-12)
+                if self._user_id is None and row[1]:
+                    self._user_id = row[1]
                 continue
+            if names:
+                names = tuple(map(str.lower, names))
             self._index(
-                (
-                    peer.id,
-                    peer.access_hash,
-                    peer.type,
-                    tuple(name.lower() for name in peer.usernames),
-                    peer.phone_number,
-                    peer.last_update_on,
-                    peer.name,
-                ),
-                self._peers.get(peer.id),
+                (peer_id, row[1], row[2], names, row[4], row[5], row[6]), self._peers.get(peer_id)
             )
         self._update_states = {
             _entity_id(s.id): types.updates.State(
@@ -456,7 +451,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
         while self._unread:
             at = self._unread_at
             self._unread_at = at + _READ_EVERY
-            self._remember(self._unread[at : at + _READ_EVERY])
+            self._collector.replaced(self._remember(self._unread[at : at + _READ_EVERY]))
             if self._unread_at >= len(self._unread):
                 self._unread.clear()
                 self._unread_at = 0
@@ -470,10 +465,12 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             self._unread, self._unread_at = [], 0
             self._remember(queued[at:] if at else queued)
 
-    def _remember(self, entities: Iterable[Any]) -> None:
-        """Index ``entities`` and mark those that changed for the next write."""
+    def _remember(self, entities: Iterable[Any]) -> int:
+        """Index ``entities`` and mark those that changed for the next write; return how many
+        rows it replaced (for ``YoungCollector``)."""
         user, channel, chat = types.User, types.Channel, types.Chat
         peers, dirty = self._peers, self._dirty_peers
+        replaced = 0
         now = int(time.time())
         for entity in entities:
             cls = type(entity)
@@ -532,6 +529,9 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
             row: PeerRow = (marked_id, access_hash, kind, usernames, phone, now, name)
             self._index(row, old)
             dirty[marked_id] = row
+            if old is not None:
+                replaced += 1
+        return replaced
 
     def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
         self._read_queued()

@@ -903,27 +903,43 @@ class SessionStore:
         return None if row is None else row_peer(row)
 
     async def iter_peers(self) -> AsyncIterator[Peer]:
-        """Stream every stored peer (in no particular order)."""
+        """Stream every stored peer (in no particular order); the event loop runs between every
+        ``_YIELD_ROWS`` of them.
+
+        Raises ``CorruptValueError`` naming the key of a peer bucket that does not decode."""
+        async for row in self.iter_peer_rows():
+            yield row_peer(row)
+
+    async def iter_peer_rows(self) -> AsyncIterator[PeerRow]:
+        """Stream every stored peer as its row ``(id, access_hash, type, usernames,
+        phone_number, last_update_on, name)``, checked as ``Peer`` checks its fields, in no
+        particular order: ``iter_peers`` without a ``Peer`` object each. The event loop runs
+        between every ``_YIELD_ROWS`` rows (a client loading a large session keeps serving).
+
+        Raises ``CorruptValueError`` naming the key of a peer bucket that does not decode."""
         await self._ensure_layout()
-        pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:peers:*"
+        decoded = 0
+        async for keys in self._peer_bucket_keys():
+            for key, value in (await self.storage.get_many(keys)).items():
+                if decoded >= _YIELD_ROWS:
+                    decoded = 0
+                    await asyncio.sleep(0)  # a large session must not hold the loop
+                rows = decode_peer_bucket(key, value)
+                decoded += len(rows)
+                for row in rows.values():
+                    yield row
+
+    async def _peer_bucket_keys(self) -> AsyncIterator[list[str]]:
+        """The keys of the stored peer buckets, ``_CHUNK_BUCKETS`` at a time."""
         batch: list[str] = []
+        pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:peers:*"
         async for key in self.storage.scan_keys(pattern):
             batch.append(key)
             if len(batch) >= _CHUNK_BUCKETS:
-                for peer in await self._peers_of(batch):
-                    yield peer
+                yield batch
                 batch = []
         if batch:
-            for peer in await self._peers_of(batch):
-                yield peer
-
-    async def _peers_of(self, keys: list[str]) -> list[Peer]:
-        stored = await self.storage.get_many(keys)
-        return [
-            row_peer(row)
-            for key, value in stored.items()
-            for row in decode_peer_bucket(key, value).values()
-        ]
+            yield batch
 
     # ------------------------------------------------------------------ update states
 

@@ -5,7 +5,8 @@ peer rows as the store keeps them, the data-center address tables, and ferogram'
 
 ``make_row`` checks one row (``TypeError`` naming the peer and the field); ``username_pair`` checks
 one ``(peer_id, usernames)`` pair; ``SessionStore.update_peer_rows`` writes rows, checking each;
-``write_checked_rows`` writes rows an adapter has already checked, without checking them again.
+``write_checked_rows`` writes rows an adapter has already checked, without checking them again;
+``YoungCollector`` keeps the young generations small while an adapter replaces many rows it holds.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 
 from statekit.session import _ferogram as ferogram_format
+from statekit.session._collector import YoungCollector
 from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
 from statekit.session._peers import PeerRow, make_row, normalize_phone, username_pair
 from statekit.session.store import SessionStore
@@ -32,6 +34,7 @@ __all__ = [
     "PROD_ADDRESSES",
     "PeerRow",
     "TEST_ADDRESSES",
+    "YoungCollector",
     "ferogram_format",
     "make_row",
     "normalize_phone",

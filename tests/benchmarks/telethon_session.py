@@ -15,8 +15,12 @@ Telethon awaits it ("staged" is the time of ``process_entities`` alone). For eac
 ``--entities``, in every round, each subject in turn (the order rotates from round to round; an
 uncounted warm-up round at the smallest size runs first):
 N NEW entities into a fresh session, then the same N entities UPDATED (another access_hash and
-another username each) into the same open session. A few entities are read back from the store
-after each round (outside the timing) to check that the updates landed.
+another username each) into the same open session; then the session is closed and a RESTARTED
+client opens it again (timed: entities loaded per second, and the loop stall while it opens;
+Telethon's ``SQLiteSession`` reads nothing at open, statekit's loads every entity, its lookups
+being synchronous) and writes the same N entities changed once more (a third access_hash and
+username: every row it loaded is replaced). A few entities are read back from the store after
+each round (outside the timing) to check that the last writes landed.
 
 Each write runs under a ticker task sleeping 1 ms that records the longest gap between its
 wake-ups (the event loop's longest stall; Telethon's session is synchronous, so its whole write
@@ -30,6 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import inspect
+import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +47,13 @@ from telethon.tl import types
 
 from statekit import BaseStorage
 from statekit.adapters.telethon import TelethonSession
-from tests.benchmarks._harness import compare_in_rounds, compare_rows, rounds_parser, timed_save
+from tests.benchmarks._harness import (
+    LoopLag,
+    compare_in_rounds,
+    compare_rows,
+    rounds_parser,
+    timed_save,
+)
 
 if TYPE_CHECKING:
     from tests.benchmarks._harness import Result, Run, Stores
@@ -47,6 +61,7 @@ if TYPE_CHECKING:
 FIRST_ID = 100_000
 HASH_NEW = 7_000_000_000
 HASH_UPDATED = 8_000_000_000
+HASH_RESTARTED = 9_000_000_000
 SUBJECTS = {
     "telethon": "Telethon SQLiteSession (file)",
     "sqlite": "statekit TelethonSession, SQLite (file)",
@@ -55,11 +70,12 @@ SUBJECTS = {
 CHECKED = (0, 1, 3)  # entities read back after each round
 
 
-def make_users(n: int, *, updated: bool = False) -> Any:
+def make_users(n: int, *, updated: bool = False, restarted: bool = False) -> Any:
     """A ``contacts.Contacts`` of ``n`` users; ``updated=True``: the same users with another
-    access_hash and username."""
-    first_hash = HASH_UPDATED if updated else HASH_NEW
-    prefix = "renamed" if updated else "user"
+    access_hash and username; ``restarted=True``: with a third access_hash and username."""
+    first_hash, prefix = (
+        (HASH_RESTARTED, "again") if restarted else (HASH_UPDATED, "renamed") if updated else (HASH_NEW, "user")
+    )
     users = [
         types.User(
             id=FIRST_ID + i,
@@ -73,33 +89,53 @@ def make_users(n: int, *, updated: bool = False) -> Any:
     return types.contacts.Contacts(contacts=[], saved_count=0, users=users)
 
 
+async def timed_write(session: Any, tlo: Any, kind: str) -> dict[str, float]:
+    """``stage_<kind>``, ``write_<kind>`` (entities/s) and ``lag_<kind>`` (seconds) of
+    ``process_entities(tlo)`` + ``save()`` on ``session``."""
+    staged, durable, lag = await timed_save(partial(session.process_entities, tlo), session.save)
+    n = len(tlo.users)
+    return {f"stage_{kind}": n / staged, f"write_{kind}": n / durable, f"lag_{kind}": lag}
+
+
 async def write_new_then_updated(session: Any, new: Any, updated: Any) -> dict[str, float]:
-    """``stage_new``, ``write_new`` (entities/s), ``lag_new`` (seconds), and the same
-    ``_updated``, of the timed writes of ``new`` and then ``updated`` into ``session``."""
-    result: dict[str, float] = {}
-    for kind, tlo in (("new", new), ("updated", updated)):
-        staged, durable, lag = await timed_save(partial(session.process_entities, tlo), session.save)
-        result[f"stage_{kind}"] = len(tlo.users) / staged
-        result[f"write_{kind}"] = len(tlo.users) / durable
-        result[f"lag_{kind}"] = lag
-    return result
+    """The timed writes of ``new`` and then ``updated`` into ``session`` (``timed_write``)."""
+    return await timed_write(session, new, "new") | await timed_write(session, updated, "updated")
+
+
+async def timed_open(open_session: Callable[[], Any], n: int) -> tuple[Any, dict[str, float]]:
+    """The session ``open_session()`` opens (awaited if it returns an awaitable), with
+    ``open`` (stored entities per second of the open) and ``lag_open`` (seconds)."""
+    gc.collect()
+    async with LoopLag() as lag:
+        start = time.perf_counter()
+        session = open_session()
+        if inspect.isawaitable(session):
+            session = await session
+        took = time.perf_counter() - start
+    return session, {"open": n / took, "lag_open": lag.worst}
 
 
 def check(name: str, hashes: dict[int, int | None]) -> None:
-    """Raise unless the stored access_hash of each checked entity is the updated one."""
-    wrong = {i: h for i, h in hashes.items() if h != HASH_UPDATED + i}
+    """Raise unless the stored access_hash of each checked entity is the last one written."""
+    wrong = {i: h for i, h in hashes.items() if h != HASH_RESTARTED + i}
     if wrong:
         raise AssertionError(f"{name}: entities not updated in the store: {wrong}")
 
 
-async def run_telethon(workdir: Path, tag: str, new: Any, updated: Any) -> dict[str, float]:
+async def run_telethon(workdir: Path, tag: str, new: Any, updated: Any, again: Any) -> dict[str, float]:
     """One round of Telethon's ``SQLiteSession`` on a new file (deleted at the end)."""
-    session = SQLiteSession(str(workdir / f"bench-{tag}"))
+    path = str(workdir / f"bench-{tag}")
+    session = SQLiteSession(path)
     try:
         result = await write_new_then_updated(session, new, updated)
     finally:
         session.close()
-    reader = SQLiteSession(str(workdir / f"bench-{tag}"))  # what a restarted client reads
+    restarted, opened = await timed_open(partial(SQLiteSession, path), len(new.users))
+    try:
+        result |= opened | await timed_write(restarted, again, "restarted")
+    finally:
+        restarted.close()
+    reader = SQLiteSession(path)  # what a restarted client reads
     try:
         check(tag, {i: (reader.get_entity_rows_by_id(FIRST_ID + i) or (0, None))[1] for i in CHECKED})
     finally:
@@ -108,7 +144,9 @@ async def run_telethon(workdir: Path, tag: str, new: Any, updated: Any) -> dict[
     return result
 
 
-async def run_statekit(storage: BaseStorage, tag: str, new: Any, updated: Any) -> dict[str, float]:
+async def run_statekit(
+    storage: BaseStorage, tag: str, new: Any, updated: Any, again: Any
+) -> dict[str, float]:
     """One round of ``TelethonSession`` over ``storage`` holding the lease (the session is
     deleted at the end)."""
     session = TelethonSession(storage, f"bench-{tag}")
@@ -117,6 +155,11 @@ async def run_statekit(storage: BaseStorage, tag: str, new: Any, updated: Any) -
         result = await write_new_then_updated(session, new, updated)
     finally:
         await session.aclose()
+    restarted, opened = await timed_open(TelethonSession(storage, f"bench-{tag}").open, len(new.users))
+    try:
+        result |= opened | await timed_write(restarted, again, "restarted")
+    finally:
+        await restarted.aclose()
     try:
         hashes = {}
         for i in CHECKED:  # read from the storage, not from the closed session's memory
@@ -131,8 +174,11 @@ async def run_statekit(storage: BaseStorage, tag: str, new: Any, updated: Any) -
 def size_rows(runs: dict[str, list[dict[str, float]]], entities: int) -> list[Result]:
     """The table rows of one size: each measure of each subject against Telethon."""
     rows: list[Result] = []
-    for kind in ("new", "updated"):
-        group = f"{kind} entities"
+    for kind in ("new", "updated", "restarted"):
+        group = f"{kind} entities" if kind != "restarted" else "restarted client, entities changed"
+        if kind == "restarted":
+            rows += compare_rows(runs, SUBJECTS, "Telethon", group,
+                                 f"open() of {entities:,} stored (entities/s)", "open", stall="lag_open")
         rows += compare_rows(runs, SUBJECTS, "Telethon", group,
                              f"process_entities ×{entities:,} (staged)", f"stage_{kind}")
         rows += compare_rows(runs, SUBJECTS, "Telethon", group,
@@ -142,7 +188,10 @@ def size_rows(runs: dict[str, list[dict[str, float]]], entities: int) -> list[Re
 
 def subjects(args: argparse.Namespace, stores: Stores) -> list[tuple[str, Run]]:
     """Telethon, statekit SQLite and statekit Redis, each measuring one round at a size."""
-    tlos = {n: (make_users(n), make_users(n, updated=True)) for n in args.entities}
+    tlos = {
+        n: (make_users(n), make_users(n, updated=True), make_users(n, restarted=True))
+        for n in args.entities
+    }
 
     async def telethon(n: int, r: int) -> dict[str, float]:
         return await run_telethon(stores.workdir, f"t{n}-{r}", *tlos[n])
