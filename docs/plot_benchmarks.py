@@ -12,6 +12,10 @@ horizontal bar per row (ops/s, logarithmic when the figures span more than 50x),
 group, with the ratio against the row's baseline written after the bar. Rows measured once per
 round (the session scripts) may also carry ``median`` (drawn as a black tick on the bar) and
 ``median_ratio`` (the median of the round-by-round ratios, written after the best one).
+
+A same-run A/B (``tests/benchmarks/session_ab.py --json``, ``benchmark`` ending in ``_ab``) is
+drawn as two panels: each row's worst event-loop stall in the base tree and in this one, and the
+median round-by-round rate ratio this / base.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 BENCH_DIR = HERE / "bench"
 FIELDS = ("group", "subject", "operation", "concurrency", "ops_per_s")
+AB_FIELDS = ("group", "subject", "operation", "base_ops_per_s", "this_ops_per_s", "this_vs_base")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -36,8 +41,9 @@ def load(path: Path) -> dict[str, Any]:
     rows = doc.get("rows") if isinstance(doc, dict) else None
     if not isinstance(rows, list):
         raise ValueError(f"{path}: no 'rows' list")
+    fields = AB_FIELDS if str(doc.get("benchmark", "")).endswith("_ab") else FIELDS
     for n, row in enumerate(rows):
-        missing = [f for f in FIELDS if not isinstance(row, dict) or f not in row]
+        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
         if missing:
             raise ValueError(f"{path}: row {n} lacks {', '.join(missing)}")
     return dict(doc)
@@ -110,6 +116,49 @@ def plot(doc: dict[str, Any], name: str, out: Path) -> Path:
     return out
 
 
+def plot_ab(doc: dict[str, Any], name: str, out: Path) -> Path:
+    """Write the two-panel chart of a same-run A/B to ``out`` and return it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = doc["rows"]
+    labels = [f"{r['group']} · {r['subject']} · {r['operation']}" for r in rows]
+    positions = list(range(len(rows)))[::-1]
+    fig, (stalls, ratios) = plt.subplots(
+        1, 2, figsize=(14, max(2.5, 0.45 * len(rows) + 1.6)), sharey=True,
+        gridspec_kw={"width_ratios": [3, 2]},
+    )
+    for offset, side, colour in ((0.2, "base", "tab:gray"), (-0.2, "this", "tab:blue")):
+        values = [float(r.get(f"{side}_stall_ms") or 0.0) for r in rows]
+        stalls.barh([p + offset for p in positions], values, height=0.4, color=colour,
+                    label=f"{side} tree")
+        for pos, value in zip(positions, values, strict=True):
+            stalls.text(value, pos + offset, f" {value:.1f}", va="center", fontsize=7)
+    stalls.axvline(20, color="tab:red", linestyle="--", linewidth=1, label="20 ms target")
+    stalls.set_xscale("log")
+    stalls.set_xlabel("worst event-loop stall over the rounds, ms\n(lower is better, log scale)")
+    stalls.set_yticks(positions, labels, fontsize=8)
+    stalls.legend(fontsize=7, loc="lower right")
+    change = [float(r["this_vs_base"]) for r in rows]
+    shade = ["tab:green" if c > 1.03 else "tab:orange" if c < 0.97 else "tab:gray" for c in change]
+    ratios.barh(positions, change, color=shade)
+    ratios.axvline(1, color="black", linewidth=1)
+    for pos, value in zip(positions, change, strict=True):
+        ratios.text(value, pos, f" {value:.2f}×", va="center", fontsize=7)
+    ratios.set_xlim(0, max(change) * 1.25)
+    ratios.set_xlabel("rate this / base, median of rounds\n(higher is better; grey: within 3 %)")
+    subtitle = " · ".join(str(doc[k]) for k in ("date", "machine") if doc.get(k))
+    fig.suptitle(f"{doc.get('benchmark', name)}: this tree against {doc.get('base', 'base')}\n{subtitle}",
+                 fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Plot docs/bench/*.json as PNG bar charts.")
     parser.add_argument(
@@ -133,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             doc = load(path)
             out = (args.out_dir or path.parent) / f"{path.stem}.png"
-            print(plot(doc, path.stem, out))
+            draw = plot_ab if str(doc.get("benchmark", "")).endswith("_ab") else plot
+            print(draw(doc, path.stem, out))
         except ValueError as exc:
             print(f"plot_benchmarks: {exc}", file=sys.stderr)
             status = 1

@@ -53,3 +53,22 @@ def test_malformed_json_is_reported(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "row 0 lacks" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_a_same_run_ab_gets_its_two_panel_chart(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    row = {
+        "group": "restarted", "subject": "statekit", "operation": "save()",
+        "base_ops_per_s": 100.0, "this_ops_per_s": 102.0, "this_vs_base": 1.02,
+        "base_stall_ms": 52.3, "this_stall_ms": 9.6,
+    }
+    good, bad = tmp_path / "session_ab.json", tmp_path / "broken_ab.json"
+    good.write_text(json.dumps({"benchmark": "session_ab", "base": "abc1234", "rows": [row]}))
+    bad.write_text(json.dumps({"benchmark": "session_ab", "rows": [{"group": "x", "ops_per_s": 1}]}))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(good), str(bad)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1  # the broken one is reported, the good one still drawn
+    assert "row 0 lacks subject, operation, base_ops_per_s" in proc.stderr
+    assert (tmp_path / "session_ab.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "broken_ab.png").exists()
