@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -17,6 +18,13 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 def statekit_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "statekit.cli", *args]
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a command a test interrupts with SIGINT: a shell starts background jobs
+    with SIGINT ignored, a child inherits that, and Python then raises no KeyboardInterrupt, so
+    a suite run in the background would see the command finish instead."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clitools import Run, assert_one_line_error, load_json, statekit_cmd
+from clitools import Run, assert_one_line_error, interruptible, load_json, statekit_cmd
 
 from statekit import open_storage
 from statekit._cli.demo import BOT_ID, expected_counts
@@ -107,6 +107,7 @@ def test_interrupted_demo_resumes_half_filled_forms(cli: Run, tmp_path: Path) ->
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 60
     while not _has_profiles(url):

@@ -10,7 +10,16 @@ import time
 import uuid
 from pathlib import Path
 
-from clitools import Run, assert_one_line_error, clear, dump, fill, load_json, statekit_cmd
+from clitools import (
+    Run,
+    assert_one_line_error,
+    clear,
+    dump,
+    fill,
+    interruptible,
+    load_json,
+    statekit_cmd,
+)
 
 from statekit import open_storage
 from statekit.testing import RedisClusterSetup
@@ -208,6 +217,7 @@ def test_interrupt_says_how_to_resume(cli: Run, tmp_path: Path, sqlite_url: str)
         text=True,
         env={**os.environ, "_STATEKIT_TEST_BATCH_DELAY": "0.05"},
         cwd=tmp_path,
+        preexec_fn=interruptible,
     )
     assert proc.stderr is not None
     # Ctrl-C once the copy runs (its first progress line): 40 batches of >= 50 ms are left, so
