@@ -164,7 +164,7 @@ async def compare_in_rounds(
     (``args.rounds``) of ``subjects(stores)`` at each size of ``counts``, ``rows_of(runs, size)``
     printed under ``title`` (the sizes and rounds added), written to ``args.json`` if given (as
     benchmark ``args.name``), and returned. ``args`` comes from a ``rounds_parser``."""
-    async with sqlite_and_redis(f"statekit-{args.name}-bench-") as stores:
+    async with sqlite_and_redis(f"statekit-{args.name}-bench-", postgres=args.postgres) as stores:
         runs = await interleaved(args.rounds, counts, subjects(stores))
     rows = [row for n in counts for row in rows_of(runs[n], n)]
     shown = ", ".join(f"{n:,}" for n in counts)
@@ -175,7 +175,7 @@ async def compare_in_rounds(
 
 def rounds_parser(name: str, doc: str | None, unit: str) -> argparse.ArgumentParser:
     """The command line of benchmark ``name`` run by ``compare_in_rounds``: ``--{unit}`` (the
-    sizes, default 10000,100000), ``--rounds`` (7) and ``--json``."""
+    sizes, default 10000,100000), ``--rounds`` (7), ``--json`` and ``--postgres``."""
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.set_defaults(name=name, unit=unit)
     parser.add_argument(f"--{unit}", type=sizes, default=[10_000, 100_000],
@@ -183,6 +183,8 @@ def rounds_parser(name: str, doc: str | None, unit: str) -> argparse.ArgumentPar
     parser.add_argument("--rounds", type=int, default=7,
                         help="interleaved rounds, after an uncounted warm-up round (default 7)")
     parser.add_argument("--json", help="write the results as JSON to this path")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also statekit over PostgreSQL (a cluster of its own, initdb/pg_ctl)")
     return parser
 
 
@@ -264,22 +266,29 @@ class Stores:
 
 
 @asynccontextmanager
-async def sqlite_and_redis(prefix: str) -> AsyncIterator[Stores]:
+async def sqlite_and_redis(prefix: str, *, postgres: bool = False) -> AsyncIterator[Stores]:
     """A temporary directory, a ``redis-server`` on a free loopback port (no persistence), and a
     statekit SQLite storage (a file in that directory) and Redis storage on it, both started, in
-    namespace ``bench``; all stopped and removed at the end."""
+    namespace ``bench``; with ``postgres``, also a PostgreSQL cluster of its own on a free loopback
+    port and a statekit PostgreSQL storage on it (``"postgres"``); all stopped and removed at the
+    end."""
     from statekit import open_storage
     from statekit.testing import RedisServer
+    from statekit.testing.postgres_server import PostgresServer
 
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     server = RedisServer()
     server.start()
+    cluster = PostgresServer() if postgres else None
     stores = Stores(workdir, server.url)
     try:
         stores.urls = {
             "sqlite": f"sqlite:///{workdir / 'statekit.db'}?namespace=bench",
             "redis": f"{server.url}?namespace=bench",
         }
+        if cluster is not None:
+            cluster.start()
+            stores.urls["postgres"] = f"{cluster.url()}?namespace=bench"
         for name, url in stores.urls.items():
             stores.storages[name] = open_storage(url)
             await stores.storages[name].start()
@@ -288,6 +297,8 @@ async def sqlite_and_redis(prefix: str) -> AsyncIterator[Stores]:
         for storage in stores.storages.values():
             await storage.stop()
         server.cleanup()
+        if cluster is not None:
+            cluster.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

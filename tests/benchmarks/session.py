@@ -65,7 +65,12 @@ FIRST_ID = 100_000
 HASH_NEW = 7_000_000_000
 HASH_UPDATED = 8_000_000_000
 KURIGRAM = "kurigram SQLiteStorage (file)"
-SUBJECTS = {"kurigram": KURIGRAM, "sqlite": "statekit SQLite (file)", "redis": "statekit Redis"}
+SUBJECTS = {
+    "kurigram": KURIGRAM,
+    "sqlite": "statekit SQLite (file)",
+    "redis": "statekit Redis",
+    "postgres": "statekit PostgreSQL",  # with --postgres
+}
 
 
 def username(i: int, *, updated: bool) -> str:
@@ -249,18 +254,19 @@ async def child_lookups(spec: dict[str, Any]) -> dict[str, float]:
 def size_rows(runs: dict[str, list[dict[str, float]]], peers: int, lookups: int) -> list[Result]:
     """The table rows of one size: each measure of each subject against kurigram."""
     rows: list[Result] = []
+    labels = {name: label for name, label in SUBJECTS.items() if name in runs}
     for kind in ("new", "updated"):
         if f"write_{kind}" in runs["kurigram"][0]:
             group = f"{kind} peers"
-            rows += compare_rows(runs, SUBJECTS, "kurigram", group,
+            rows += compare_rows(runs, labels, "kurigram", group,
                                  f"update_peers+update_usernames ×{peers:,} (staged)", f"stage_{kind}")
-            rows += compare_rows(runs, SUBJECTS, "kurigram", group,
+            rows += compare_rows(runs, labels, "kurigram", group,
                                  f"… + save() (durable) ×{peers:,}", f"write_{kind}", stall=f"lag_{kind}")
     if lookups and "by_id" in runs["kurigram"][0]:
         count = max(1, min(lookups, peers // 2))
         for prefix, group in (("", "lookup, new process (uncached)"), ("warm_", "lookup, again (warm)")):
             for op, key in (("get_peer_by_id", "by_id"), ("get_peer_by_username", "by_name")):
-                found = compare_rows(runs, SUBJECTS, "kurigram", group,
+                found = compare_rows(runs, labels, "kurigram", group,
                                      f"{op} ×{count:,} distinct, {peers:,} stored", prefix + key)
                 if not prefix:  # commands counted on the server
                     per = min(r["commands_per_lookup"] for r in runs["redis"])
@@ -286,7 +292,7 @@ def subjects(args: argparse.Namespace, stores: Stores) -> list[tuple[str, Run]]:
 
         return run
 
-    return [("kurigram", kurigram), ("sqlite", statekit("sqlite")), ("redis", statekit("redis"))]
+    return [("kurigram", kurigram), *((name, statekit(name)) for name in stores.storages)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 previous commit), interleaved round by round.
 
 Run: ``python -m tests.benchmarks.session_ab --base /path/to/old/checkout [--script session |
-telethon_session] [--size 100000] [--rounds 6] [--json out.json]``.
+telethon_session] [--size 100000] [--rounds 6] [--postgres] [--json out.json]``.
 
 Each round runs the script (``tests/benchmarks/session.py`` or ``telethon_session.py``, one round
 of one size, with its own kurigram or Telethon baseline, its own redis-server and its own
@@ -32,11 +32,12 @@ HERE = Path(__file__).resolve().parents[2]
 UNITS = {"session": "peers", "telethon_session": "entities"}
 
 
-def one_round(tree: Path, script: str, size: int, out: Path) -> list[dict[str, Any]]:
-    """The statekit and baseline rows of one round of ``script`` run in ``tree``."""
+def one_round(tree: Path, script: str, size: int, out: Path, extra: list[str]) -> list[dict[str, Any]]:
+    """The statekit and baseline rows of one round of ``script`` (arguments ``extra`` added) run
+    in ``tree``."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     command = [sys.executable, "-m", f"tests.benchmarks.{script}", f"--{UNITS[script]}", str(size),
-               "--rounds", "1", "--json", str(out)]
+               "--rounds", "1", "--json", str(out), *extra]
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode:
         raise RuntimeError(f"{script} in {tree} failed:\n{done.stderr[-3000:]}")
@@ -51,13 +52,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=100_000, help="peers or entities")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--json", help="write the rows here as well")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also statekit over PostgreSQL (the script's --postgres, in both trees)")
     args = parser.parse_args(argv)
+    extra = ["--postgres"] if args.postgres else []
     trees = {"this": HERE, "base": Path(args.base).resolve()}
     tmp = Path(tempfile.mkdtemp(prefix="statekit-session-ab-"))
     runs: dict[str, list[list[dict[str, Any]]]] = {"this": [], "base": []}
     for n in range(args.rounds):
         for side in ("this", "base") if n % 2 == 0 else ("base", "this"):
-            runs[side].append(one_round(trees[side], args.script, args.size, tmp / f"{side}-{n}.json"))
+            runs[side].append(one_round(trees[side], args.script, args.size, tmp / f"{side}-{n}.json", extra))
         print(f"round {n + 1}/{args.rounds} done", file=sys.stderr)
 
     def key(row: dict[str, Any]) -> tuple[str, str, str]:

@@ -5,7 +5,8 @@ Run: ``python -m tests.benchmarks.telethon_session [--entities 10000,100000] [--
 
 Subjects: Telethon's ``telethon.sessions.SQLiteSession`` on a file in a temporary directory (the
 baseline) and ``statekit.adapters.telethon.TelethonSession`` over statekit SQLite (a file) and
-over real Redis (a ``redis-server`` started for the run on a loopback port, no persistence). Each
+over real Redis (a ``redis-server`` started for the run on a loopback port, no persistence), with
+``--postgres`` also over PostgreSQL (a cluster started for the run). Each
 goes through what a ``TelegramClient`` does with the entities of a response:
 ``process_entities(tlo)``, ``tlo`` a ``contacts.Contacts`` holding N real ``types.User`` objects
 (id, access_hash, username, first_name, a phone for every fourth; built once, outside the
@@ -66,6 +67,7 @@ SUBJECTS = {
     "telethon": "Telethon SQLiteSession (file)",
     "sqlite": "statekit TelethonSession, SQLite (file)",
     "redis": "statekit TelethonSession, Redis",
+    "postgres": "statekit TelethonSession, PostgreSQL",  # with --postgres
 }
 CHECKED = (0, 1, 3)  # entities read back after each round
 
@@ -174,14 +176,15 @@ async def run_statekit(
 def size_rows(runs: dict[str, list[dict[str, float]]], entities: int) -> list[Result]:
     """The table rows of one size: each measure of each subject against Telethon."""
     rows: list[Result] = []
+    labels = {name: label for name, label in SUBJECTS.items() if name in runs}
     for kind in ("new", "updated", "restarted"):
         group = f"{kind} entities" if kind != "restarted" else "restarted client, entities changed"
         if kind == "restarted":
-            rows += compare_rows(runs, SUBJECTS, "Telethon", group,
+            rows += compare_rows(runs, labels, "Telethon", group,
                                  f"open() of {entities:,} stored (entities/s)", "open", stall="lag_open")
-        rows += compare_rows(runs, SUBJECTS, "Telethon", group,
+        rows += compare_rows(runs, labels, "Telethon", group,
                              f"process_entities ×{entities:,} (staged)", f"stage_{kind}")
-        rows += compare_rows(runs, SUBJECTS, "Telethon", group,
+        rows += compare_rows(runs, labels, "Telethon", group,
                              f"… + save() (durable) ×{entities:,}", f"write_{kind}", stall=f"lag_{kind}")
     return rows
 
@@ -200,7 +203,7 @@ def subjects(args: argparse.Namespace, stores: Stores) -> list[tuple[str, Run]]:
         storage = stores.storages[name]
         return lambda n, r: run_statekit(storage, f"{name[0]}{n}-{r}", *tlos[n])
 
-    return [("telethon", telethon), ("sqlite", on("sqlite")), ("redis", on("redis"))]
+    return [("telethon", telethon), *((name, on(name)) for name in stores.storages)]
 
 
 def main(argv: list[str] | None = None) -> None:
