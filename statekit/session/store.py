@@ -27,6 +27,7 @@ import asyncio
 import logging
 import random
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable, Iterable
 from itertools import islice
 from typing import Any, Final, TypeVar, cast
@@ -87,15 +88,16 @@ _Item = TypeVar("_Item")
 
 
 class _Drops:
-    """Index entries to drop: ``texts[i]`` if it still points to peer ``ids[i]``. Two lists rather
-    than a list of pairs: a pair per renamed peer would fill the collector's youngest generation
-    with 100,000 tuples in a large write, collected in one long pause."""
+    """Index entries to drop: ``texts[i]`` if it still points to peer ``ids[i]``. A list and an
+    array rather than a list of pairs: a pair per renamed peer would fill the collector's youngest
+    generation with 100,000 tuples in a large write, collected in one long pause, and an array of
+    ids is not even traced (a list of 100,000 is, by every collection while it is young)."""
 
     __slots__ = ("ids", "texts")
 
     def __init__(self) -> None:
         self.texts: list[str] = []
-        self.ids: list[int] = []
+        self.ids: array[int] = array("q")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -484,12 +486,12 @@ class SessionStore:
         """One attempt of ``_write_peers``: False if a compare-and-set found a bucket changed."""
         self._peer_gen += 1
         pp = self._peers_prefix
-        ids = list(items)
         numbers: set[int] = set()
-        for start in range(0, len(ids), _YIELD_SCAN):
+        ids = iter(items)  # items is the caller's own: not changed meanwhile
+        for start in range(0, len(items), _YIELD_SCAN):
             if start:
                 await asyncio.sleep(0)  # a large batch must not hold the event loop
-            numbers.update(peer_buckets(ids[start : start + _YIELD_SCAN]))
+            numbers.update(peer_buckets(islice(ids, _YIELD_SCAN)))
         keys = {n: f"{pp}{n}" for n in numbers}
         buckets, raw = await self._load(list(keys.values()), index_peer_bucket, caching)
         by_number = {n: cast(PeerBucket, buckets[key]) for n, key in keys.items()}
@@ -594,20 +596,22 @@ class SessionStore:
         claim is pointed to its peer; the keys of the buckets changed are added to ``dirty``."""
         if not claims and not dropped:
             return
-        texts = list(claims)
+        # bucket numbers in arrays and the claims read in slices: a young list of 100,000 items
+        # is traced by every collection until it is old, and a large write makes several
         used: set[int] = set()  # the bucket numbers met
-        numbers: list[int] = []  # the bucket number of each of texts
-        for start in range(0, len(texts), _YIELD_ROWS):
+        numbers: array[int] = array("i")  # the bucket number of each claim, in order
+        claimed = iter(claims)
+        for start in range(0, len(claims), _YIELD_ROWS):
             if start:
                 await asyncio.sleep(0)  # a large batch must not hold the event loop
-            some = index_buckets(texts[start : start + _YIELD_ROWS])
-            numbers += some
+            some = index_buckets(list(islice(claimed, _YIELD_ROWS)))
+            numbers.extend(some)
             used.update(some)
-        drop_numbers: list[int] = []  # the bucket number of each of dropped
+        drop_numbers: array[int] = array("i")  # the bucket number of each of dropped
         for start in range(0, len(dropped), _YIELD_ROWS):
             await asyncio.sleep(0)
             some = index_buckets(dropped.texts[start : start + _YIELD_ROWS])
-            drop_numbers += some
+            drop_numbers.extend(some)
             used.update(some)
         keys = {n: f"{prefix}{n}" for n in used}
         loaded, read = await self._load(list(keys.values()), decode_index_bucket, caching)
@@ -628,12 +632,12 @@ class SessionStore:
                 if bucket.get(text) == peer_id and claims.get(text) != peer_id:
                     del bucket[text]
                     changed[n] = 1
-        for start in range(0, len(texts), _YIELD_ROWS):
+        pairs = iter(claims.items())  # claims is not changed here: the order of the first pass
+        for start in range(0, len(claims), _YIELD_ROWS):
             if start:
                 await asyncio.sleep(0)
-            chunk = texts[start : start + _YIELD_ROWS]
-            for text, n in zip(chunk, numbers[start : start + _YIELD_ROWS], strict=True):
-                peer_id = claims[text]
+            chunk = islice(pairs, _YIELD_ROWS)
+            for (text, peer_id), n in zip(chunk, numbers[start : start + _YIELD_ROWS], strict=True):
                 bucket = by_number[n]
                 if bucket.get(text) != peer_id:
                     bucket[text] = peer_id
