@@ -18,7 +18,8 @@ class YoungCollector:
     event loop, as CPython's allocation count would have: a generation-0 collection once
     ``gc.get_threshold()[0]`` objects were replaced, and every ``gc.get_threshold()[1]``-th of
     those a generation-1 collection instead (objects that survive one collection are traced by
-    the next older one). Does nothing while the collector is disabled (``gc.disable()``)."""
+    the next older one). Does nothing while the collector is disabled (``gc.disable()``, or a
+    threshold of 0: ``gc.set_threshold(0)``)."""
 
     __slots__ = ("_replaced", "_collections")
 
@@ -30,7 +31,7 @@ class YoungCollector:
         """Record ``count`` objects replaced since the last call; collect if they are due."""
         self._replaced += count
         young, older = gc.get_threshold()[:2]
-        if self._replaced < max(young, 1) or not gc.isenabled():
+        if young <= 0 or self._replaced < young or not gc.isenabled():
             return
         self._replaced = 0
         self._collections += 1

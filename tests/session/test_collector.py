@@ -55,3 +55,10 @@ def test_does_nothing_while_the_collector_is_disabled(collections: list[int]) ->
     finally:
         gc.enable()
     assert ran == [None] * 20
+    thresholds = gc.get_threshold()
+    gc.set_threshold(0)  # CPython's other way of turning automatic collection off
+    try:
+        ran = [last_collection(collector, 10_000, collections) for _ in range(20)]
+    finally:
+        gc.set_threshold(*thresholds)
+    assert ran == [None] * 20
