@@ -43,6 +43,7 @@ from statekit.storage._postgres_sql import (
     quote,
     schema_sql,
 )
+from statekit.storage._statements import statement_parts
 from statekit.storage.base import Stored
 
 __all__ = ["PostgresStorage", "SCHEMA_VERSION", "schema_sql"]
@@ -50,10 +51,6 @@ __all__ = ["PostgresStorage", "SCHEMA_VERSION", "schema_sql"]
 log = logging.getLogger("statekit.storage.postgres")
 
 _SCAN_PAGE = 1000
-# values one set_many statement sends at most (about): asyncpg encodes every parameter in the
-# event loop's thread, and a 100,000-peer session's ~8 MB of buckets in one statement held the
-# loop 14-22 ms; larger batches run as several statements in one transaction
-_BYTES_PER_STATEMENT = 1 << 20
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # query parameters of a URL that PostgresStorage takes itself / that asyncpg reads from the DSN
@@ -86,21 +83,6 @@ _POOL_TAKES_RESET: Final = tuple(int(p) for p in asyncpg.__version__.split(".")[
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool reset hook of statekit's own pools: nothing to undo (see ``_POOL_TAKES_RESET``)."""
-
-
-def _statement_parts(values: list[bytes | None], budget: int) -> list[tuple[int, int]]:
-    """``(start, end)`` ranges of ``values`` in order, each of about ``budget`` bytes at most (a
-    value larger than that alone), covering them all."""
-    parts: list[tuple[int, int]] = []
-    start = size = 0
-    for i, value in enumerate(values):
-        length = 8 if value is None else len(value)
-        if size and size + length > budget:
-            parts.append((start, i))
-            start, size = i, 0
-        size += length
-    parts.append((start, len(values)))
-    return parts
 
 
 def _split(stored: Stored) -> tuple[bytes | None, int | None]:
@@ -686,7 +668,7 @@ class PostgresStorage(FastPathStorage):
             values.append(value)
             counters.append(counter)
         now, sql = self._now(), self._sql.set_many
-        parts = _statement_parts(values, _BYTES_PER_STATEMENT)
+        parts = statement_parts(values)  # asyncpg encodes them in the event loop's thread
         if len(parts) == 1:
             await self._run("execute", sql, now, self._ns, keys, values, counters, ttl_ms)
             return

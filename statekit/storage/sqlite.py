@@ -29,6 +29,7 @@ from statekit.errors import StatekitError, StorageClosedError, StorageUnavailabl
 from statekit.storage._aiosqlite import daemon_worker, raw_connection, run_in_thread
 from statekit.storage._fastpath import FastPathStorage
 from statekit.storage._glob import compile_glob, literal_prefix
+from statekit.storage._statements import statement_parts
 from statekit.storage.base import Stored, same_stored
 from statekit.storage.url import StorageURL, seconds_param, url_error
 
@@ -62,19 +63,6 @@ _Op = Callable[[sqlite3.Connection], Any]
 
 _WRITE, _SINGLE = 1, 2  # flags of a pending operation: it writes / it is a lone read
 _ROWS_PER_INSERT = 2000
-# values bound by one INSERT at most (about): sqlite3 copies every bound value holding the GIL, so
-# one statement of 8 MB kept the event loop's thread waiting ~7-10 ms; 1 MiB keeps it near 1 ms
-_BYTES_PER_INSERT = 1 << 20
-
-
-def _rows_per_insert(items: list[tuple[str, Stored]]) -> int:
-    """How many of ``items`` one INSERT binds: ``_ROWS_PER_INSERT``, fewer (a power of two) when
-    their values average more than ``_BYTES_PER_INSERT / _ROWS_PER_INSERT`` bytes."""
-    size = sum(len(value) for _, value in items if type(value) is bytes)
-    if size <= _BYTES_PER_INSERT or len(items) <= 1:
-        return _ROWS_PER_INSERT
-    fit = max(1, _BYTES_PER_INSERT * len(items) // size)
-    return min(_ROWS_PER_INSERT, 1 << (fit.bit_length() - 1))
 
 
 @functools.lru_cache(maxsize=16)
@@ -543,10 +531,10 @@ class SQLiteStorage(FastPathStorage):
             expires_at = None if ttl_ms is None else self._now_ms() + ttl_ms
             ns = self.namespace
             # multi-row INSERTs (about half the cost of executemany) of up to _ROWS_PER_INSERT
-            # rows and, for large values, about _BYTES_PER_INSERT bytes
-            per = _rows_per_insert(items)
-            for start in range(0, len(items), per):
-                chunk = items[start : start + per]
+            # rows and about a mebibyte of values (sqlite3 binds them holding the GIL)
+            values = [value for _, value in items]
+            for start, end in statement_parts(values, most_rows=_ROWS_PER_INSERT):
+                chunk = items[start:end]
                 params: list[object] = [ns, expires_at]
                 for key, value in chunk:
                     params += (key, value)

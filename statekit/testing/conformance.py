@@ -598,6 +598,15 @@ class StorageConformance:
         await storage.set_many(mapping)
         assert await storage.get_many(list(mapping)) == mapping
 
+    async def test_set_many_of_megabytes_is_stored_whole(self, storage: BaseStorage) -> None:
+        # a 100,000-peer session writes ~8 MB of buckets in one set_many: backends send that in
+        # pieces or as several statements of one transaction, and every value must land whole
+        await storage.set_many({f"old:{i}": i for i in range(50)})
+        values = {f"bucket:{i:03d}": bytes([i % 251]) * (9_000 + 97 * i) for i in range(300)}
+        values |= {f"old:{i}": b"replaced" for i in range(50)} | {"large": b"h" * 900_000}
+        await storage.set_many(values)
+        assert await storage.get_many(list(values)) == values
+
     async def test_set_many_with_ttl(self, storage: BaseStorage, clock: AdvancingClock) -> None:
         await storage.set_many({"a": 1, "b": 2}, ttl=0.2)
         assert await storage.get_many(["a", "b"]) == {"a": 1, "b": 2}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from statekit import SQLiteStorage, StatekitError, StorageUnavailableError
-from statekit.storage.sqlite import SCHEMA_VERSION, _rows_per_insert
+from statekit.storage.sqlite import SCHEMA_VERSION
 
 
 async def test_file_is_created_private_in_wal_mode(tmp_path: Path) -> None:
@@ -112,26 +112,3 @@ def test_bad_options_are_rejected(tmp_path: Path) -> None:
         SQLiteStorage(tmp_path / "x.db", busy_timeout=0)
     with pytest.raises(ValueError, match="namespace"):
         SQLiteStorage(tmp_path / "x.db", namespace="")
-
-
-def test_an_insert_binds_about_a_mebibyte_of_values_at_most() -> None:
-    """sqlite3 copies every value it binds holding the GIL: one INSERT of a 100,000-peer session's
-    ~8 MB of buckets kept the event loop's thread waiting 7-10 ms. Small values keep 2,000 rows
-    a statement; large ones are split into statements of about 1 MiB (a power of two of rows)."""
-    small = [(f"k{i}", b"x" * 300) for i in range(3000)]
-    assert _rows_per_insert(small) == 2000
-    buckets = [(f"k{i}", b"x" * 12_000) for i in range(700)]
-    assert _rows_per_insert(buckets) == 64  # 64 x 12 KB = 768 KB; 128 would be 1.5 MB
-    assert _rows_per_insert([("one", b"x" * (50 << 20))]) == 2000  # one value is one statement
-    assert _rows_per_insert([("a", b"x" * (3 << 20)), ("b", 7)]) == 1
-
-
-async def test_a_large_batch_of_large_values_is_stored_whole(tmp_path: Path) -> None:
-    storage = SQLiteStorage(tmp_path / "big.db")
-    await storage.start()
-    try:
-        values = {f"bucket:{i}": os.urandom(9_000 + i) for i in range(400)}  # ~3.7 MB: 4 statements
-        await storage.set_many(values)
-        assert await storage.get_many(list(values)) == values
-    finally:
-        await storage.stop()

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from statekit import StorageUnavailableError, WrongTypeError
-from statekit.storage.postgres import PostgresStorage, _statement_parts
+from statekit.storage.postgres import PostgresStorage
 
 pytestmark = pytest.mark.postgres
 INT64_MAX = 2**63 - 1
@@ -112,16 +112,6 @@ async def test_cancelled_queued_calls_are_never_run(narrow: PostgresStorage) -> 
     done = sum(1 for t in tasks if not t.cancelled())
     assert await narrow.get_state("cancel") == done
     assert await narrow.increment("cancel") == done + 1
-
-
-def test_a_large_set_many_is_split_into_statements_of_about_a_mebibyte() -> None:
-    """asyncpg encodes every parameter in the event loop's thread: one statement of a
-    100,000-peer session's ~8 MB of buckets held the loop 14-22 ms."""
-    values: list[bytes | None] = [b"x" * 300_000] * 7 + [None]
-    assert _statement_parts(values, 1 << 20) == [(0, 3), (3, 6), (6, 8)]
-    assert _statement_parts([b"x" * (5 << 20), b"y"], 1 << 20) == [(0, 1), (1, 2)]  # alone
-    assert _statement_parts([b"x"] * 1000, 1 << 20) == [(0, 1000)]
-    assert _statement_parts([], 1 << 20) == [(0, 0)]
 
 
 async def test_a_set_many_of_several_statements_is_stored_whole_or_not_at_all(
