@@ -1,9 +1,9 @@
 """How a backend splits a large batch write into statements of one transaction.
 
 A driver that copies or encodes every value of a statement in one call (Python's ``sqlite3``
-binding holding the GIL, asyncpg encoding in the event loop's thread) holds the event loop for as
-long: 7-22 ms for a 100,000-peer session's ~8 MB of buckets in one statement. Statements of about
-``BYTES_PER_STATEMENT`` keep that near a millisecond.
+binding holding the GIL, asyncpg encoding in the event loop's thread) may hold the event loop for
+as long: asyncpg held it 20-27 ms for a 100,000-peer session's ~8 MB of buckets in one statement,
+3-4 ms in statements of about ``BYTES_PER_STATEMENT`` (tests/benchmarks/big_batches.py).
 """
 
 from __future__ import annotations
