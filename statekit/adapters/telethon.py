@@ -178,11 +178,10 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
                 if self._user_id is None and row[1]:
                     self._user_id = row[1]
                 continue
-            if names:
-                names = tuple(map(str.lower, names))
-            self._index(
-                (peer_id, row[1], row[2], names, row[4], row[5], row[6]), self._peers.get(peer_id)
-            )
+            if names and (lowered := tuple(map(str.lower, names))) != names:
+                # stored by an older statekit: the row the store keeps (and caches) is not changed
+                row = (peer_id, row[1], row[2], lowered, row[4], row[5], row[6])
+            self._index(row, self._peers.get(peer_id))
         self._update_states = {
             _entity_id(s.id): types.updates.State(
                 pts=s.pts or 0,

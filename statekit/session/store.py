@@ -919,19 +919,41 @@ class SessionStore:
         phone_number, last_update_on, name)``, checked as ``Peer`` checks its fields, in no
         particular order: ``iter_peers`` without a ``Peer`` object each. The event loop runs
         between every ``_YIELD_ROWS`` rows (a client loading a large session keeps serving).
+        With the lease held, the buckets read are kept in the peer cache as far as it holds
+        (the rows yielded, not copies), so writes that follow neither read nor decode them again.
 
         Raises ``CorruptValueError`` naming the key of a peer bucket that does not decode."""
         await self._ensure_layout()
         decoded = 0
         async for keys in self._peer_bucket_keys():
+            gen = self._peer_gen
             for key, value in (await self.storage.get_many(keys)).items():
                 if decoded >= _YIELD_ROWS:
                     decoded = 0
                     await asyncio.sleep(0)  # a large session must not hold the loop
                 rows = decode_peer_bucket(key, value)
+                self._keep_read(key, rows, gen)
                 decoded += len(rows)
                 for row in rows.values():
                     yield row
+
+    def _keep_read(self, key: str, rows: dict[int, PeerRow], gen: int) -> None:
+        """Cache peer bucket ``key`` as ``iter_peer_rows`` read and checked it (``gen``: the
+        write generation before the read), so that the writes that follow (an adapter that loaded
+        every peer at open, then meets them again) neither read nor decode it again; the rows are
+        the ones yielded, not copies. Nothing is cached without the lease, if a write began since
+        the read, if the bucket is cached already or if the cache is full."""
+        if (
+            gen != self._peer_gen
+            or self._peer_lock.locked()
+            or not self._caching()
+            or key in self._cache
+            or len(self._cache) + len(rows) > self._cache.size
+        ):
+            return
+        bucket = PeerBucket(rows)
+        bucket.checked.update(rows)
+        self._cache.put(key, bucket)
 
     async def _peer_bucket_keys(self) -> AsyncIterator[list[str]]:
         """The keys of the stored peer buckets, ``_CHUNK_BUCKETS`` at a time."""

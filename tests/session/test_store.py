@@ -555,6 +555,59 @@ async def test_streaming_a_large_session_lets_the_event_loop_run(storage: BaseSt
     ]
 
 
+async def test_a_write_after_streaming_the_peers_with_the_lease_reads_no_peer_bucket_again(
+    storage: BaseStorage,
+) -> None:
+    """An adapter that loads every peer at open (Telethon's) and then meets them all again:
+    the buckets iter_peer_rows read are kept for that write (a restarted 100,000-entity client
+    re-read and re-decoded every one of them), and the write lands as any other."""
+    async with leased_reader(storage, 3000) as reader:
+        loaded = [row async for row in reader.iter_peer_rows()]
+        assert len(loaded) == 3000
+        read: list[str] = []
+        original = reader._read  # noqa: SLF001 - every bucket read of the write goes through it
+
+        async def spy(keys: list[str]) -> dict[str, object]:
+            read.extend(keys)
+            return await original(keys)
+
+        reader._read = spy  # type: ignore[method-assign]  # noqa: SLF001
+        await reader.update_peers(Peer(i, 7, "user", (f"New{i}",)) for i in range(1, 3001))
+        assert not [key for key in read if key.startswith(reader._peers_prefix)]  # noqa: SLF001
+        fresh = SessionStore(storage, "main")  # another process reads what was written
+        for i in (1, 1500, 3000):
+            assert (await fresh.get_peer_by_id(i)).access_hash == 7  # type: ignore[union-attr]
+            assert (await fresh.get_peer_by_username(f"new{i}")).id == i  # type: ignore[union-attr]
+            assert await fresh.get_peer_by_username(f"user{i}") is None
+
+
+async def test_streaming_the_peers_without_the_lease_keeps_nothing(storage: BaseStorage) -> None:
+    await SessionStore(storage, "open").update_peers(peers(300))
+    unleased = SessionStore(storage, "open")
+    assert len([row async for row in unleased.iter_peer_rows()]) == 300
+    assert len(unleased._cache) == 0  # noqa: SLF001 - another process may write meanwhile
+    await unleased.update_peers([Peer(5, 9, "user", ("Other",))])
+    assert (await SessionStore(storage, "open").get_peer_by_id(5)).access_hash == 9  # type: ignore[union-attr]
+
+
+async def test_a_write_while_the_peers_are_streamed_is_what_later_lookups_see(
+    storage: BaseStorage,
+) -> None:
+    """Buckets read before a write that lands while the stream is consumed are not kept as they
+    were read (a small cache: the write's own buckets do not stay cached)."""
+    async with SessionStore(storage, "main") as writer:
+        await writer.update_peers(peers(3000))
+    async with SessionStore(storage, "main", lease_ttl=3600, peer_cache=400) as reader:
+        streamed = 0
+        async for _ in reader.iter_peer_rows():
+            streamed += 1
+            if streamed == 1:  # the first chunk of buckets is read: they change now
+                await reader.update_peers(Peer(i, 11, "user", (f"Mid{i}",)) for i in range(1, 3001))
+        assert streamed >= 3000
+        for i in range(1, 3001, 7):
+            assert (await reader.get_peer_by_id(i)).access_hash == 11  # type: ignore[union-attr]
+
+
 async def test_restore_refuses_what_is_not_a_snapshot(storage: BaseStorage) -> None:
     with pytest.raises(TypeError, match="SessionSnapshot"):
         await SessionStore(storage, "x").restore(data())  # type: ignore[arg-type]
