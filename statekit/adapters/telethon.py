@@ -55,7 +55,7 @@ warnings.filterwarnings(
 )
 
 _CHANNEL_BASE = 1_000_000_000_000
-_READ_EVERY = 1000  # queued entities read between two turns of the event loop
+_READ_EVERY = 500  # queued entities read between two turns of the event loop
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
 
 # an entity is kept as the peer row the store writes: (marked id, access_hash, type, usernames
@@ -429,7 +429,7 @@ class TelethonSession(MemorySession):  # type: ignore[misc]
 
         They are only queued here: a client hands over thousands at once and this method is
         synchronous, so reading them would hold the event loop for the whole batch. A background
-        task (or the next ``save()``) reads them 1,000 at a time, letting the loop run in between;
+        task (or the next ``save()``) reads them 500 at a time, letting the loop run in between;
         a lookup before that reads the queued ones first, so it sees them as Telethon's own
         session would."""
         self._unread.extend(self._entities_of(tlo))

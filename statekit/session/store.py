@@ -123,8 +123,11 @@ _WARM_ENTRIES = 8192  # rows or index entries of older buckets read ahead in one
 # thread reading the next (each handover waiting out the interpreter's 5 ms switch interval)
 _WARM_PACKED_ENTRIES = 262_144
 _YIELD_WARM = 64  # buckets read ahead taken in between two turns of the event loop
-_YIELD_ROWS = 1000  # rows merged or decoded between two turns of the event loop
-_YIELD_PACKED = 1000  # rows packed between two turns of the event loop (about 1 ms)
+# rows merged, decoded or packed between two turns of the event loop: 1-2 ms on this 2-core
+# machine; a 1 ms timer waits out two or three turns (the loop runs it the turn after its timer
+# fires), and at 1,000 rows a turn took 3-4 ms in slow phases (timer gaps of 11-14 ms)
+_YIELD_ROWS = 500
+_YIELD_PACKED = 500
 _YIELD_SCAN = 10_000  # ids mapped to their bucket number between two turns (about 0.3 ms)
 _MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the lease
 _LAYOUT = 2
