@@ -56,6 +56,7 @@ from statekit.session._buckets import (
     thawed,
 )
 from statekit.session._cipher import SessionCipher
+from statekit.session._collector import age_young
 from statekit.session._packed import PackedIndex, PackedPeers
 from statekit.session._peers import (
     PeerRow,
@@ -128,6 +129,7 @@ _YIELD_WARM = 64  # buckets read ahead taken in between two turns of the event l
 # fires), and at 1,000 rows a turn took 3-4 ms in slow phases (timer gaps of 11-14 ms)
 _YIELD_ROWS = 500
 _YIELD_PACKED = 500
+_AGE_BEFORE_ROWS = 10_000  # a write of this many rows or more ages the buckets it loaded first
 _YIELD_SCAN = 10_000  # ids mapped to their bucket number between two turns (about 0.3 ms)
 _MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the lease
 _LAYOUT = 2
@@ -497,6 +499,8 @@ class SessionStore:
             numbers.update(peer_buckets(islice(ids, _YIELD_SCAN)))
         keys = {n: f"{pp}{n}" for n in numbers}
         buckets, raw = await self._load(list(keys.values()), index_peer_bucket, caching)
+        if len(items) >= _AGE_BEFORE_ROWS:
+            age_young()  # the buckets this write fills: old before they hold its rows
         by_number = {n: cast(PeerBucket, buckets[key]) for n, key in keys.items()}
         dirty: set[int] = set()
         claims, dropped = changes.names, changes.dropped_names
