@@ -302,7 +302,17 @@ class FerogramSession:
                 f"ferogram record of session {self.session_name!r} is encrypted at rest: "
                 "a cipher key is needed to read it"
             )
-        extra = fero.parse_blob(blob, f"ferogram record of session {self.session_name!r}")
+        what = f"ferogram record of session {self.session_name!r}"
+        try:
+            extra = fero.parse_blob(blob, what)
+        except SessionFormatError as exc:
+            if self._cipher is not None:
+                raise
+            # an encrypted record starts with a random byte: one in 256 starts like a plain one
+            raise SessionFormatError(
+                f"{what} is encrypted at rest or damaged: a cipher key is needed to read an "
+                f"encrypted one ({exc})"
+            ) from None
         self._extra = blob
         return extra
 

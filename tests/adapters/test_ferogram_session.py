@@ -214,6 +214,22 @@ async def test_encrypted_at_rest(make_storage: Callable[..., BaseStorage], backe
         assert view == manifest_view(MANIFEST["files"]["v8.session"])
 
 
+def test_an_encrypted_record_that_starts_like_a_plain_one_is_said_to_be_encrypted() -> None:
+    """A sealed record starts with a random byte, so one in 256 starts with ferogram's version
+    byte: read without the key, it is reported as encrypted (or damaged), not as a malformed
+    ferogram record (CI met this once: test_encrypted_at_rest failed on its random nonce)."""
+    storage = MemoryStorage()
+    session = FerogramSession(storage, "lookalike")
+    sealed_lookalike = bytes([fero.CURRENT_VERSION]) + bytes(range(256)) * 3
+
+    async def plant() -> None:
+        await storage.set_state(session._extra_key, sealed_lookalike)  # noqa: SLF001
+
+    asyncio.run(plant())
+    with pytest.raises(SessionFormatError, match="encrypted at rest or damaged"):
+        FerogramSession(storage, "lookalike").open()
+
+
 class GatedStorage(MemoryStorage):
     """A memory storage whose ``set_state`` waits for ``gate`` (a slow store)."""
 
