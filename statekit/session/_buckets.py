@@ -308,6 +308,11 @@ class BucketCache:
             self._buckets.move_to_end(key)
         return bucket
 
+    def has_room(self, entries: int) -> bool:
+        """True if ``entries`` more fit without evicting anything (for reads ahead, which must
+        not push out what lookups or writes brought in)."""
+        return self._held + entries <= self.size
+
     def put(self, key: str, bucket: Any) -> None:
         """Cache ``bucket`` (the caller's, not a copy; any form) under ``key``, evicting the least
         recently used buckets while over ``size`` entries; a bucket larger than ``size`` is not

@@ -35,8 +35,8 @@ class YoungCollector:
     def replaced(self, count: int) -> None:
         """Record ``count`` objects replaced since the last call; collect if they are due."""
         self._replaced += count
-        young, older = gc.get_threshold()[:2]
-        if young <= 0 or self._replaced < young or not gc.isenabled():
+        young, older = _thresholds()
+        if young <= 0 or self._replaced < young:
             return
         self._replaced = 0
         self._collections += 1
@@ -47,5 +47,13 @@ def age_young() -> None:
     """Collect the young generations (generation 1) now, so that the containers just made are
     old before they are filled; does nothing while the collector is disabled (``gc.disable()``,
     or a threshold of 0)."""
-    if gc.isenabled() and gc.get_threshold()[0] > 0:
+    if _thresholds()[0] > 0:
         gc.collect(1)
+
+
+def _thresholds() -> tuple[int, int]:
+    """The young and middle collection thresholds, (0, 0) while the collector is disabled."""
+    if not gc.isenabled():
+        return 0, 0
+    young, older = gc.get_threshold()[:2]
+    return young, older

@@ -124,9 +124,10 @@ _WARM_ENTRIES = 8192  # rows or index entries of older buckets read ahead in one
 # thread reading the next (each handover waiting out the interpreter's 5 ms switch interval)
 _WARM_PACKED_ENTRIES = 262_144
 _YIELD_WARM = 64  # buckets read ahead taken in between two turns of the event loop
-# rows merged, decoded or packed between two turns of the event loop: 1-2 ms on this 2-core
-# machine; a 1 ms timer waits out two or three turns (the loop runs it the turn after its timer
-# fires), and at 1,000 rows a turn took 3-4 ms in slow phases (timer gaps of 11-14 ms)
+# rows merged, decoded or packed between two turns of the event loop: a 1 ms timer waits out two
+# or three turns (the loop runs it the turn after its timer fires); in a probe of a slow phase of
+# this 2-core machine, turns of 1,000 rows took 3-4 ms (timer gaps of 11-14 ms), of 500 rows
+# 1.7-2.7 ms (gaps of 5.6-7 ms)
 _YIELD_ROWS = 500
 _YIELD_PACKED = 500
 _AGE_BEFORE_ROWS = 10_000  # a write of this many rows or more ages the buckets it loaded first
@@ -838,7 +839,7 @@ class SessionStore:
                 taken += 1
                 decode = peer_view if key.startswith(self._peers_prefix) else index_view
                 bucket = decode(key, stored.get(key))
-                if len(self._cache) + len(bucket) > self._cache.size:
+                if not self._cache.has_room(len(bucket)):
                     return  # full: keep what the lookups themselves bring in
                 if key not in self._cache:
                     self._cache.put(key, bucket)
@@ -955,7 +956,7 @@ class SessionStore:
             or self._peer_lock.locked()
             or not self._caching()
             or key in self._cache
-            or len(self._cache) + len(rows) > self._cache.size
+            or not self._cache.has_room(len(rows))
         ):
             return
         bucket = PeerBucket(rows)
