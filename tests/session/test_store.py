@@ -23,6 +23,7 @@ from statekit.session import (
     UpdateState,
     list_sessions,
 )
+from statekit.session import store as store_module
 from statekit.session._buckets import PEER_BUCKETS, decode_index_bucket, decode_peer_bucket
 from statekit.session._peers import PeerRow
 from statekit.storage._fastpath import FastPathStorage
@@ -525,8 +526,8 @@ async def test_listing_snapshot_restore_and_delete(storage: BaseStorage) -> None
 
 async def test_streaming_a_large_session_lets_the_event_loop_run(storage: BaseStorage) -> None:
     """iter_peer_rows / iter_peers give every stored peer, checked, and let other tasks run
-    between every 1,000 rows (plus the rest of a bucket): a client loading 100,000 peers held
-    the loop for 200 ms when a whole read of 64 buckets was decoded in one step."""
+    between every ``_YIELD_ROWS`` (500) rows plus the rest of a bucket: a client loading 100,000
+    peers held the loop for 200 ms when a whole read of 64 buckets was decoded in one step."""
     store = SessionStore(storage, "stream")
     await store.update_peers(peers(5000))
     received: list[PeerRow] = []
@@ -545,7 +546,7 @@ async def test_streaming_a_large_session_lets_the_event_loop_run(storage: BaseSt
         received.append(row)
     ticking.cancel()
     largest_bucket = max(Counter(row[0] % PEER_BUCKETS for row in received).values())
-    assert max(gaps) <= 1000 + largest_bucket, max(gaps)
+    assert max(gaps) <= store_module._YIELD_ROWS + largest_bucket, max(gaps)  # noqa: SLF001
     assert sorted(received) == sorted(
         (p.id, p.access_hash, p.type, p.usernames, p.phone_number, p.last_update_on, p.name)
         for p in [peer async for peer in store.iter_peers()]
