@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SETUP = [
     "python3 -m venv .venv && . .venv/bin/activate && pip install . && statekit demo",
     "python3 -m venv .venv-test && . .venv-test/bin/activate "
-    "&& pip install -c .ci/constraints.txt -e '.[dev]' && python -m pytest",
+    "&& pip install -c .ci/constraints.txt -e '.[dev]' && python -m pytest -n 2",
 ]
 
 
