@@ -301,6 +301,13 @@ class BucketCache:
         self._sizes.clear()
         self._held = 0
 
+    def take(self) -> list[Any]:
+        """Every cached bucket, least recently used first, the cache left empty (for whoever
+        lets go of them: ``drop_in_slices``)."""
+        buckets = list(self._buckets.values())
+        self.clear()
+        return buckets
+
     def get(self, key: str) -> Any:
         """The cached bucket ``key`` (touched as recently used), or None if not cached."""
         bucket = self._buckets.get(key)

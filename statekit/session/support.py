@@ -6,7 +6,8 @@ peer rows as the store keeps them, the data-center address tables, and ferogram'
 ``make_row`` checks one row (``TypeError`` naming the peer and the field); ``username_pair`` checks
 one ``(peer_id, usernames)`` pair; ``SessionStore.update_peer_rows`` writes rows, checking each;
 ``write_checked_rows`` writes rows an adapter has already checked, without checking them again;
-``YoungCollector`` keeps the young generations small while an adapter replaces many rows it holds.
+``YoungCollector`` keeps the young generations small while an adapter replaces many rows it holds;
+``empty_in_slices`` lets go of a large map of rows a slice at a time, the event loop running between.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from statekit.session import _ferogram as ferogram_format
 from statekit.session._collector import YoungCollector
 from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
 from statekit.session._peers import PeerRow, make_row, normalize_phone, username_pair
+from statekit.session._release import empty_in_slices
 from statekit.session.store import SessionStore
 
 
@@ -35,6 +37,7 @@ __all__ = [
     "PeerRow",
     "TEST_ADDRESSES",
     "YoungCollector",
+    "empty_in_slices",
     "ferogram_format",
     "make_row",
     "normalize_phone",

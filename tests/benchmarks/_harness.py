@@ -253,6 +253,22 @@ async def timed_save(stage: Callable[[], Any], save: Callable[[], Any]) -> tuple
     return staged_s, durable_s, lag.worst
 
 
+async def timed_close(held: list[Any], close: str, n: int) -> dict[str, float]:
+    """``close`` (``n`` per second) and ``lag_close`` (the longest event-loop stall, seconds) of
+    calling method ``close`` of ``held``'s one item (awaited if it returns an awaitable) and then
+    dropping it (``held`` ends empty; the caller holds no other reference): what closing a session
+    costs a program, the memory it lets go of included."""
+    gc.collect()
+    async with LoopLag() as lag:
+        start = time.perf_counter()
+        done = getattr(held[0], close)()
+        if inspect.isawaitable(done):
+            await done
+        held.clear()
+        took = time.perf_counter() - start
+    return {"close": n / took, "lag_close": lag.worst}
+
+
 @dataclass
 class Stores:
     """What ``sqlite_and_redis`` set up: its temporary directory, the redis-server's own URL, and

@@ -55,7 +55,13 @@ from pyrogram.storage import SQLiteStorage as KurigramSQLiteStorage
 
 from statekit import BaseStorage, open_storage
 from statekit.adapters.pyrogram import PyrogramStorage
-from tests.benchmarks._harness import compare_in_rounds, compare_rows, rounds_parser, timed_save
+from tests.benchmarks._harness import (
+    compare_in_rounds,
+    compare_rows,
+    rounds_parser,
+    timed_close,
+    timed_save,
+)
 
 if TYPE_CHECKING:
     from tests.benchmarks._harness import Result, Run, Stores
@@ -142,8 +148,12 @@ async def run_kurigram(
     await storage.open()
     try:
         result = await write_new_then_updated(storage, new, updated)
-    finally:
+    except BaseException:
         await storage.close()
+        raise
+    held = [storage]
+    del storage
+    result |= await timed_close(held, "close", len(new.peers))
     if lookups:
         result |= await fresh_process_lookups(
             {"subject": "kurigram", "where": str(workdir), "name": name,
@@ -170,8 +180,13 @@ async def run_statekit(
     await leased.open()
     try:
         result = await write_new_then_updated(leased, new, updated)
-    finally:
-        await leased.close()  # releases the lease: the new process takes it
+    except BaseException:
+        await leased.close()
+        raise
+    held = [leased]  # the lease released: the new process takes it
+    del leased
+    result |= await timed_close(held, "close", len(new.peers))
+    leased = PyrogramStorage(storage, name)  # to delete the session at the end
     try:
         if lookups:
             assert url is not None, "the lookup process needs the storage URL"
@@ -262,6 +277,9 @@ def size_rows(runs: dict[str, list[dict[str, float]]], peers: int, lookups: int)
                                  f"update_peers+update_usernames ×{peers:,} (staged)", f"stage_{kind}")
             rows += compare_rows(runs, labels, "kurigram", group,
                                  f"… + save() (durable) ×{peers:,}", f"write_{kind}", stall=f"lag_{kind}")
+    if "close" in runs["kurigram"][0]:
+        rows += compare_rows(runs, labels, "kurigram", "close", f"close() and drop, {peers:,} peers held (peers/s)",
+                             "close", stall="lag_close")
     if lookups and "by_id" in runs["kurigram"][0]:
         count = max(1, min(lookups, peers // 2))
         for prefix, group in (("", "lookup, new process (uncached)"), ("warm_", "lookup, again (warm)")):

@@ -53,6 +53,7 @@ from tests.benchmarks._harness import (
     compare_in_rounds,
     compare_rows,
     rounds_parser,
+    timed_close,
     timed_save,
 )
 
@@ -135,8 +136,12 @@ async def run_telethon(workdir: Path, tag: str, new: Any, updated: Any, again: A
     restarted, opened = await timed_open(partial(SQLiteSession, path), len(new.users))
     try:
         result |= opened | await timed_write(restarted, again, "restarted")
-    finally:
+    except BaseException:
         restarted.close()
+        raise
+    held = [restarted]
+    del restarted
+    result |= await timed_close(held, "close", len(new.users))
     reader = SQLiteSession(path)  # what a restarted client reads
     try:
         check(tag, {i: (reader.get_entity_rows_by_id(FIRST_ID + i) or (0, None))[1] for i in CHECKED})
@@ -160,8 +165,12 @@ async def run_statekit(
     restarted, opened = await timed_open(TelethonSession(storage, f"bench-{tag}").open, len(new.users))
     try:
         result |= opened | await timed_write(restarted, again, "restarted")
-    finally:
+    except BaseException:
         await restarted.aclose()
+        raise
+    held = [restarted]
+    del restarted
+    result |= await timed_close(held, "aclose", len(new.users))
     try:
         hashes = {}
         for i in CHECKED:  # read from the storage, not from the closed session's memory
@@ -186,6 +195,10 @@ def size_rows(runs: dict[str, list[dict[str, float]]], entities: int) -> list[Re
                              f"process_entities ×{entities:,} (staged)", f"stage_{kind}")
         rows += compare_rows(runs, labels, "Telethon", group,
                              f"… + save() (durable) ×{entities:,}", f"write_{kind}", stall=f"lag_{kind}")
+    if "close" in runs["telethon"][0]:
+        rows += compare_rows(runs, labels, "Telethon", "restarted client, entities changed",
+                             f"close (statekit: aclose) and drop, {entities:,} loaded (entities/s)",
+                             "close", stall="lag_close")
     return rows
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -28,6 +29,7 @@ from statekit.session._buckets import PEER_BUCKETS, decode_index_bucket, decode_
 from statekit.session._peers import PeerRow
 from statekit.storage._fastpath import FastPathStorage
 from statekit.testing import RedisServer
+from tests.memory_release import largest_release
 
 KEY = bytes(range(256))
 
@@ -554,6 +556,28 @@ async def test_streaming_a_large_session_lets_the_event_loop_run(storage: BaseSt
     assert sorted(row[:4] for row in received) == [
         (p.id, p.access_hash, p.type, p.usernames) for p in peers(5000)
     ]
+
+
+async def test_closing_a_large_session_lets_the_event_loop_run(storage: BaseStorage) -> None:
+    """close() lets go of the cached buckets ``_YIELD_ROWS`` (500) entries at a time, the event
+    loop running between: all at once, a 100,000-peer session's rows held it for 30 ms (a kurigram
+    client's ``stop()`` closes its storage)."""
+    store = SessionStore(storage, "closing")
+    await store.open()
+    tracemalloc.start()
+    try:
+        await store.update_peers(peers(10_000))
+        assert len(store._cache) >= 20_000  # noqa: SLF001 - peers and index entries, cached
+        largest, freed = await largest_release(store.close())
+    finally:
+        tracemalloc.stop()
+    assert len(store._cache) == 0  # noqa: SLF001
+    assert freed > 1_000_000  # the rows went (some 10,000 tuples, strings and ints)
+    # in slices, not in one piece (on SQLite one turn also frees the last write's packed buckets,
+    # about an eighth of it all, which aiosqlite's worker holds until its next statement)
+    assert largest < freed // 4, (largest, freed)
+    found = await SessionStore(storage, "closing").get_peer_by_id(9_999)
+    assert found is not None and (found.access_hash, found.usernames) == (9_999 * 31, ("User9999",))
 
 
 async def test_a_write_after_streaming_the_peers_with_the_lease_reads_no_peer_bucket_again(
