@@ -16,7 +16,13 @@ rotates from round to round; an uncounted warm-up round at the smallest size run
 2. Durable write of the same N peers UPDATED, into the same open session that holds them: every
    peer with another access_hash and another username, so every row really changes (the old
    usernames must stop resolving).
-3. The session is closed (statekit: the ownership lease released), and a NEW PROCESS opens the
+3. The whole session out and into a new one ("copy"): statekit ``SessionStore.snapshot()`` then
+   ``restore()`` into a new session name; kurigram (which has no such call) every row of its
+   ``peers`` and ``usernames`` tables read, then ``update_peers`` + ``update_usernames`` +
+   ``save()`` of them into a new file. Timed until the copy is durable, with the loop's stall.
+4. The session is closed, then dropped ("close and drop"; statekit: the lease released and the
+   peer cache let go of), timed with the loop's stall.
+5. A NEW PROCESS opens the
    same store as a client would (statekit: ``PyrogramStorage(storage, name)`` + ``open()``, which
    takes the lease; kurigram: ``SQLiteStorage(name, workdir=...)`` + ``open()``) and times
    ``get_peer_by_id`` for ``--lookups`` distinct ids never looked up in that process, then
@@ -55,7 +61,9 @@ from pyrogram.storage import SQLiteStorage as KurigramSQLiteStorage
 
 from statekit import BaseStorage, open_storage
 from statekit.adapters.pyrogram import PyrogramStorage
+from statekit.session import SessionStore
 from tests.benchmarks._harness import (
+    LoopLag,
     compare_in_rounds,
     compare_rows,
     rounds_parser,
@@ -138,6 +146,35 @@ async def fresh_process_lookups(spec: dict[str, Any]) -> dict[str, float]:
     return result
 
 
+async def timed_copy(copy: Callable[[], Awaitable[object]], n: int) -> dict[str, float]:
+    """``copy`` (``n`` peers per second) and ``lag_copy`` (the longest event-loop stall, seconds)
+    of ``await copy()``."""
+    gc.collect()
+    async with LoopLag() as lag:
+        start = time.perf_counter()
+        await copy()
+        took = time.perf_counter() - start
+    return {"copy": n / took, "lag_copy": lag.worst}
+
+
+async def kurigram_copy(storage: KurigramSQLiteStorage, workdir: Path, name: str) -> None:
+    """Every peer of ``storage`` into a new kurigram session ``name``, saved (kurigram has no
+    snapshot call: its tables read, its write calls fed)."""
+    peers = storage.conn.execute("SELECT id, access_hash, type, phone_number FROM peers").fetchall()
+    names: dict[int, list[str | None]] = {}
+    for peer_id, username in storage.conn.execute("SELECT id, username FROM usernames"):
+        names.setdefault(peer_id, []).append(username)
+    copy = KurigramSQLiteStorage(name, workdir=workdir)
+    await copy.open()
+    try:
+        await copy.update_peers(peers)
+        await copy.update_usernames(list(names.items()))
+        await copy.save()
+    finally:
+        await copy.close()
+    (workdir / f"{name}{KurigramSQLiteStorage.FILE_EXTENSION}").unlink()
+
+
 async def run_kurigram(
     workdir: Path, tag: str, new: Batch, updated: Batch | None = None, lookups: int = 0
 ) -> dict[str, float]:
@@ -148,6 +185,7 @@ async def run_kurigram(
     await storage.open()
     try:
         result = await write_new_then_updated(storage, new, updated)
+        result |= await timed_copy(partial(kurigram_copy, storage, workdir, f"{name}-copy"), len(new.peers))
     except BaseException:
         await storage.close()
         raise
@@ -178,8 +216,16 @@ async def run_statekit(
     name = f"bench-{tag}"
     leased = PyrogramStorage(storage, name)
     await leased.open()
+    copy = SessionStore(storage, f"{name}-copy")
+
+    async def snapshot_restore() -> None:
+        await copy.restore(await leased.store.snapshot())
+
     try:
+        await leased.store.update(dc_id=2, auth_key=bytes(256))  # a snapshot needs a whole record
         result = await write_new_then_updated(leased, new, updated)
+        result |= await timed_copy(snapshot_restore, len(new.peers))
+        await copy.delete()
     except BaseException:
         await leased.close()
         raise
@@ -277,6 +323,10 @@ def size_rows(runs: dict[str, list[dict[str, float]]], peers: int, lookups: int)
                                  f"update_peers+update_usernames ×{peers:,} (staged)", f"stage_{kind}")
             rows += compare_rows(runs, labels, "kurigram", group,
                                  f"… + save() (durable) ×{peers:,}", f"write_{kind}", stall=f"lag_{kind}")
+    if "copy" in runs["kurigram"][0]:
+        rows += compare_rows(runs, labels, "kurigram", "whole session",
+                             f"out and into a new session (statekit: snapshot + restore), {peers:,} peers",
+                             "copy", stall="lag_copy")
     if "close" in runs["kurigram"][0]:
         rows += compare_rows(runs, labels, "kurigram", "close", f"close() and drop, {peers:,} peers held (peers/s)",
                              "close", stall="lag_close")

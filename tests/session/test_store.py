@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import tracemalloc
 from collections import Counter
@@ -14,7 +15,7 @@ import msgpack
 import pytest
 import redis.asyncio
 
-from statekit import BaseStorage, RedisStorage
+from statekit import BaseStorage, MemoryStorage, RedisStorage
 from statekit.errors import CorruptValueError, SessionLockedError
 from statekit.session import (
     Peer,
@@ -25,8 +26,13 @@ from statekit.session import (
     list_sessions,
 )
 from statekit.session import store as store_module
-from statekit.session._buckets import PEER_BUCKETS, decode_index_bucket, decode_peer_bucket
-from statekit.session._peers import PeerRow
+from statekit.session._buckets import (
+    PEER_BUCKETS,
+    decode_index_bucket,
+    decode_peer_bucket,
+    index_bucket,
+)
+from statekit.session._peers import PeerRow, normalize_phone
 from statekit.storage._fastpath import FastPathStorage
 from statekit.testing import RedisServer
 from tests.memory_release import largest_release
@@ -631,6 +637,61 @@ async def test_a_write_while_the_peers_are_streamed_is_what_later_lookups_see(
         assert streamed >= 3000
         for i in range(1, 3001, 7):
             assert (await reader.get_peer_by_id(i)).access_hash == 11  # type: ignore[union-attr]
+
+
+async def test_update_peers_snapshot_and_restore_work_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """update_peers, snapshot and restore of a large session make their rows, their Peers and
+    their packed buckets ``_YIELD_ROWS`` / ``_YIELD_PACKED`` (500) at a time, the event loop
+    running between: restore() of 100,000 peers held it for 250 ms in one piece. (Store logic,
+    the same on every backend: memory only.)"""
+    counts = {"rows": 0, "peers": 0, "packed": 0}
+    peer_row, row_peer = store_module.peer_row, store_module.row_peer
+    packed_bucket = store_module.packed_bucket
+
+    def counting_peer_row(peer: Peer, now: int) -> PeerRow:
+        counts["rows"] += 1
+        return peer_row(peer, now)
+
+    def counting_row_peer(row: PeerRow) -> Peer:
+        counts["peers"] += 1
+        return row_peer(row)
+
+    def counting_packed_bucket(key: str, bucket: dict[object, object], *, peers: bool) -> bytes:
+        counts["packed"] += len(bucket)
+        return packed_bucket(key, bucket, peers=peers)
+
+    monkeypatch.setattr(store_module, "peer_row", counting_peer_row)
+    monkeypatch.setattr(store_module, "row_peer", counting_row_peer)
+    monkeypatch.setattr(store_module, "packed_bucket", counting_packed_bucket)
+    seen: list[dict[str, int]] = []
+
+    async def ticker() -> None:
+        while True:
+            seen.append(dict(counts))
+            await asyncio.sleep(0)
+
+    storage = MemoryStorage()
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    store = SessionStore(storage, "big")
+    await store.save(data())
+    await store.update_peers(peers(5000))
+    snap = await store.snapshot()
+    await SessionStore(storage, "copy").restore(snap)
+    seen.append(dict(counts))
+    ticking.cancel()
+    assert counts["rows"] == 2 * 5000 and counts["peers"] == 5000 and counts["packed"] > 3 * 5000
+    most = {name: max(b[name] - a[name] for a, b in itertools.pairwise(seen)) for name in counts}
+    largest_bucket = max(  # of the peers, usernames and phones: a turn packs on to its end
+        max(Counter(p.id % PEER_BUCKETS for p in peers(5000)).values()),
+        max(Counter(index_bucket(p.usernames[0].lower()) for p in peers(5000)).values()),
+        max(Counter(index_bucket(normalize_phone(p.phone_number or "")) for p in peers(5000)).values()),
+    )
+    assert most["rows"] <= store_module._YIELD_ROWS, most  # noqa: SLF001
+    assert most["peers"] <= store_module._YIELD_ROWS, most  # noqa: SLF001
+    assert most["packed"] <= store_module._YIELD_PACKED + largest_bucket, (most, largest_bucket)  # noqa: SLF001
+    assert snap.peers == sorted(snap.peers, key=lambda p: p.id)
+    assert await SessionStore(storage, "copy").snapshot() == snap
 
 
 async def test_restore_refuses_what_is_not_a_snapshot(storage: BaseStorage) -> None:
