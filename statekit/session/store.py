@@ -667,38 +667,39 @@ class SessionStore:
         """The value a bucket is stored as (packed), for the public storage operations."""
         return packed_bucket(key, bucket, peers=key.startswith(self._peers_prefix))
 
-    async def _put_buckets(self, keys: list[str], buckets: dict[str, dict[Any, Any]]) -> None:
-        """Write the buckets ``keys`` without expiry, in one batch."""
-        storage = self._msgpack_storage()
-        pp = self._peers_prefix
-        items: list[tuple[str, Any]] = []
+    async def _packed(
+        self, keys: Iterable[str], buckets: dict[str, dict[Any, Any]], *, encoded: bool = False
+    ) -> list[Any]:
+        """The buckets ``keys`` as stored (``_stored_bucket``; ``encoded``: in the msgpack stored
+        form ``set_many_encoded`` takes), the event loop running between every ``_YIELD_PACKED``
+        entries packed (and the rest of a bucket): packing a large session must not hold it."""
+        values: list[Any] = []
         packed = 0
         for key in keys:
             bucket = buckets[key]
-            value = packed_bucket(key, bucket, peers=key.startswith(pp))
-            items.append((key, value if storage is None else pack_bucket(value)))
+            value = self._stored_bucket(key, bucket)
+            values.append(pack_bucket(value) if encoded else value)
             packed += len(bucket)
             if packed > _YIELD_PACKED:
                 packed = 0
-                await asyncio.sleep(0)  # packing a large session must not hold the loop
+                await asyncio.sleep(0)
+        return values
+
+    async def _put_buckets(self, keys: list[str], buckets: dict[str, dict[Any, Any]]) -> None:
+        """Write the buckets ``keys`` without expiry, in one batch."""
+        storage = self._msgpack_storage()
+        values = await self._packed(keys, buckets, encoded=storage is not None)
         if storage is not None:
-            await storage.set_many_encoded(items, ttl=None)
+            await storage.set_many_encoded(list(zip(keys, values, strict=True)), ttl=None)
         else:
-            await self.storage.set_many(dict(items), ttl=None)
+            await self.storage.set_many(dict(zip(keys, values, strict=True)), ttl=None)
 
     async def _swap_buckets(
         self, keys: list[str], buckets: dict[str, dict[Any, Any]], raw: dict[str, Any]
     ) -> bool:
         """Compare-and-set each of the buckets ``keys`` against what was read; True if every one
         was written (one that was not is merged again by the caller)."""
-        values: list[bytes] = []
-        packed = 0
-        for key in keys:
-            values.append(self._stored_bucket(key, buckets[key]))
-            packed += len(buckets[key])
-            if packed > _YIELD_PACKED:
-                packed = 0
-                await asyncio.sleep(0)  # packing a large session must not hold the loop
+        values = await self._packed(keys, buckets)
         swaps = [
             self.storage.compare_and_set(key, value, expected=raw.get(key), ttl=None)
             for key, value in zip(keys, values, strict=True)
@@ -1094,13 +1095,7 @@ class SessionStore:
                     buckets.setdefault(self._phones_key(row[4]), {})[row[4]] = peer_id
                 if n % _YIELD_ROWS == 0:
                     await asyncio.sleep(0)
-            packed = 0
-            for key, bucket in buckets.items():
-                mapping[key] = self._stored_bucket(key, bucket)
-                packed += len(bucket)
-                if packed > _YIELD_PACKED:
-                    packed = 0
-                    await asyncio.sleep(0)
+            mapping.update(zip(buckets, await self._packed(buckets, buckets), strict=True))
             dropped = self._drop_cache()
             await self.storage.set_many(mapping, ttl=None)
             dropped += self._drop_cache()
