@@ -34,6 +34,7 @@ from typing import Any, Final, TypeVar, cast
 
 from msgpack import UnpackException, unpackb
 
+from statekit._release import drop_in_slices
 from statekit.codec import INT64_MAX, MsgpackCodec
 from statekit.errors import CorruptValueError, StatekitError, StorageUnavailableError
 from statekit.session._buckets import (
@@ -76,7 +77,6 @@ from statekit.session._record import (
     decode_states,
     encode_states,
 )
-from statekit.session._release import drop_in_slices
 from statekit.session.lease import LeaseHolder, SessionLease
 from statekit.session.records import Peer, SessionData, SessionSnapshot, UpdateState
 from statekit.storage._fastpath import FastPathStorage

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import time
 
+from statekit._release import empty_in_slices
 from statekit.session import _ferogram as ferogram_format
 from statekit.session._collector import YoungCollector
 from statekit.session._formats import PROD_ADDRESSES, TEST_ADDRESSES
 from statekit.session._peers import PeerRow, make_row, normalize_phone, username_pair
-from statekit.session._release import empty_in_slices
 from statekit.session.store import SessionStore
 
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
+from statekit._release import empty_in_slices
 from statekit.codec import Codec
 from statekit.storage._fastpath import FastPathStorage
 from statekit.storage._glob import compile_glob
@@ -367,8 +368,5 @@ class MemoryStorage(FastPathStorage):
             count -= sum(1 for k, at in chunk if at <= now and k in data)
             await asyncio.sleep(0)
         for old in (data, expiry):
-            while old:
-                for _ in range(min(_CHUNK, len(old))):
-                    old.popitem()
-                await asyncio.sleep(0)
+            await empty_in_slices(old, _CHUNK)
         return count

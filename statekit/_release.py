@@ -1,9 +1,10 @@
-"""Letting go of a large session's memory a slice at a time, the event loop running in between.
+"""Letting go of large containers a slice at a time, the event loop running in between.
 
-The rows of a 100,000-peer session are some 400,000 objects (a tuple, a tuple of usernames,
-strings, ints). The last reference to them going at once frees them all in one piece: 30 ms of
-a held event loop when a kurigram client's storage closed, 14–24 ms when a closed
-``TelethonSession`` was dropped (measured on the project's 2-core machine).
+The last reference to a million stored values, or to the rows of a 100,000-peer session (some
+400,000 objects: a tuple, a tuple of usernames, strings, ints), going at once frees them all in one
+piece: ~50 ms of a held event loop when the memory backend's namespace was cleared, 30 ms when a
+kurigram client's session storage closed, 14–24 ms when a closed ``TelethonSession`` was dropped
+(measured on the project's 2-core machine). Used by the memory backend and the session layer.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Letting go of a large session's memory a slice at a time (statekit.session._release)."""
+"""Letting go of large containers a slice at a time (statekit._release): the memory backend's
+clear_namespace, a session's close."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import weakref
 from itertools import pairwise
 
-from statekit.session._release import drop_in_slices, empty_in_slices
+from statekit._release import drop_in_slices, empty_in_slices
 
 
 class Row:
