@@ -719,7 +719,7 @@ class SessionStore:
         naming a bad peer before anything is written.
         """
         now = _now()
-        rows = await _rows_in_slices(peers, now)
+        rows = await _rows_in_slices(peers, peer_row, now)
         await self._update_peer_rows(rows, now, keep_usernames=keep_usernames)
 
     async def update_peer_rows(
@@ -730,15 +730,7 @@ class SessionStore:
         None: now). Every row is checked first, as ``statekit.session.support.make_row`` does:
         raises ``TypeError`` naming the peer and the field before anything is written."""
         now = _now()
-        checked: dict[int, PeerRow] = {}
-        n = 0
-        for row in rows:
-            good = _checked_row(row, now)
-            checked[good[0]] = good
-            n += 1
-            if n == _YIELD_ROWS:
-                n = 0
-                await asyncio.sleep(0)  # a large batch must not hold the event loop
+        checked = await _rows_in_slices(rows, _checked_row, now)
         await self._update_peer_rows(checked, now, keep_usernames=keep_usernames)
 
     async def _update_peer_rows(
@@ -1071,7 +1063,7 @@ class SessionStore:
         if not isinstance(snapshot, SessionSnapshot):
             raise TypeError(f"restore() takes a SessionSnapshot, not {type(snapshot).__name__}")
         now = _now()
-        rows = await _rows_in_slices(list(snapshot.peers), now)
+        rows = await _rows_in_slices(list(snapshot.peers), peer_row, now)
         fields = {k: check_field(k, v) for k, v in snapshot.data.to_dict().items()}
         fields = {k: v for k, v in fields.items() if v is not None}
         states: dict[int, tuple[int | None, ...]] = {
@@ -1142,12 +1134,15 @@ class SessionStore:
         return await list_sessions(storage)
 
 
-async def _rows_in_slices(peers: Iterable[Peer], now: int) -> dict[int, PeerRow]:
-    """The rows of ``peers`` by id (``peer_row``: ``TypeError`` naming a bad peer), the event
-    loop running between every ``_YIELD_ROWS`` of them."""
+async def _rows_in_slices(
+    items: Iterable[_Item], to_row: Callable[[_Item, int], PeerRow], now: int
+) -> dict[int, PeerRow]:
+    """The rows ``to_row(item, now)`` of ``items`` by id (``peer_row`` for peers, ``_checked_row``
+    for rows: each raises ``TypeError`` naming a bad one), the event loop running between every
+    ``_YIELD_ROWS`` of them."""
     rows: dict[int, PeerRow] = {}
-    for n, peer in enumerate(peers, 1):
-        row = peer_row(peer, now)
+    for n, item in enumerate(items, 1):
+        row = to_row(item, now)
         rows[row[0]] = row
         if n % _YIELD_ROWS == 0:
             await asyncio.sleep(0)  # a large batch must not hold the event loop
