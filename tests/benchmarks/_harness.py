@@ -253,20 +253,32 @@ async def timed_save(stage: Callable[[], Any], save: Callable[[], Any]) -> tuple
     return staged_s, durable_s, lag.worst
 
 
-async def timed_close(held: list[Any], close: str, n: int) -> dict[str, float]:
-    """``close`` (``n`` per second) and ``lag_close`` (the longest event-loop stall, seconds) of
-    calling method ``close`` of ``held``'s one item (awaited if it returns an awaitable) and then
-    dropping it (``held`` ends empty; the caller holds no other reference): what closing a session
-    costs a program, the memory it lets go of included."""
+async def timed(name: str, n: int, step: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    """What ``step()`` returns (awaited if it returns an awaitable), and ``{name: n per second of
+    it, "lag_" + name: the longest event-loop stall while it ran, seconds}``. A full garbage
+    collection runs first (see ``timed_save``)."""
     gc.collect()
     async with LoopLag() as lag:
         start = time.perf_counter()
+        result = step()
+        if inspect.isawaitable(result):
+            result = await result
+        took = time.perf_counter() - start
+    return result, {name: n / took, f"lag_{name}": lag.worst}
+
+
+async def timed_close(held: list[Any], close: str, n: int) -> dict[str, float]:
+    """``timed`` ``close``: calling method ``close`` of ``held``'s one item (awaited if it returns
+    an awaitable), then dropping it (``held`` ends empty; the caller holds no other reference):
+    what closing a session costs a program, the memory it lets go of included."""
+
+    async def close_and_drop() -> None:
         done = getattr(held[0], close)()
         if inspect.isawaitable(done):
             await done
         held.clear()
-        took = time.perf_counter() - start
-    return {"close": n / took, "lag_close": lag.worst}
+
+    return (await timed("close", n, close_and_drop))[1]
 
 
 @dataclass

@@ -63,10 +63,10 @@ from statekit import BaseStorage, open_storage
 from statekit.adapters.pyrogram import PyrogramStorage
 from statekit.session import SessionStore
 from tests.benchmarks._harness import (
-    LoopLag,
     compare_in_rounds,
     compare_rows,
     rounds_parser,
+    timed,
     timed_close,
     timed_save,
 )
@@ -146,17 +146,6 @@ async def fresh_process_lookups(spec: dict[str, Any]) -> dict[str, float]:
     return result
 
 
-async def timed_copy(copy: Callable[[], Awaitable[object]], n: int) -> dict[str, float]:
-    """``copy`` (``n`` peers per second) and ``lag_copy`` (the longest event-loop stall, seconds)
-    of ``await copy()``."""
-    gc.collect()
-    async with LoopLag() as lag:
-        start = time.perf_counter()
-        await copy()
-        took = time.perf_counter() - start
-    return {"copy": n / took, "lag_copy": lag.worst}
-
-
 async def kurigram_copy(storage: KurigramSQLiteStorage, workdir: Path, name: str) -> None:
     """Every peer of ``storage`` into a new kurigram session ``name``, saved (kurigram has no
     snapshot call: its tables read, its write calls fed)."""
@@ -185,7 +174,7 @@ async def run_kurigram(
     await storage.open()
     try:
         result = await write_new_then_updated(storage, new, updated)
-        result |= await timed_copy(partial(kurigram_copy, storage, workdir, f"{name}-copy"), len(new.peers))
+        result |= (await timed("copy", len(new.peers), partial(kurigram_copy, storage, workdir, f"{name}-copy")))[1]
     except BaseException:
         await storage.close()
         raise
@@ -224,7 +213,7 @@ async def run_statekit(
     try:
         await leased.store.update(dc_id=2, auth_key=bytes(256))  # a snapshot needs a whole record
         result = await write_new_then_updated(leased, new, updated)
-        result |= await timed_copy(snapshot_restore, len(new.peers))
+        result |= (await timed("copy", len(new.peers), snapshot_restore))[1]
         await copy.delete()
     except BaseException:
         await leased.close()

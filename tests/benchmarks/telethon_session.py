@@ -35,9 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import inspect
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -49,10 +46,10 @@ from telethon.tl import types
 from statekit import BaseStorage
 from statekit.adapters.telethon import TelethonSession
 from tests.benchmarks._harness import (
-    LoopLag,
     compare_in_rounds,
     compare_rows,
     rounds_parser,
+    timed,
     timed_close,
     timed_save,
 )
@@ -108,14 +105,7 @@ async def write_new_then_updated(session: Any, new: Any, updated: Any) -> dict[s
 async def timed_open(open_session: Callable[[], Any], n: int) -> tuple[Any, dict[str, float]]:
     """The session ``open_session()`` opens (awaited if it returns an awaitable), with
     ``open`` (stored entities per second of the open) and ``lag_open`` (seconds)."""
-    gc.collect()
-    async with LoopLag() as lag:
-        start = time.perf_counter()
-        session = open_session()
-        if inspect.isawaitable(session):
-            session = await session
-        took = time.perf_counter() - start
-    return session, {"open": n / took, "lag_open": lag.worst}
+    return await timed("open", n, open_session)
 
 
 def check(name: str, hashes: dict[int, int | None]) -> None:
