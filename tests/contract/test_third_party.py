@@ -121,12 +121,23 @@ async def test_conversation_timeouts_fire_through_the_public_contract() -> None:
     assert await FSMContext(storage, key).get_state() is None
 
 
-async def test_session_peers_are_written_through_the_public_contract() -> None:
+@pytest.mark.parametrize("leased", [False, True], ids=["compare-and-set", "leased-batch"])
+async def test_session_peers_are_written_through_the_public_contract(leased: bool) -> None:
+    """Without the msgpack fast path, peers are written with the public operations: one
+    compare-and-set per bucket without the lease, one set_many batch with it."""
     storage = DictStorage()
     store = SessionStore(storage, "acct")
-    await store.update_peers([Peer(id=10, access_hash=5, type="user", usernames=["Ada"])])
-    found = await store.get_peer_by_username("ada")
-    assert found is not None and found.id == 10
+    if leased:
+        await store.open()
+    try:
+        await store.update_peers([Peer(id=10, access_hash=5, type="user", usernames=["Ada"])])
+        await store.update_peers([Peer(id=10, access_hash=6, type="user", usernames=["Bea"])])
+    finally:
+        await store.close()
+    reader = SessionStore(storage, "acct")  # reads the storage, nothing cached
+    found = await reader.get_peer_by_username("bea")
+    assert found is not None and (found.id, found.access_hash) == (10, 6)
+    assert await reader.get_peer_by_username("ada") is None
 
 
 def test_tests_needing_raw_access_skip_with_a_reason_without_the_hook() -> None:
