@@ -198,6 +198,9 @@ class SessionStore:
         self._arriving: dict[str, asyncio.Event] = {}  # bucket key -> set once read ahead (or not)
         self._peer_gen = 0
         self._peer_lock = asyncio.Lock()
+        # bucket keys known not to be stored (learned by a scan while the lease was held, and
+        # valid while it stays held): a write or lookup takes them as empty without reading them
+        self._absent: set[str] = set()
         self._layout_ok = False  # no peers kept a key each (statekit 0.1) are left to move
         self._marked = False  # the layout marker is known to be stored
         self._layout_lock = asyncio.Lock()
@@ -238,6 +241,7 @@ class SessionStore:
             event.set()  # a reader cancelled before it began: its lookups read for themselves
         self._record.forget()
         self._states.forget()
+        self._absent = set()
         return dropped
 
     def _forget_on_gap(self) -> None:
@@ -364,7 +368,11 @@ class SessionStore:
         0.2) into buckets, once per session: the first peer operation of a store reads the layout
         marker, and only when it is missing looks for such keys (one scan of the storage). The
         marker is written by the first write of peers (or a move), never by a lookup, so looking
-        up peers of a session that has none leaves nothing behind."""
+        up peers of a session that has none leaves nothing behind.
+
+        That scan lists every key of the session; with the lease held, the buckets it did not
+        find are remembered as absent, so that the first write of a new session (or a lookup in
+        it) does not read 1,536 keys that cannot exist."""
         if self._layout_ok and (self._marked or not writing):
             return
         async with self._layout_lock:
@@ -374,14 +382,39 @@ class SessionStore:
             if await self.storage.get_state(marker) == _LAYOUT:
                 self._marked = True
             else:
-                name = BaseStorage.glob_escape(self.name)
-                legacy = [k async for k in self.storage.scan_keys(f"session:{{{name}}}:peer:*")]
+                legacy = await self._scan_own_keys()
                 if legacy:
                     await self._migrate_legacy(legacy)
                 if legacy or writing:
                     await self.storage.set_state(marker, _LAYOUT, ttl=None)
                     self._marked = True
             self._layout_ok = True
+
+    async def _scan_own_keys(self) -> list[str]:
+        """One scan of the session's keys: return those of peers kept a key each (statekit 0.1),
+        and, if the lease was held throughout and no peer write ran meanwhile, remember the
+        buckets not found as absent."""
+        gen, watched = self._peer_gen, self._caching() and not self._peer_lock.locked()
+        legacy_prefix = self._prefix + "peer:"
+        legacy: list[str] = []
+        found: set[str] = set()
+        async for key in self.storage.scan_keys(f"session:{{{BaseStorage.glob_escape(self.name)}}}:*"):
+            if key.startswith(legacy_prefix):
+                legacy.append(key)
+            else:
+                found.add(key)
+        if watched and gen == self._peer_gen and self._caching():
+            self._absent = {
+                key
+                for prefix, count in (
+                    (self._peers_prefix, PEER_BUCKETS),
+                    (self._names_prefix, INDEX_BUCKETS),
+                    (self._phones_prefix, INDEX_BUCKETS),
+                )
+                for key in (f"{prefix}{n}" for n in range(count))
+                if key not in found
+            }
+        return legacy
 
     async def _migrate_legacy(self, keys: list[str]) -> None:
         rows: dict[int, PeerRow] = {}
@@ -411,11 +444,16 @@ class SessionStore:
         missing = keys
         if caching:
             missing = []
-            cached = self._cache.get
+            cached, absent = self._cache.get, self._absent
             for key in keys:
                 bucket = cached(key)
                 if bucket is None:
-                    missing.append(key)
+                    if key in absent:  # not stored: from now on the cached bucket is the truth
+                        absent.discard(key)
+                        bucket = buckets[key] = decode(key, None)
+                        self._cache.put(key, bucket)
+                    else:
+                        missing.append(key)
                 else:
                     if not isinstance(bucket, dict):
                         bucket = thawed(bucket)
@@ -795,6 +833,8 @@ class SessionStore:
                 if bucket is not None:
                     return bucket
         await self._ensure_layout()
+        if caching and key in self._absent:
+            return decode(key, None)  # not stored (nor written since: it would be cached)
         gen = self._peer_gen
         bucket = decode(key, (await self._read([key])).get(key))
         if caching and gen == self._peer_gen and not self._peer_lock.locked() and self._caching():
@@ -817,7 +857,8 @@ class SessionStore:
             return
         per_entries = _WARM_PACKED_ENTRIES if isinstance(first, PackedPeers | PackedIndex) else _WARM_ENTRIES
         per_call = min(max(per_entries // max(len(first), 1), 8), count)
-        keys = self._cache.missing([f"{prefix}{n}" for n in range(count)])
+        absent = self._absent
+        keys = self._cache.missing([k for k in (f"{prefix}{n}" for n in range(count)) if k not in absent])
         chunks: list[tuple[list[str], asyncio.Event]] = []
         for start in range(0, len(keys), per_call):
             chunk, arrived = keys[start : start + per_call], asyncio.Event()

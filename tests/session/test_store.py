@@ -612,6 +612,71 @@ async def test_a_write_after_streaming_the_peers_with_the_lease_reads_no_peer_bu
             assert await fresh.get_peer_by_username(f"user{i}") is None
 
 
+def spy_reads(store: SessionStore) -> list[str]:
+    """The bucket keys ``store`` reads from now on (every bucket read goes through ``_read``)."""
+    read: list[str] = []
+    original = store._read  # noqa: SLF001
+
+    async def spy(keys: list[str]) -> dict[str, object]:
+        read.extend(keys)
+        return await original(keys)
+
+    store._read = spy  # type: ignore[method-assign]  # noqa: SLF001
+    return read
+
+
+async def test_the_first_write_of_a_new_session_with_the_lease_reads_no_bucket(
+    storage: BaseStorage,
+) -> None:
+    """A new session has no buckets; the lease holder learns that from the one scan a session
+    without the layout marker gets, and neither its first write nor its lookups read the 1,536
+    bucket keys (a new 10,000-peer write spent a quarter of its time reading nothing)."""
+    async with SessionStore(storage, "fresh", lease_ttl=3600) as store:
+        read = spy_reads(store)
+        assert await store.get_peer_by_id(5) is None
+        assert await store.get_peer_by_username("user5") is None
+        await store.update_peers(peers(2000))
+        await store.update_peers(Peer(i, 5, "user", (f"Again{i}",)) for i in range(1, 2001, 2))
+        assert read == []
+        assert (await store.get_peer_by_phone_number("+15550008")).id == 8  # type: ignore[union-attr]
+    other = SessionStore(storage, "fresh")  # another process reads what was written
+    assert (await other.get_peer_by_id(3)).access_hash == 5  # type: ignore[union-attr]
+    assert (await other.get_peer_by_username("again3")).id == 3  # type: ignore[union-attr]
+    assert await other.get_peer_by_username("user3") is None
+    assert (await other.get_peer_by_username("user4")).id == 4  # type: ignore[union-attr]
+    assert (await other.get_peer_by_phone_number("+15552000")).id == 2000  # type: ignore[union-attr]
+
+
+async def test_buckets_stored_without_the_layout_marker_are_read_and_kept(storage: BaseStorage) -> None:
+    """Buckets can outlive the layout marker (a delete() that stopped part-way removes keys in
+    scan order): a missing marker does not mean an empty session, so a write keeps those peers."""
+    await SessionStore(storage, "left").update_peers(peers(600))
+    assert await storage.delete_state("session:{left}:layout")
+    async with SessionStore(storage, "left", lease_ttl=3600) as store:
+        read = spy_reads(store)
+        await store.update_peers(Peer(i, 9, "user", (f"Late{i}",)) for i in range(601, 1201))
+        assert read  # the buckets that exist are read
+    other = SessionStore(storage, "left")
+    for i in (1, 88, 600):
+        assert (await other.get_peer_by_id(i)).access_hash == i * 31  # type: ignore[union-attr]
+        assert (await other.get_peer_by_username(f"user{i}")).id == i  # type: ignore[union-attr]
+    assert (await other.get_peer_by_username("late1200")).id == 1200  # type: ignore[union-attr]
+
+
+async def test_a_store_without_the_lease_trusts_no_scan_for_absent_buckets(storage: BaseStorage) -> None:
+    """Without the lease another process may write between a store's scan and its write: the
+    peers it wrote into the same buckets meanwhile are kept."""
+    first = SessionStore(storage, "shared")
+    assert await first.get_peer_by_id(1) is None  # its scan: the session has no key yet
+    await SessionStore(storage, "shared").update_peers(peers(300))  # buckets 1..300
+    await first.update_peers(Peer(i + PEER_BUCKETS, 3, "user", (f"Two{i}",)) for i in range(1, 301))
+    other = SessionStore(storage, "shared")
+    for i in (1, 150, 300):
+        assert (await other.get_peer_by_id(i)).access_hash == i * 31  # type: ignore[union-attr]
+        assert (await other.get_peer_by_id(i + PEER_BUCKETS)).access_hash == 3  # type: ignore[union-attr]
+        assert (await other.get_peer_by_username(f"user{i}")).id == i  # type: ignore[union-attr]
+
+
 async def test_streaming_the_peers_without_the_lease_keeps_nothing(storage: BaseStorage) -> None:
     await SessionStore(storage, "open").update_peers(peers(300))
     unleased = SessionStore(storage, "open")
