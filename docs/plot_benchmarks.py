@@ -124,11 +124,18 @@ def plot_ab(doc: dict[str, Any], name: str, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = doc["rows"]
-    labels = [f"{r['group']} · {r['subject']} · {r['operation']}" for r in rows]
+    labels = [f"{r['group']} · {r['subject']} · {r['operation']}"
+              + (f" ×{r['concurrency']}" if r.get("concurrency", 1) != 1 else "") for r in rows]
     positions = list(range(len(rows)))[::-1]
+    height = max(2.5, 0.45 * len(rows) + 1.6)
+    if not any(r.get("base_stall_ms") or r.get("this_stall_ms") for r in rows):
+        # no stalls measured (script_ab): the ratios alone, with the range over the runs
+        fig, ratios = plt.subplots(figsize=(10, height))
+        ratios.set_yticks(positions, labels, fontsize=8)
+        _draw_ratios(ratios, rows, positions)
+        return _save(fig, doc, name, out)
     fig, (stalls, ratios) = plt.subplots(
-        1, 2, figsize=(14, max(2.5, 0.45 * len(rows) + 1.6)), sharey=True,
-        gridspec_kw={"width_ratios": [3, 2]},
+        1, 2, figsize=(14, height), sharey=True, gridspec_kw={"width_ratios": [3, 2]},
     )
     for offset, side, colour in ((0.2, "base", "tab:gray"), (-0.2, "this", "tab:blue")):
         values = [float(r.get(f"{side}_stall_ms") or 0.0) for r in rows]
@@ -141,14 +148,29 @@ def plot_ab(doc: dict[str, Any], name: str, out: Path) -> Path:
     stalls.set_xlabel("worst event-loop stall over the rounds, ms\n(lower is better, log scale)")
     stalls.set_yticks(positions, labels, fontsize=8)
     stalls.legend(fontsize=7, loc="lower right")
+    _draw_ratios(ratios, rows, positions)
+    return _save(fig, doc, name, out)
+
+
+def _draw_ratios(ratios: Any, rows: list[dict[str, Any]], positions: list[int]) -> None:
+    """The panel of rate ratios this / base (with the range over the runs where given)."""
     change = [float(r["this_vs_base"]) for r in rows]
     shade = ["tab:green" if c > 1.03 else "tab:orange" if c < 0.97 else "tab:gray" for c in change]
     ratios.barh(positions, change, color=shade)
+    ranged = [(pos, r) for pos, r in zip(positions, rows, strict=True) if "low" in r and "high" in r]
+    if ranged:
+        ratios.hlines([pos for pos, _ in ranged], [float(r["low"]) for _, r in ranged],
+                      [float(r["high"]) for _, r in ranged], color="black", linewidth=1)
     ratios.axvline(1, color="black", linewidth=1)
     for pos, value in zip(positions, change, strict=True):
         ratios.text(value, pos, f" {value:.2f}×", va="center", fontsize=7)
-    ratios.set_xlim(0, max(change) * 1.25)
-    ratios.set_xlabel("rate this / base, median of rounds\n(higher is better; grey: within 3 %)")
+    ratios.set_xlim(0, max([*change, *(float(r["high"]) for _, r in ranged)]) * 1.2)
+    ratios.set_xlabel("rate this / base, median of rounds (line: range)\n(higher is better; grey: within 3 %)")
+
+
+def _save(fig: Any, doc: dict[str, Any], name: str, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     subtitle = " · ".join(str(doc[k]) for k in ("date", "machine") if doc.get(k))
     fig.suptitle(f"{doc.get('benchmark', name)}: this tree against {doc.get('base', 'base')}\n{subtitle}",
                  fontsize=10)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks._harness import machine
+from tests.benchmarks.script_ab import run_in_tree
 
 HERE = Path(__file__).resolve().parents[2]
 UNITS = {"session": "peers", "telethon_session": "entities"}
@@ -35,14 +34,7 @@ UNITS = {"session": "peers", "telethon_session": "entities"}
 def one_round(tree: Path, script: str, size: int, out: Path, extra: list[str]) -> list[dict[str, Any]]:
     """The statekit and baseline rows of one round of ``script`` (arguments ``extra`` added) run
     in ``tree``."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    command = [sys.executable, "-m", f"tests.benchmarks.{script}", f"--{UNITS[script]}", str(size),
-               "--rounds", "1", "--json", str(out), *extra]
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode:
-        raise RuntimeError(f"{script} in {tree} failed:\n{done.stderr[-3000:]}")
-    rows: list[dict[str, Any]] = json.loads(out.read_text())["rows"]
-    return rows
+    return run_in_tree(tree, script, [f"--{UNITS[script]}", str(size), "--rounds", "1", *extra], out)
 
 
 def main(argv: list[str] | None = None) -> None:

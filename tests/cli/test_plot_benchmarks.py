@@ -72,3 +72,23 @@ def test_a_same_run_ab_gets_its_two_panel_chart(tmp_path: Path) -> None:
     assert "row 0 lacks subject, operation, base_ops_per_s" in proc.stderr
     assert (tmp_path / "session_ab.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "broken_ab.png").exists()
+
+
+def test_an_ab_without_stalls_gets_its_ratios_with_their_range(tmp_path: Path) -> None:
+    """script_ab's rows (no stall measured) are drawn as one panel of ratios, a line for the
+    range over the runs."""
+    pytest.importorskip("matplotlib")
+    rows = [
+        {"group": "sequential", "subject": subject, "operation": "update_data", "concurrency": tasks,
+         "base_ops_per_s": 100.0, "this_ops_per_s": 100.0 * ratio, "this_vs_base": ratio,
+         "low": ratio - 0.1, "high": ratio + 0.1}
+        for subject, tasks, ratio in (("statekit", 1, 1.02), ("aiogram", 100, 0.97))
+    ]
+    doc = tmp_path / "fsm_ab.json"
+    doc.write_text(json.dumps({"benchmark": "fsm_ab", "base": "4947638", "rows": rows}))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(doc)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    png = tmp_path / "fsm_ab.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

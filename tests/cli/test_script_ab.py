@@ -1,0 +1,41 @@
+"""``tests/benchmarks/script_ab.py``: the comparison of two trees' runs, row by row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.benchmarks.script_ab import compared
+
+
+def _row(subject: str, ops: float | None, tasks: int = 1) -> dict[str, Any]:
+    return {"group": "g", "subject": subject, "operation": "op", "concurrency": tasks, "ops_per_s": ops}
+
+
+def test_rows_are_paired_by_run_and_summarised_by_their_median() -> None:
+    found = {
+        "this": [[_row("statekit", 110), _row("aiogram", 50), _row("statekit", 900, 100)],
+                 [_row("statekit", 90), _row("aiogram", 50), _row("statekit", 1000, 100)],
+                 [_row("statekit", 120), _row("aiogram", 40), _row("statekit", 1100, 100)]],
+        "base": [[_row("statekit", 100), _row("aiogram", 50), _row("statekit", 1000, 100)],
+                 [_row("statekit", 100), _row("aiogram", 50), _row("statekit", 1000, 100)],
+                 [_row("statekit", 100), _row("aiogram", 50), _row("statekit", 1000, 100)]],
+    }
+    table = compared(found)
+    assert [(c["subject"], c["concurrency"]) for c in table] == [("statekit", 1), ("aiogram", 1), ("statekit", 100)]
+    first = table[0]
+    assert first["this_vs_base"] == pytest.approx(1.1)  # median of 1.1, 0.9, 1.2
+    assert (first["low"], first["high"]) == (pytest.approx(0.9), pytest.approx(1.2))
+    assert (first["base_ops_per_s"], first["this_ops_per_s"]) == (100, 110)
+    assert table[1]["this_vs_base"] == pytest.approx(1.0)  # the same code: the noise
+    assert table[2]["this_vs_base"] == pytest.approx(1.0)
+
+
+def test_a_row_missing_from_one_run_or_without_a_rate_is_left_out() -> None:
+    found = {
+        "this": [[_row("statekit", 10), _row("gone", 5), _row("rateless", None)], [_row("statekit", 10)]],
+        "base": [[_row("statekit", 10), _row("gone", 5), _row("rateless", None)],
+                 [_row("statekit", 10), _row("gone", 5)]],
+    }
+    assert [c["subject"] for c in compared(found)] == ["statekit"]
