@@ -615,6 +615,10 @@ class SessionStore:
                             drop_phone_of(peer_id)
             written = [keys[n] for n in dirty]
             if not caching:
+                if self._lease is not None:
+                    # the lease is ours but not certainly held (a renewal is late): the lease
+                    # may come back without a gap, and what is cached would then miss this write
+                    self._forget_cached_peers()
                 await self._merge_index(self._names_prefix, claims, dropped, written, buckets, raw, False)
                 await self._merge_index(
                     self._phones_prefix, phone_claims, phone_dropped, written, buckets, raw, False
@@ -635,8 +639,13 @@ class SessionStore:
             return True
         except BaseException:
             if caching:
-                self._cache.clear()  # cached buckets may hold rows that were not written
+                self._forget_cached_peers()  # cached buckets may hold rows that were not written
             raise
+
+    def _forget_cached_peers(self) -> None:
+        """Forget the cached buckets and the buckets known absent (the next accesses read)."""
+        self._cache.clear()
+        self._absent = set()
 
     async def _merge_index(
         self,

@@ -677,6 +677,35 @@ async def test_a_store_without_the_lease_trusts_no_scan_for_absent_buckets(stora
         assert (await other.get_peer_by_username(f"user{i}")).id == i  # type: ignore[union-attr]
 
 
+async def test_a_write_while_a_late_renewal_leaves_the_lease_unsure_is_not_undone(
+    storage: BaseStorage,
+) -> None:
+    """Between 0.9 and 1 x lease_ttl after a renewal the lease is ours but not certainly held, so
+    a write goes by compare-and-set, around the cache. If the renewal then succeeds (no gap),
+    the cached buckets and the buckets known absent must not outlive that write: the next batch
+    write would put the old buckets back (peer 1's new hash and username lost) and take a
+    bucket it wrote as empty (peer 700 lost)."""
+    async with SessionStore(storage, "late", lease_ttl=3600) as store:
+        await store.update_peers(peers(100))  # buckets 1..100 cached, the other ones absent
+        lease = store.lease
+        assert lease is not None
+        valid_until = lease._valid_until  # noqa: SLF001 - the renewal's clock, set back and forth
+        lease._valid_until = 0.0  # noqa: SLF001 - a late renewal: held is False, no gap
+        await store.update_peers([Peer(1, 5, "user", ("Late1",)), Peer(700, 6, "user", ("Late700",))])
+        lease._valid_until = valid_until  # noqa: SLF001 - the renewal lands: held again
+        await store.update_peers(
+            [Peer(1 + PEER_BUCKETS, 7, "user", ("Other",)), Peer(700 + PEER_BUCKETS, 8, "user", ("Next",))]
+        )
+    other = SessionStore(storage, "late")
+    assert (await other.get_peer_by_id(1)).access_hash == 5  # type: ignore[union-attr]
+    assert (await other.get_peer_by_username("late1")).id == 1  # type: ignore[union-attr]
+    assert await other.get_peer_by_username("user1") is None
+    assert (await other.get_peer_by_id(700)).access_hash == 6  # type: ignore[union-attr]
+    assert (await other.get_peer_by_username("late700")).id == 700  # type: ignore[union-attr]
+    for peer_id in (1 + PEER_BUCKETS, 700 + PEER_BUCKETS, 2, 100):
+        assert await other.get_peer_by_id(peer_id) is not None
+
+
 async def test_streaming_the_peers_without_the_lease_keeps_nothing(storage: BaseStorage) -> None:
     await SessionStore(storage, "open").update_peers(peers(300))
     unleased = SessionStore(storage, "open")
