@@ -238,6 +238,8 @@ class Cell:
             if written:
                 if self._caching():
                     self._raw, self._value, self._known = new_raw, new, True
+                else:  # a late renewal: what was remembered must not outlive this write
+                    self.forget()
                 return new
             self.forget()
         raise StatekitError(

@@ -706,6 +706,24 @@ async def test_a_write_while_a_late_renewal_leaves_the_lease_unsure_is_not_undon
         assert await other.get_peer_by_id(peer_id) is not None
 
 
+async def test_a_record_written_while_the_lease_is_unsure_is_what_is_read_after(storage: BaseStorage) -> None:
+    """The record (and the update states) written by compare-and-set during a late renewal: the
+    value remembered before it is not served once the renewal lands without a gap."""
+    async with SessionStore(storage, "late-record", lease_ttl=3600) as store:
+        await store.save(data())
+        await store.set_update_state(UpdateState(0, 1, 2, 3, 4))
+        assert (await store.get_fields())["dc_id"] == 4  # remembered
+        lease = store.lease
+        assert lease is not None
+        valid_until = lease._valid_until  # noqa: SLF001 - a late renewal, then it lands
+        lease._valid_until = 0.0  # noqa: SLF001
+        await store.update(dc_id=2)
+        await store.set_update_state(UpdateState(0, 9, 2, 3, 4))
+        lease._valid_until = valid_until  # noqa: SLF001
+        assert (await store.get_fields())["dc_id"] == 2
+        assert (await store.get_update_states())[0].pts == 9
+
+
 async def test_streaming_the_peers_without_the_lease_keeps_nothing(storage: BaseStorage) -> None:
     await SessionStore(storage, "open").update_peers(peers(300))
     unleased = SessionStore(storage, "open")
