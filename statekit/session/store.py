@@ -395,14 +395,9 @@ class SessionStore:
         and, if the lease was held throughout and no peer write ran meanwhile, remember the
         buckets not found as absent."""
         gen, watched = self._peer_gen, self._caching() and not self._peer_lock.locked()
+        found = await self._own_keys()
         legacy_prefix = self._prefix + "peer:"
-        legacy: list[str] = []
-        found: set[str] = set()
-        async for key in self.storage.scan_keys(f"session:{{{BaseStorage.glob_escape(self.name)}}}:*"):
-            if key.startswith(legacy_prefix):
-                legacy.append(key)
-            else:
-                found.add(key)
+        legacy = [key for key in found if key.startswith(legacy_prefix)]
         if watched and gen == self._peer_gen and self._caching():
             self._absent = {
                 key
@@ -412,8 +407,7 @@ class SessionStore:
                     (self._phones_prefix, INDEX_BUCKETS),
                 )
                 for key in (f"{prefix}{n}" for n in range(count))
-                if key not in found
-            }
+            }.difference(found)
         return legacy
 
     async def _migrate_legacy(self, keys: list[str]) -> None:
@@ -1148,6 +1142,7 @@ class SessionStore:
                 await self.storage.delete_many(leftover[start : start + _CHUNK])
 
     async def _own_keys(self) -> list[str]:
+        """Every key of this session but its lease (one listing of the storage)."""
         pattern = f"session:{{{BaseStorage.glob_escape(self.name)}}}:*"
         lease_key = self._prefix + "lease"
         return [k for k in await self.storage.list_keys(pattern) if k != lease_key]
