@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     trees = {"this": HERE, "base": Path(args.base).resolve()}
     runs = rows_of(args.rows) if args.rows else interleaved(trees, args.script, args.arguments, args.runs)
+    if not runs["this"] or len(runs["this"]) != len(runs["base"]):
+        parser.error(f"no pairs of runs (this-N.json and base-N.json) in {args.rows}")
     args.runs = len(runs["this"])
     table = compared(runs)
     print(f"### {args.script} {' '.join(args.arguments)}: this tree against {args.base} ({args.runs} interleaved runs)\n")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.benchmarks.script_ab import compared
+from tests.benchmarks.script_ab import compared, main
 
 
 def _row(subject: str, ops: float | None, tasks: int = 1) -> dict[str, Any]:
@@ -39,3 +40,10 @@ def test_a_row_missing_from_one_run_or_without_a_rate_is_left_out() -> None:
                  [_row("statekit", 10), _row("gone", 5)]],
     }
     assert [c["subject"] for c in compared(found)] == ["statekit"]
+
+
+def test_tabulating_a_directory_without_runs_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--base", str(tmp_path), "--script", "fsm", "--rows", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "no pairs of runs" in capsys.readouterr().err
