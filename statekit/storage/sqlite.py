@@ -65,14 +65,27 @@ _WRITE, _SINGLE = 1, 2  # flags of a pending operation: it writes / it is a lone
 _ROWS_PER_INSERT = 2000
 
 
+# A write replaces a row's value and expiry in place (an upsert) rather than deleting the row and
+# inserting it again (INSERT OR REPLACE): a write of the value and expiry a key already has then
+# changes no page, so its commit adds nothing to the WAL (a replace wrote a 4 KiB page each
+# time), and the rows end up the same either way (docs/benchmarks.md, "upserts").
+_UPSERT = (
+    " ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
+    "expires_at = excluded.expires_at"
+)
+_WRITE_ONE = f"INSERT INTO {_TABLE} (namespace, key, value, expires_at) VALUES (?, ?, ?, ?){_UPSERT}"
+
+
 @functools.lru_cache(maxsize=16)
 def _insert_rows(count: int) -> str:
-    """``INSERT OR REPLACE`` of ``count`` rows in one statement; parameters: namespace,
-    expires_at, then key and value of each row (binding the shared two once per statement
-    instead of once per row: half the parameters of a per-row ``VALUES (?, ?, ?, ?)``)."""
+    """An upsert of ``count`` rows in one statement; parameters: namespace, expires_at, then key
+    and value of each row (binding the shared two once per statement instead of once per row:
+    half the parameters of a per-row ``VALUES (?, ?, ?, ?)``). Of a key given twice, the last
+    value wins."""
     return (
-        f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) "
+        f"INSERT INTO {_TABLE} (namespace, key, value, expires_at) "
         "SELECT ?1, column1, column2, ?2 FROM (VALUES " + ",".join(["(?, ?)"] * count) + ")"
+        " WHERE true" + _UPSERT  # WHERE: SQLite's rule for an upsert of a SELECT
     )
 
 
@@ -421,10 +434,7 @@ class SQLiteStorage(FastPathStorage):
                 )
                 return
         expires_at = None if ttl_ms is None else self._now_ms() + ttl_ms
-        db.execute(
-            f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)",
-            (self.namespace, key, stored, expires_at),
-        )
+        db.execute(_WRITE_ONE, (self.namespace, key, stored, expires_at))
 
     def _delete_rows(self, db: sqlite3.Connection, keys: list[str]) -> int:
         """Delete ``keys``; return how many of them were live (expired rows go too, uncounted)."""
@@ -576,11 +586,7 @@ class SQLiteStorage(FastPathStorage):
         """Store ``raw`` under ``key`` without the codec (the test hook of ``statekit.testing``)."""
 
         def op(db: sqlite3.Connection) -> None:
-            db.execute(
-                f"INSERT OR REPLACE INTO {_TABLE} (namespace, key, value, expires_at) "
-                "VALUES (?, ?, ?, NULL)",
-                (self.namespace, key, raw),
-            )
+            db.execute(_WRITE_ONE, (self.namespace, key, raw, None))
 
         await self._submit(op, True)
 

@@ -1,7 +1,7 @@
 """ferogram session saves: ferogram's own FileSession and SqliteSession against statekit's
 FerogramSession (a CustomSession) on memory, SQLite and Redis, side by side in one run.
 
-    python -m tests.benchmarks.ferogram_session [--peers 1000] [--rounds 3]
+    python -m tests.benchmarks.ferogram_session [--peers 1000] [--rounds 3] [--json out.json]
 
 Each save is what ferogram's autosave does: a new update state (one changed channel pts) pushed
 into the connection, then ``save_session()``; the session holds ``--peers`` peers. ferogram runs
@@ -27,7 +27,7 @@ from statekit import MemoryStorage, RedisStorage, SQLiteStorage
 from statekit.adapters.ferogram import FerogramSession
 from statekit.session import _ferogram as fero
 from statekit.testing import RedisServer, RedisServerUnavailable
-from tests.benchmarks._harness import Result, machine, print_table
+from tests.benchmarks._harness import Result, machine, print_table, write_json
 from tests.ferogram_tools import Listener
 
 KEY = bytes((i * 13 + 1) % 256 for i in range(256))
@@ -66,6 +66,7 @@ async def main() -> None:
     parser.add_argument("--peers", type=int, default=1000)
     parser.add_argument("--saves", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
     dc = Listener()
     blob = session_blob(dc, args.peers)
@@ -140,6 +141,7 @@ async def main() -> None:
     ]
     print(f"machine: {machine()}")
     print_table(f"ferogram session saves (best of {args.rounds})", rows)
+    write_json(args.json_path, "ferogram_session", rows)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,22 @@ The variants are subclasses of ``SQLiteStorage`` (nothing in ``statekit`` is cha
   starts the WAL over (bounded at ~4 MiB); 1 KiB pages.
 - ``nock``: no checkpoint at all while measuring (the WAL grows without bound): what taking
   all checkpoint work off the writer could give at most.
+- ``replace``: the write statements before 2026-12-07, ``INSERT OR REPLACE`` (delete the row,
+  insert it again) instead of today's upsert (the module's statements swapped in the child).
+
+``--values changing`` makes each ``set`` write a value not stored before (the million
+benchmark writes the same one every time, which an upsert of unchanged bytes does not even
+write to a page).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
+import random
 import sqlite3
 import statistics
 import subprocess
@@ -46,9 +54,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import statekit.storage.sqlite as sqlite_module
 from statekit.storage._aiosqlite import raw_connection, run_in_thread
 from statekit.storage.sqlite import SQLiteStorage
-from tests.benchmarks.million import fill, random_ops, rate
+from tests.benchmarks.million import fill, key, random_ops, rate
 
 ROOT = Path(__file__).resolve().parents[2]
 _WRITE, _SINGLE = 1, 2
@@ -176,12 +185,43 @@ VARIANTS: dict[str, type] = {
     "bgf4k_ps1024": _background_checkpoints(1024, 4000, None),
     "bgr4k_ps1024": _background_checkpoints(1024, 0, 4000),
     "nock": _pragmas(post=("wal_autocheckpoint = 0",)),
+    "replace": SQLiteStorage,  # with the statements of _use_replace
 }
 
 
-async def child(variant: str, sizes: list[int], seconds: float) -> list[dict[str, Any]]:
+def _use_replace() -> None:
+    """Swap in the write statements before 2026-12-07 (this process only)."""
+    table = sqlite_module._TABLE
+    sqlite_module._WRITE_ONE = (
+        f"INSERT OR REPLACE INTO {table} (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)"
+    )
+
+    def insert_rows(count: int) -> str:
+        return (
+            f"INSERT OR REPLACE INTO {table} (namespace, key, value, expires_at) "
+            "SELECT ?1, column1, column2, ?2 FROM (VALUES " + ",".join(["(?, ?)"] * count) + ")"
+        )
+
+    sqlite_module._insert_rows = insert_rows  # type: ignore[assignment]
+
+
+def changing_put(store: Any, n: int) -> Any:
+    """The million benchmark's ``put`` (random existing keys among the first ``n``, seeded by
+    ``n``), each writing a value not written before."""
+    rng = random.Random(n)
+    written = itertools.count()
+
+    async def put(i: int) -> None:
+        await store.set_state(key(rng.randrange(n)), f"w{next(written)}")
+
+    return put
+
+
+async def child(variant: str, sizes: list[int], seconds: float, values: str = "same") -> list[dict[str, Any]]:
     """The SQLite path of ``million.child_curve``, step for step (kept a copy on purpose, so
     that the figures are the million benchmark's), plus the 1-task set."""
+    if variant == "replace":
+        _use_replace()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp, "million.db")
@@ -193,6 +233,8 @@ async def child(variant: str, sizes: list[int], seconds: float) -> list[dict[str
                 await fill(store, have, n)
                 have = n
                 get, put = random_ops(store, n)
+                if values == "changing":
+                    put = changing_put(store, n)
                 row: dict[str, Any] = {"variant": variant, "keys": n}
                 row["get"] = await rate(get, seconds)
                 row["set"] = await rate(put, seconds)
@@ -249,23 +291,25 @@ def summarize(rows: list[dict[str, Any]], variants: list[str], sizes: list[int])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=3)
+    parser.add_argument("--child", nargs=4)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--sizes", default="1000,1000000")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--out", default="")
+    parser.add_argument("--values", choices=("same", "changing"), default="same")
     args = parser.parse_args()
     if args.child:
-        variant, sizes, seconds = args.child
-        result = asyncio.run(child(variant, [int(s) for s in sizes.split(",")], float(seconds)))
+        variant, sizes, seconds, values = args.child
+        result = asyncio.run(child(variant, [int(s) for s in sizes.split(",")], float(seconds), values))
         print(json.dumps(result))
         return
     variants = args.variants.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
         f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC start, {os.cpu_count()} cores, "
-        f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, load {loadavg()}",
+        f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, {args.values} values, "
+        f"load {loadavg()}",
         flush=True,
     )
     rows: list[dict[str, Any]] = []
@@ -273,7 +317,7 @@ def main() -> None:
     for r in range(args.rounds):
         for v in variants[r % len(variants):] + variants[: r % len(variants)]:
             proc = subprocess.run(
-                [sys.executable, "-m", "tests.benchmarks.sqlite_1m_ab", "--child", v, args.sizes, str(args.seconds)],
+                [sys.executable, "-m", "tests.benchmarks.sqlite_1m_ab", "--child", v, args.sizes, str(args.seconds), args.values],
                 cwd=ROOT, env=env, capture_output=True, text=True, check=False,
             )
             if proc.returncode != 0:

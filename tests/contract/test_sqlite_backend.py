@@ -140,3 +140,23 @@ async def test_a_large_batch_is_not_kept_allocated_after_it_is_done(tmp_path: Pa
             tracemalloc.stop()
         assert kept < 512 * 1024, f"{kept:,} bytes still allocated after the {operation}"
         assert sorted(await storage.list_keys("k*")) == sorted(keys)  # written, nothing lost
+
+
+async def test_writing_the_value_a_key_holds_adds_nothing_to_the_wal(tmp_path: Path) -> None:
+    # an FSM that sets the state a user is already in: an upsert of unchanged bytes changes no
+    # page (INSERT OR REPLACE wrote a 4 KiB page to the WAL every time)
+    path = tmp_path / "same.db"
+    wal = Path(f"{path}-wal")
+    async with SQLiteStorage(path) as storage:
+        await storage.set_many({f"user:{i}": "menu" for i in range(200)})
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+        assert wal.stat().st_size == 0
+        for i in range(50):
+            await storage.set_state(f"user:{i}", "menu")
+        await storage.set_many({f"user:{i}": "menu" for i in range(50, 200)})
+        assert wal.stat().st_size == 0
+        await storage.set_state("user:7", "checkout")
+        assert wal.stat().st_size > 0
+        assert await storage.get_state("user:7") == "checkout"
+        assert await storage.get_state("user:8") == "menu"
