@@ -68,7 +68,7 @@ _ROWS_PER_INSERT = 2000
 # A write replaces a row's value and expiry in place (an upsert) rather than deleting the row and
 # inserting it again (INSERT OR REPLACE): a write of the value and expiry a key already has then
 # changes no page, so its commit adds nothing to the WAL (a replace wrote a 4 KiB page each
-# time), and the rows end up the same either way (docs/benchmarks.md, "upserts").
+# time), and the rows end up the same either way (docs/benchmarks.md, "2026-12-07 03:00").
 _UPSERT = (
     " ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
     "expires_at = excluded.expires_at"

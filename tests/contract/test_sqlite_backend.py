@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import tracemalloc
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,7 @@ async def test_writing_the_value_a_key_holds_adds_nothing_to_the_wal(tmp_path: P
     wal = Path(f"{path}-wal")
     async with SQLiteStorage(path) as storage:
         await storage.set_many({f"user:{i}": "menu" for i in range(200)})
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db:
             assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
         assert wal.stat().st_size == 0
         for i in range(50):
