@@ -17,24 +17,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tests.benchmarks._harness import machine
-from tests.benchmarks.script_ab import run_in_tree
+from tests.benchmarks.script_ab import compared, interleaved, row_key
 
 HERE = Path(__file__).resolve().parents[2]
 UNITS = {"session": "peers", "telethon_session": "entities"}
 
 
-def one_round(tree: Path, script: str, size: int, out: Path, extra: list[str]) -> list[dict[str, Any]]:
-    """The statekit and baseline rows of one round of ``script`` (arguments ``extra`` added) run
-    in ``tree``."""
-    return run_in_tree(tree, script, [f"--{UNITS[script]}", str(size), "--rounds", "1", *extra], out)
+def session_table(found: dict[str, list[list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """``script_ab.compared`` of statekit's rows (those with a ratio against the baseline of the
+    same run) but the staged steps, each with the worst stall of each tree over the rounds."""
+    table = [c for c in compared(found) if c["this_ratio"] is not None and "staged" not in c["operation"]]
+    for cell in table:
+        key = (cell["group"], cell["subject"], cell["operation"], cell["concurrency"])
+        for side, runs in found.items():
+            stalls = [r["stall_ms"] for rows in runs for r in rows
+                      if row_key(r) == key and r.get("stall_ms") is not None]
+            cell[f"{side}_stall_ms"] = max(stalls) if stalls else None
+    return table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,47 +51,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="also statekit over PostgreSQL (the script's --postgres, in both trees)")
     args = parser.parse_args(argv)
-    extra = ["--postgres"] if args.postgres else []
+    arguments = [f"--{UNITS[args.script]}", str(args.size), "--rounds", "1"]
+    if args.postgres:
+        arguments.append("--postgres")
     trees = {"this": HERE, "base": Path(args.base).resolve()}
-    tmp = Path(tempfile.mkdtemp(prefix="statekit-session-ab-"))
-    runs: dict[str, list[list[dict[str, Any]]]] = {"this": [], "base": []}
-    for n in range(args.rounds):
-        for side in ("this", "base") if n % 2 == 0 else ("base", "this"):
-            runs[side].append(one_round(trees[side], args.script, args.size, tmp / f"{side}-{n}.json", extra))
-        print(f"round {n + 1}/{args.rounds} done", file=sys.stderr)
-
-    def key(row: dict[str, Any]) -> tuple[str, str, str]:
-        return row["group"], row["subject"], row["operation"]
-
-    keys = [key(row) for row in runs["this"][0] if row.get("ratio") is not None and "staged" not in row["operation"]]
-    found = {side: [{key(row): row for row in rows} for rows in per_round] for side, per_round in runs.items()}
-    table = []
-    for k in keys:
-        cell: dict[str, Any] = {"group": k[0], "subject": k[1], "operation": k[2]}
-        for side in ("base", "this"):
-            rows = [by_key[k] for by_key in found[side]]
-            cell[f"{side}_ops_per_s"] = statistics.median(r["ops_per_s"] for r in rows)
-            cell[f"{side}_ratio"] = statistics.median(r["ratio"] for r in rows)
-            stalls = [r["stall_ms"] for r in rows if r.get("stall_ms") is not None]
-            cell[f"{side}_stall_ms"] = max(stalls) if stalls else None
-        cell["this_vs_base"] = statistics.median(
-            this[k]["ops_per_s"] / base[k]["ops_per_s"] for this, base in zip(found["this"], found["base"], strict=True)
-        )
-        table.append(cell)
+    table = session_table(interleaved(trees, args.script, arguments, args.rounds))
 
     def stall(ms: float | None) -> str:
         return "" if ms is None else f", stall {ms:.1f} ms"
 
     print(f"### {args.script}: this tree against {args.base} ({args.size:,}; {args.rounds} interleaved rounds)\n")
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {machine()}\n")
-    print("| group | subject | operation | base: median/s (× baseline) | this: median/s (× baseline) | this / base, median of rounds |")
+    print("| group | subject | operation | base: median/s (× baseline) | this: median/s (× baseline) "
+          "| this / base, median [range] of rounds |")
     print("|---|---|---|---|---|---:|")
     for c in table:
         print(
             f"| {c['group']} | {c['subject']} | {c['operation']} "
             f"| {c['base_ops_per_s']:,.0f} ({c['base_ratio']:.2f}×{stall(c['base_stall_ms'])}) "
             f"| {c['this_ops_per_s']:,.0f} ({c['this_ratio']:.2f}×{stall(c['this_stall_ms'])}) "
-            f"| {c['this_vs_base']:.2f} |"
+            f"| {c['this_vs_base']:.2f} [{c['low']:.2f}–{c['high']:.2f}] |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(

@@ -1,4 +1,4 @@
-"""``tests/benchmarks/script_ab.py``: the comparison of two trees' runs, row by row."""
+"""``tests/benchmarks/script_ab.py`` and ``session_ab.py``: the comparison of two trees' runs, row by row."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.benchmarks.script_ab import compared, main
+from tests.benchmarks.session_ab import session_table
 
 
 def _row(subject: str, ops: float | None, tasks: int = 1) -> dict[str, Any]:
@@ -47,3 +48,19 @@ def test_tabulating_a_directory_without_runs_is_a_usage_error(tmp_path: Path, ca
         main(["--base", str(tmp_path), "--script", "fsm", "--rows", str(tmp_path)])
     assert exited.value.code == 2
     assert "no pairs of runs" in capsys.readouterr().err
+
+
+def test_the_session_table_keeps_statekit_durable_rows_with_each_trees_worst_stall() -> None:
+    def row(subject: str, operation: str, ops: float, ratio: float | None, stall: float | None) -> dict[str, Any]:
+        return {**_row(subject, ops), "operation": operation, "ratio": ratio, "stall_ms": stall}
+
+    def run(ops: float, stall: float) -> list[dict[str, Any]]:
+        return [row("kurigram", "save", 100, None, 500.0), row("statekit", "update_peers (staged)", 900, 9.0, None),
+                row("statekit", "save", ops, ops / 100, stall)]
+
+    found = {"this": [run(160, 4.0), run(140, 9.5)], "base": [run(150, 6.0), run(150, 3.0)]}
+    (cell,) = session_table(found)
+    assert (cell["subject"], cell["operation"]) == ("statekit", "save")  # no baseline, no staged row
+    assert (cell["this_stall_ms"], cell["base_stall_ms"]) == (9.5, 6.0)
+    assert cell["this_vs_base"] == pytest.approx(1.0)  # median of 160/150 and 140/150
+    assert (cell["this_ratio"], cell["base_ratio"]) == (pytest.approx(1.5), pytest.approx(1.5))
