@@ -28,7 +28,7 @@ import logging
 import random
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, Final, TypeVar, cast
 
@@ -137,6 +137,11 @@ _MAX_ATTEMPTS = 200  # compare-and-set rounds of one peer write without the leas
 _LAYOUT = 2
 _REFRESH_AFTER = 300  # seconds: an unchanged peer is rewritten only to refresh an older stamp
 _INT64 = INT64_MAX + 1  # ids and hashes are signed 64-bit: -_INT64 <= x < _INT64
+
+
+def _every_bucket(prefix: str, count: int) -> Iterator[str]:
+    """The keys of the ``count`` buckets under ``prefix`` (a key is the prefix and the number)."""
+    return (f"{prefix}{n}" for n in range(count))
 
 
 def _now() -> int:
@@ -406,7 +411,7 @@ class SessionStore:
                     (self._names_prefix, INDEX_BUCKETS),
                     (self._phones_prefix, INDEX_BUCKETS),
                 )
-                for key in (f"{prefix}{n}" for n in range(count))
+                for key in _every_bucket(prefix, count)
             }.difference(found)
         return legacy
 
@@ -861,7 +866,7 @@ class SessionStore:
         per_entries = _WARM_PACKED_ENTRIES if isinstance(first, PackedPeers | PackedIndex) else _WARM_ENTRIES
         per_call = min(max(per_entries // max(len(first), 1), 8), count)
         absent = self._absent
-        keys = self._cache.missing([k for k in (f"{prefix}{n}" for n in range(count)) if k not in absent])
+        keys = self._cache.missing([k for k in _every_bucket(prefix, count) if k not in absent])
         chunks: list[tuple[list[str], asyncio.Event]] = []
         for start in range(0, len(keys), per_call):
             chunk, arrived = keys[start : start + per_call], asyncio.Event()

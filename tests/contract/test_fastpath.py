@@ -29,6 +29,14 @@ class TestFastPaths:
         assert await storage.increment("n") == 42
         await storage.set_many_encoded([])
 
+    async def test_set_many_encoded_of_a_key_given_twice_stores_the_last(self, storage: FastPathStorage) -> None:
+        first, last = storage.codec.encode("first"), storage.codec.encode("last")
+        await storage.set_many_encoded([("k", first), ("other", first), ("k", last)], ttl=None)
+        assert await storage.get_many(["k", "other"]) == {"k": "last", "other": "first"}
+        await storage.set_many_encoded([("k", last), ("k", first)], ttl=60)  # over stored rows too
+        assert await storage.get_state("k") == "first"
+        assert await storage.get_ttl("k") is not None
+
     @pytest.mark.parametrize("items", ["ab", {"k": b"\x81"}, [("k",)], [["k", b"\x81"]], [("k", b"\x81", 1)]])
     async def test_set_many_encoded_takes_only_key_value_pairs(
         self, storage: FastPathStorage, items: Any

@@ -148,7 +148,8 @@ async def test_writing_the_value_a_key_holds_adds_nothing_to_the_wal(tmp_path: P
     # page (INSERT OR REPLACE wrote a 4 KiB page to the WAL every time)
     path = tmp_path / "same.db"
     wal = Path(f"{path}-wal")
-    async with SQLiteStorage(path) as storage:
+    # no sweep may run meanwhile (the first is 60 s after start by default): the WAL is this test's
+    async with SQLiteStorage(path, sweep_interval=3600) as storage:
         await storage.set_many({f"user:{i}": "menu" for i in range(200)})
         with closing(sqlite3.connect(path)) as db:
             assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
