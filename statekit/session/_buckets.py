@@ -60,6 +60,7 @@ __all__ = [
     "peer_bucket",
     "peer_buckets",
     "peer_view",
+    "rows_of",
     "thawed",
 ]
 
@@ -67,6 +68,9 @@ PEER_BUCKETS: Final = 512
 INDEX_BUCKETS: Final = 512
 
 IndexBucket = dict[str, int]
+
+# the common peer types, by themselves: a decoded row's type is one of these, not a copy
+_KINDS: Final = {kind: kind for kind in ("user", "bot", "group", "channel", "supergroup")}
 
 pack_bucket = msgpack.Packer().pack
 """The msgpack form of a bucket's stored value (a packed bucket: msgpack ``bin``)."""
@@ -120,7 +124,8 @@ def _with_id(peer_id: int, item: Any) -> PeerRow:
             and (name is None or type(name) is str)
             and (not usernames or (len(usernames) == 1 and type(usernames[0]) is str))
         ):
-            return (peer_id, *item)
+            # the peer types as one shared str each, not one decoded copy per row
+            return (peer_id, access_hash, _KINDS.get(kind, kind), usernames, phone, stamp, name)
     return stored_peer_row((peer_id, *item))
 
 
@@ -157,6 +162,19 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
     except (TypeError, ValueError) as exc:
         raise not_a_peer_bucket(key, exc) from None
     return found
+
+
+def rows_of(key: str, bucket: PackedPeers | PeerBucket) -> list[PeerRow]:
+    """Every row of peer bucket ``key`` in either in-memory form, checked (rows already decoded
+    are the ones given, not copies), taken at once: the list stays as it is while the bucket
+    changes. Raises ``CorruptValueError`` naming the key if a stored row is malformed."""
+    if isinstance(bucket, PackedPeers):
+        seen = bucket.seen
+        try:
+            return [seen.get(peer_id) or _with_id(peer_id, item) for peer_id, item in bucket.decoded()]
+        except (TypeError, ValueError) as exc:
+            raise not_a_peer_bucket(key, exc) from None
+    return [cast(PeerRow, checked_row(bucket, key, peer_id)) for peer_id in list(bucket)]
 
 
 class PeerBucket(dict[int, Any]):
@@ -314,6 +332,11 @@ class BucketCache:
         if bucket is not None:
             self._buckets.move_to_end(key)
         return bucket
+
+    def peek(self, key: str) -> Any:
+        """The cached bucket ``key`` without touching it (a scan of every bucket is no sign of
+        which ones are wanted), or None if not cached."""
+        return self._buckets.get(key)
 
     def has_room(self, entries: int) -> bool:
         """True if ``entries`` more fit without evicting anything (for reads ahead, which must

@@ -107,9 +107,14 @@ class Peer:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.usernames, str):
-            self.usernames = (self.usernames,)
-        self.usernames = tuple(u.lstrip("@") for u in self.usernames if u)
+        names = self.usernames
+        if type(names) is tuple and (
+            not names or (len(names) == 1 and type(one := names[0]) is str and one and one[0] != "@")
+        ):
+            return  # already clean (a peer read from the store): kept as it is, not rebuilt
+        if isinstance(names, str):
+            names = (names,)
+        self.usernames = tuple(u.lstrip("@") for u in names if u)
 
     @property
     def username(self) -> str | None:

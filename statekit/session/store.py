@@ -28,13 +28,13 @@ import logging
 import random
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
 from itertools import islice
 from typing import Any, Final, TypeVar, cast
 
 from msgpack import UnpackException, unpackb
 
-from statekit._release import drop_in_slices
+from statekit._release import drop_in_slices, empty_in_slices
 from statekit.codec import INT64_MAX, MsgpackCodec
 from statekit.errors import CorruptValueError, StatekitError, StorageUnavailableError
 from statekit.session._buckets import (
@@ -54,6 +54,7 @@ from statekit.session._buckets import (
     peer_bucket,
     peer_buckets,
     peer_view,
+    rows_of,
     thawed,
 )
 from statekit.session._cipher import SessionCipher
@@ -988,19 +989,34 @@ class SessionStore:
         With the lease held, the buckets read are kept in the peer cache as far as it holds
         (the rows yielded, not copies), so writes that follow neither read nor decode them again.
 
+        With the lease held, a bucket the cache holds is not read again: its rows are the
+        cached ones (each bucket's taken at once, as a read would give them).
+
         Raises ``CorruptValueError`` naming the key of a peer bucket that does not decode."""
         await self._ensure_layout()
         decoded = 0
         async for keys in self._peer_bucket_keys():
             gen = self._peer_gen
-            for key, value in (await self.storage.get_many(keys)).items():
+            cached = {}
+            if self._caching():  # the cache is the truth while the lease is held
+                cached = {key: bucket for key in keys if (bucket := self._cache.peek(key)) is not None}
+            missing = [key for key in keys if key not in cached]
+            read = await self.storage.get_many(missing) if missing else {}
+            for key in keys:
                 if decoded >= _YIELD_ROWS:
                     decoded = 0
                     await asyncio.sleep(0)  # a large session must not hold the loop
-                rows = decode_peer_bucket(key, value)
-                self._keep_read(key, rows, gen)
-                decoded += len(rows)
-                for row in rows.values():
+                bucket = cached.get(key)
+                if bucket is not None:
+                    rows: Iterable[PeerRow] = rows_of(key, bucket)
+                elif key in read:
+                    found = decode_peer_bucket(key, read[key])
+                    self._keep_read(key, found, gen)
+                    rows = found.values()
+                else:
+                    continue  # deleted since it was listed
+                for row in rows:
+                    decoded += 1
                     yield row
 
     def _keep_read(self, key: str, rows: dict[int, PeerRow], gen: int) -> None:
@@ -1101,6 +1117,7 @@ class SessionStore:
             peers.append(row_peer(rows[peer_id]))
             if n % _YIELD_ROWS == 0:
                 await asyncio.sleep(0)  # a Peer each: 100,000 of them must not hold the loop
+        await empty_in_slices(rows, _YIELD_ROWS)  # the rows read, freed at once: 10 ms at 100,000
         return SessionSnapshot(data, peers, await self.get_update_states())
 
     async def restore(self, snapshot: SessionSnapshot) -> None:
@@ -1145,6 +1162,13 @@ class SessionStore:
             leftover = [k for k in before if k not in mapping]
             for start in range(0, len(leftover), _CHUNK):
                 await self.storage.delete_many(leftover[start : start + _CHUNK])
+            # what was built for the write, freed in slices: at once, 100,000 peers' rows and
+            # buckets held the loop for 20 ms
+            mapping.clear()
+            built: list[Sized] = [*buckets.values()]
+            buckets.clear()
+            await drop_in_slices(built, _YIELD_ROWS)
+            await empty_in_slices(rows, _YIELD_ROWS)
 
     async def _own_keys(self) -> list[str]:
         """Every key of this session but its lease (one listing of the storage)."""

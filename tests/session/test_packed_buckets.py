@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from statekit.errors import CorruptValueError
 from statekit.session._buckets import (
+    BucketCache,
     PeerBucket,
     checked_row,
     decode_index_bucket,
@@ -21,6 +22,7 @@ from statekit.session._buckets import (
     index_view,
     packed_bucket,
     peer_view,
+    rows_of,
     thawed,
 )
 from statekit.session._packed import (
@@ -94,6 +96,53 @@ def test_a_thawed_bucket_packs_its_unchanged_rows_as_they_were() -> None:
     bucket[42] = (42, 1, "bot", ("new",), None, 5, None)
     assert decode_peer_bucket(KEY, packed_bucket(KEY, bucket, peers=True)) == {**given, 42: bucket[42]}
     assert index_peer_bucket(KEY, packed).keys() == given.keys()
+
+
+def test_rows_of_either_form_gives_every_row_checked_and_taken_at_once() -> None:
+    given = rows(40)
+    packed = pack_peers(KEY, given)
+    view = peer_view(KEY, packed)
+    first = next(iter(given))
+    looked_up = checked_row(view, KEY, first)
+    from_view = rows_of(KEY, view)
+    assert sorted(from_view) == sorted(given.values())
+    assert any(row is looked_up for row in from_view)  # a row decoded already: the same one
+    bucket = index_peer_bucket(KEY, packed)  # rows left packed until checked
+    from_bucket = rows_of(KEY, bucket)
+    assert sorted(from_bucket) == sorted(given.values())
+    assert all(type(row) is tuple for row in from_bucket) and bucket.checked == set(given)
+    bucket[7] = (7, 1, "bot", (), None, 5, None)  # a change after: the list stays as taken
+    assert len(from_bucket) == 40
+    bad = PeerBucket({5: (5, "not a hash", "user", (), None, 1, None)})
+    with pytest.raises(CorruptValueError, match=KEY) as caught:
+        rows_of(KEY, bad)
+    assert "not a hash" not in str(caught.value)
+
+
+def test_a_peek_at_the_cache_leaves_what_is_evicted_first_as_it_was() -> None:
+    for touch in ("peek", "get"):
+        cache = BucketCache(4)
+        cache.put("a", {1: 1, 2: 2})
+        cache.put("b", {3: 3, 4: 4})
+        assert getattr(cache, touch)("a") == {1: 1, 2: 2} and cache.peek("zz") is None
+        cache.put("c", {5: 5})  # 5 entries: the least recently used bucket goes
+        assert ("a" in cache, "b" in cache) == ((False, True) if touch == "peek" else (True, False))
+
+
+def test_decoded_rows_share_one_str_per_peer_type() -> None:
+    """Rows decoded from a packed bucket (a whole bucket, or one looked up) hold the peer type as
+    one shared str per type, not a copy each: 53 bytes less a row in a cache of 100,000."""
+    given = {i: (i, SECRET_HASH, ("user", "bot", "channel")[i % 3], (), None, 1, None) for i in range(1, 31)}
+    packed = pack_peers(KEY, given)
+    decoded = decode_peer_bucket(KEY, packed)
+    assert decoded == given
+    view = peer_view(KEY, packed)
+    looked_up = [checked_row(view, KEY, i) for i in (1, 4)]
+    kinds = [decoded[1][2], decoded[4][2], *(row[2] for row in looked_up if row is not None)]
+    assert len(kinds) == 4 and kinds[0] == "bot" and all(kind is kinds[0] for kind in kinds), kinds
+    assert decoded[2][2] is decoded[5][2] == "channel" and decoded[3][2] is decoded[6][2] == "user"
+    rare = decode_peer_bucket(KEY, pack_peers(KEY, {1: (1, 2, "forum", (), None, 1, None)}))
+    assert rare[1][2] == "forum"  # any other type decodes as it is
 
 
 @pytest.mark.parametrize(

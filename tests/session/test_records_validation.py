@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from statekit.session import SessionData, SessionSnapshot, export_string, import_string
+from statekit.session import Peer, SessionData, SessionSnapshot, export_string, import_string
 
 KEY = bytes((i * 3 + 1) % 256 for i in range(256))
 
@@ -54,3 +54,26 @@ def test_a_key_passed_in_the_wrong_place_is_not_shown() -> None:
             call()
         assert "bytes" in str(info.value) or "str" in str(info.value)
         assert KEY.hex()[:16] not in str(info.value) and repr(KEY)[2:20] not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ((), ()),
+        (("ann",), ("ann",)),
+        (("@ann",), ("ann",)),
+        (("",), ()),
+        ("@ann", ("ann",)),
+        ("ann", ("ann",)),
+        (["ann", "@bob", ""], ("ann", "bob")),
+        (("ann", "@bob"), ("ann", "bob")),
+    ],
+)
+def test_a_peer_keeps_its_usernames_as_a_tuple_without_at_or_empty_names(given: Any, kept: tuple[str, ...]) -> None:
+    assert Peer(1, usernames=given).usernames == kept
+    assert type(Peer(1, usernames=given).usernames) is tuple
+
+
+def test_a_peer_given_clean_usernames_keeps_the_tuple_it_was_given() -> None:
+    names = ("ann",)
+    assert Peer(1, usernames=names).usernames is names  # a peer read from the store: not rebuilt

@@ -612,6 +612,38 @@ async def test_a_write_after_streaming_the_peers_with_the_lease_reads_no_peer_bu
             assert await fresh.get_peer_by_username(f"user{i}") is None
 
 
+async def test_streaming_the_peers_with_the_lease_takes_the_cached_buckets_without_reading_them(
+    storage: BaseStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the lease held, iter_peer_rows and snapshot() take the rows of the buckets the cache
+    holds (packed by the read-ahead, or decoded by a write) instead of reading them again, and
+    give what a reader of the storage gets. (A snapshot of 100,000 peers re-read and re-decoded
+    every bucket its writes had just cached.)"""
+    async with SessionStore(storage, "main") as writer:
+        await writer.save(data())
+        await writer.update_peers(peers(3000))
+    async with SessionStore(storage, "main", lease_ttl=3600) as reader:
+        assert await reader.get_peer_by_id(1) is not None  # the read-ahead caches every bucket
+        await asyncio.gather(*reader._warmers.values())  # noqa: SLF001
+        await reader.update_peers(Peer(i, 9, "bot", (f"Moved{i}",)) for i in range(1, 3001, 7))
+        read: list[str] = []
+        get_many = storage.get_many
+
+        async def spy(keys: list[str]) -> dict[str, object]:
+            read.extend(keys)
+            return await get_many(keys)
+
+        monkeypatch.setattr(storage, "get_many", spy)
+        streamed = [row async for row in reader.iter_peer_rows()]
+        taken = await reader.snapshot()
+        monkeypatch.undo()
+        assert not [key for key in read if key.startswith(reader._peers_prefix)], read  # noqa: SLF001
+    stored = SessionStore(storage, "main")  # another process, reading the storage
+    assert sorted(streamed) == sorted([row async for row in stored.iter_peer_rows()])
+    assert len(streamed) == 3000 and taken == await stored.snapshot()
+    assert taken.peers[7] == Peer(8, 9, "bot", ("Moved8",), None, taken.peers[7].last_update_on)
+
+
 def spy_reads(store: SessionStore) -> list[str]:
     """The bucket keys ``store`` reads from now on (every bucket read goes through ``_read``)."""
     read: list[str] = []
@@ -804,6 +836,67 @@ async def test_update_peers_snapshot_and_restore_work_in_slices(monkeypatch: pyt
     assert most["packed"] <= store_module._YIELD_PACKED + largest_bucket, (most, largest_bucket)  # noqa: SLF001
     assert snap.peers == sorted(snap.peers, key=lambda p: p.id)
     assert await SessionStore(storage, "copy").snapshot() == snap
+
+
+class WatchedRow(tuple):  # type: ignore[type-arg]
+    """A peer row that counts itself out when it is freed (a tuple takes no weak reference)."""
+
+    __slots__ = ()
+    made = 0
+    freed = 0
+
+    def __new__(cls, row: tuple[object, ...]) -> WatchedRow:
+        WatchedRow.made += 1
+        return super().__new__(cls, row)
+
+    def __del__(self) -> None:
+        WatchedRow.freed += 1
+
+
+async def rows_freed_at_each_turn(work: Awaitable[object]) -> list[int]:
+    """How many ``WatchedRow`` were freed at each turn of the event loop while ``work`` ran, and
+    in the turn it returned."""
+    task = asyncio.ensure_future(work)
+    counts = [WatchedRow.freed]
+    while not task.done():
+        await asyncio.sleep(0)
+        counts.append(WatchedRow.freed)
+    await task
+    counts.append(WatchedRow.freed)
+    return [after - before for before, after in itertools.pairwise(counts)]
+
+
+async def test_snapshot_and_restore_let_go_of_their_rows_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows snapshot() reads and restore() builds are freed ``_YIELD_ROWS`` (500) at a time,
+    the event loop running between, not all at once when they return: at 100,000 peers that
+    held the loop for 10 ms (snapshot) and 20 ms (restore). (Store logic, the same on every
+    backend: memory only.)"""
+    storage = MemoryStorage()
+    source = SessionStore(storage, "source")
+    await source.save(data())
+    await source.update_peers(peers(5000))
+    read_rows = source.iter_peer_rows
+
+    async def watched_rows() -> AsyncIterator[PeerRow]:
+        async for row in read_rows():
+            yield WatchedRow(row)
+
+    monkeypatch.setattr(source, "iter_peer_rows", watched_rows)
+    peer_row = store_module.peer_row
+    monkeypatch.setattr(store_module, "peer_row", lambda peer, now: WatchedRow(peer_row(peer, now)))
+    taken: list[SessionSnapshot] = []
+
+    async def take() -> None:
+        taken.append(await source.snapshot())
+
+    steps: list[Callable[[], Awaitable[object]]] = [take, lambda: SessionStore(storage, "copy").restore(taken[0])]
+    for step in steps:  # the snapshot's rows, then the restore's
+        WatchedRow.made = WatchedRow.freed = 0
+        freed = await rows_freed_at_each_turn(step())
+        assert WatchedRow.made == WatchedRow.freed == 5000, (WatchedRow.made, WatchedRow.freed)
+        # a slice a turn, and the one row a loop variable held to the end
+        assert max(freed) <= store_module._YIELD_ROWS + 1, max(freed)  # noqa: SLF001
+    assert await SessionStore(storage, "copy").snapshot() == taken[0]
 
 
 async def test_restore_refuses_what_is_not_a_snapshot(storage: BaseStorage) -> None:
