@@ -990,34 +990,44 @@ class SessionStore:
         (the rows yielded, not copies), so writes that follow neither read nor decode them again.
 
         With the lease held, a bucket the cache holds is not read again: its rows are the
-        cached ones (each bucket's taken at once, as a read would give them).
+        cached ones (each bucket's taken at once, as a read would give them), unless a write is
+        merging into the cached buckets at that moment (the stored bucket is read then).
 
         Raises ``CorruptValueError`` naming the key of a peer bucket that does not decode."""
         await self._ensure_layout()
         decoded = 0
         async for keys in self._peer_bucket_keys():
             gen = self._peer_gen
-            cached = {}
-            if self._caching():  # the cache is the truth while the lease is held
-                cached = {key: bucket for key in keys if (bucket := self._cache.peek(key)) is not None}
-            missing = [key for key in keys if key not in cached]
+            missing = self._cache.missing(keys) if self._caching() else keys
             read = await self.storage.get_many(missing) if missing else {}
+            asked = set(missing)
             for key in keys:
                 if decoded >= _YIELD_ROWS:
                     decoded = 0
                     await asyncio.sleep(0)  # a large session must not hold the loop
-                bucket = cached.get(key)
+                bucket = self._settled_bucket(key)
                 if bucket is not None:
                     rows: Iterable[PeerRow] = rows_of(key, bucket)
-                elif key in read:
-                    found = decode_peer_bucket(key, read[key])
+                else:
+                    if key not in asked:  # cached when the batch was read, not usable now
+                        read.update(await self.storage.get_many([key]))
+                    if key not in read:
+                        continue  # deleted since it was listed
+                    found = decode_peer_bucket(key, read.pop(key))
                     self._keep_read(key, found, gen)
                     rows = found.values()
-                else:
-                    continue  # deleted since it was listed
                 for row in rows:
                     decoded += 1
                     yield row
+
+    def _settled_bucket(self, key: str) -> PackedPeers | PeerBucket | None:
+        """The cached peer bucket ``key`` if it holds what is stored: the lease is held (the
+        cache is the truth) and no write is merging into the cached buckets (which may yet fail);
+        looked at without touching the cache's eviction order (a scan of every bucket is no sign
+        of which ones are wanted). None otherwise."""
+        if not self._caching() or self._peer_lock.locked():
+            return None
+        return cast("PackedPeers | PeerBucket | None", self._cache.peek(key))
 
     def _keep_read(self, key: str, rows: dict[int, PeerRow], gen: int) -> None:
         """Cache peer bucket ``key`` as ``iter_peer_rows`` read and checked it (``gen``: the

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio
 
 from statekit import BaseStorage, MemoryStorage, RedisStorage
-from statekit.errors import CorruptValueError, SessionLockedError
+from statekit.errors import CorruptValueError, SessionLockedError, StorageUnavailableError
 from statekit.session import (
     Peer,
     SessionData,
@@ -642,6 +642,38 @@ async def test_streaming_the_peers_with_the_lease_takes_the_cached_buckets_witho
     assert sorted(streamed) == sorted([row async for row in stored.iter_peer_rows()])
     assert len(streamed) == 3000 and taken == await stored.snapshot()
     assert taken.peers[7] == Peer(8, 9, "bot", ("Moved8",), None, taken.peers[7].last_update_on)
+
+
+async def test_a_stream_while_a_write_merges_gives_what_is_stored_not_what_the_write_merged(
+    storage: BaseStorage,
+) -> None:
+    """A write merges into the cached buckets before it stores them, and may yet fail: rows
+    streamed meanwhile (with the lease held) are the stored ones, and after the write failed
+    too."""
+    async with SessionStore(storage, "main", lease_ttl=3600) as store:
+        await store.update_peers(peers(3000))  # every bucket cached as it was written
+        merged, release = asyncio.Event(), asyncio.Event()
+        put = store._put_buckets  # noqa: SLF001
+
+        async def put_after_a_pause(keys: list[str], buckets: dict[str, dict[object, object]]) -> None:
+            merged.set()
+            await release.wait()
+            raise StorageUnavailableError("connection lost")  # nothing of the write is stored
+
+        store._put_buckets = put_after_a_pause  # type: ignore[assignment,method-assign]  # noqa: SLF001
+        writing = asyncio.create_task(
+            store.update_peers(Peer(i, 9, "bot", (f"Moved{i}",)) for i in range(1, 3001))
+        )
+        await merged.wait()
+        during = [row async for row in store.iter_peer_rows()]
+        release.set()
+        with pytest.raises(StorageUnavailableError):
+            await writing
+        store._put_buckets = put  # type: ignore[method-assign]  # noqa: SLF001
+        after = [row async for row in store.iter_peer_rows()]
+    stored = [(p.id, p.access_hash, p.type, p.usernames) for p in peers(3000)]
+    assert sorted(row[:4] for row in during) == stored
+    assert sorted(row[:4] for row in after) == stored
 
 
 def spy_reads(store: SessionStore) -> list[str]:
