@@ -986,12 +986,11 @@ class SessionStore:
         phone_number, last_update_on, name)``, checked as ``Peer`` checks its fields, in no
         particular order: ``iter_peers`` without a ``Peer`` object each. The event loop runs
         between every ``_YIELD_ROWS`` rows (a client loading a large session keeps serving).
-        With the lease held, the buckets read are kept in the peer cache as far as it holds
-        (the rows yielded, not copies), so writes that follow neither read nor decode them again.
-
-        With the lease held, a bucket the cache holds is not read again: its rows are the
-        cached ones (each bucket's taken at once, as a read would give them), unless a write is
-        merging into the cached buckets at that moment (the stored bucket is read then).
+        With the lease held, a bucket the cache holds is not read: its rows are the cached ones
+        (each bucket's taken at once, as a read would give them), unless a write is merging into
+        the cached buckets at that moment (the stored bucket is read then); the buckets read are
+        kept in the peer cache as far as it holds (the rows yielded, not copies), so writes that
+        follow neither read nor decode them again.
 
         Raises ``CorruptValueError`` naming the key of a peer bucket that does not decode."""
         await self._ensure_layout()
