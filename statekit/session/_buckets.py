@@ -40,7 +40,7 @@ from statekit.session._packed import (
     pack_index,
     pack_peers,
 )
-from statekit.session._peers import PeerRow, stored_peer_row
+from statekit.session._peers import SHARED_TYPES, PeerRow, stored_peer_row
 
 __all__ = [
     "INDEX_BUCKETS",
@@ -68,9 +68,6 @@ PEER_BUCKETS: Final = 512
 INDEX_BUCKETS: Final = 512
 
 IndexBucket = dict[str, int]
-
-# the common peer types, by themselves: a decoded row's type is one of these, not a copy
-_KINDS: Final = {kind: kind for kind in ("user", "bot", "group", "channel", "supergroup")}
 
 pack_bucket = msgpack.Packer().pack
 """The msgpack form of a bucket's stored value (a packed bucket: msgpack ``bin``)."""
@@ -125,7 +122,7 @@ def _with_id(peer_id: int, item: Any) -> PeerRow:
             and (not usernames or (len(usernames) == 1 and type(usernames[0]) is str))
         ):
             # the peer types as one shared str each, not one decoded copy per row
-            return (peer_id, access_hash, _KINDS.get(kind, kind), usernames, phone, stamp, name)
+            return (peer_id, access_hash, SHARED_TYPES.get(kind, kind), usernames, phone, stamp, name)
     return stored_peer_row((peer_id, *item))
 
 

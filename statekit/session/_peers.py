@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
@@ -13,6 +13,7 @@ from statekit.errors import CorruptValueError
 from statekit.session.records import Peer
 
 __all__ = [
+    "SHARED_TYPES",
     "PeerRow",
     "clean_usernames",
     "make_row",
@@ -26,6 +27,12 @@ __all__ = [
 
 PeerRow = tuple[int, int, str, tuple[str, ...], "str | None", "int | None", "str | None"]
 """(id, access_hash, type, usernames, phone_number, last_update_on, name)."""
+
+SHARED_TYPES: Final = {kind: kind for kind in ("user", "bot", "group", "channel", "supergroup")}
+"""The common peer types, each mapped to itself: a type decoded or parsed is replaced by
+``SHARED_TYPES.get(kind, kind)``, so that every row holds the same str instead of a copy each
+(not ``sys.intern``: an interned str is immortal on Python 3.12.0–3.12.5 and free-threaded
+builds, so a hostile input's made-up types would stay for the life of the process)."""
 
 _INT64 = INT64_MAX + 1  # ids and hashes are signed 64-bit: -_INT64 <= x < _INT64
 _PHONE_JUNK = str.maketrans("", "", "+()- \t")

@@ -33,7 +33,6 @@ import binascii
 import ipaddress
 import re
 import struct
-import sys
 import zlib
 from collections.abc import Callable
 from typing import Any, Final, Literal
@@ -49,6 +48,7 @@ from statekit.session._formats import (
     MAX_USERNAMES,
     MAX_USERNAMES_TOTAL,
 )
+from statekit.session._peers import SHARED_TYPES
 from statekit.session.records import (
     AUTH_KEY_SIZE,
     Peer,
@@ -549,7 +549,7 @@ def _peer_from_row(row: object, where: str) -> Peer:
         raise SessionFormatError(f"{where}: peer {peer_id}: a value exceeds 64 bits")
     if name is not None and type(name) is not str:
         raise SessionFormatError(f"{where}: peer {peer_id}: name is not a string")
-    return Peer(peer_id, access_hash, sys.intern(kind), tuple(usernames), phone, updated, name)
+    return Peer(peer_id, access_hash, SHARED_TYPES.get(kind, kind), tuple(usernames), phone, updated, name)
 
 
 def _state_from_row(row: object, where: str) -> UpdateState:

@@ -25,6 +25,7 @@ from statekit.session import (
     export_string,
     import_string,
 )
+from statekit.session._peers import SHARED_TYPES
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sessions"
 MANIFEST: dict[str, Any] = json.loads((FIXTURES / "manifest.json").read_text())
@@ -214,6 +215,16 @@ def test_statekit_string_of_many_peers_is_compressed() -> None:
     text = export_string(SessionSnapshot(bot(), peers), "statekit")
     assert import_string(text).peers == peers
     assert len(text) < 2000 * 20
+
+
+def test_a_statekit_string_s_peers_share_the_common_types_and_intern_no_other() -> None:
+    """Peers read from a string hold the common types as one shared str each; any other type is
+    kept as read, not interned (on some Pythons an interned str is never freed)."""
+    peers = [Peer(1, 5, "user"), Peer(2, 6, "user"), Peer(3, 7, "forum"), Peer(4, 8, "forum")]
+    got = import_string(export_string(SessionSnapshot(bot(), peers), "statekit")).peers
+    assert got == peers
+    assert got[0].type is got[1].type is SHARED_TYPES["user"]
+    assert got[2].type == got[3].type == "forum" and got[2].type is not got[3].type
 
 
 def test_statekit_string_of_a_newer_version_says_so() -> None:
