@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Final
 
 import msgpack
 
 from statekit.codec import INT64_MAX
 from statekit.errors import CorruptValueError
-from statekit.session.records import Peer
+from statekit.session.records import Peer, clean_usernames
 
 __all__ = [
     "SHARED_TYPES",
@@ -41,30 +40,6 @@ _PHONE_JUNK = str.maketrans("", "", "+()- \t")
 def normalize_phone(phone: str) -> str:
     """Phone number as stored: digits only (``+``, spaces, dashes and brackets removed)."""
     return phone.translate(_PHONE_JUNK)
-
-
-def clean_usernames(peer_id: int, names: Iterable[Any]) -> tuple[str, ...]:
-    """``names`` without None entries, ``@`` prefixes and empty names; ``TypeError`` naming the
-    peer if ``names`` is not a list (or other iterable) of str and None, e.g. a single str."""
-    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
-        raise TypeError(
-            f"peer {peer_id}: usernames must be a list of str, not {type(names).__name__}"
-        )
-    listed = tuple(names)
-    for name in listed:
-        if type(name) is not str or not name or name[0] == "@":
-            break
-    else:
-        return listed  # the common case: every name is already clean
-    cleaned: list[str] = []
-    for name in listed:
-        if type(name) is str:
-            name = name.lstrip("@")
-            if name:
-                cleaned.append(name)
-        elif name is not None:
-            raise TypeError(f"peer {peer_id}: usernames must be str or None, got {list(listed)!r}")
-    return tuple(cleaned)
 
 
 def username_pair(pair: Any) -> tuple[int, tuple[str, ...]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,30 @@ def _shown(value: object) -> str:
     if value is None or type(value) in (int, bool, float):
         return repr(value)
     return f"a {type(value).__name__}"
+
+
+def clean_usernames(peer_id: int, names: Iterable[Any]) -> tuple[str, ...]:
+    """``names`` without None entries, ``@`` prefixes and empty names; ``TypeError`` naming the
+    peer if ``names`` is not a list (or other iterable) of str and None, e.g. a single str."""
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise TypeError(
+            f"peer {peer_id}: usernames must be a list of str, not {type(names).__name__}"
+        )
+    listed = tuple(names)
+    for name in listed:
+        if type(name) is not str or not name or name[0] == "@":
+            break
+    else:
+        return listed  # the common case: every name is already clean
+    cleaned: list[str] = []
+    for name in listed:
+        if type(name) is str:
+            name = name.lstrip("@")
+            if name:
+                cleaned.append(name)
+        elif name is not None:
+            raise TypeError(f"peer {peer_id}: usernames must be str or None, got {list(listed)!r}")
+    return tuple(cleaned)
 
 
 @dataclass(slots=True)
@@ -96,7 +121,9 @@ class Peer:
     """One cached peer: id in Bot-API form (users > 0, chats < 0, channels -100…), access hash,
     type (``"user"``, ``"bot"``, ``"group"``, ``"channel"``, ``"supergroup"``), usernames (without @),
     phone number, the Unix time of the last update and the display name (Telethon keeps one per
-    entity; None when unknown)."""
+    entity; None when unknown). ``usernames`` may be given as one str or any iterable of str and
+    None; it is kept as a tuple without ``@`` prefixes, None or empty names (``TypeError`` naming
+    the peer for anything else)."""
 
     id: int
     access_hash: int = 0
@@ -112,9 +139,8 @@ class Peer:
             not names or (len(names) == 1 and type(one := names[0]) is str and one and one[0] != "@")
         ):
             return  # already clean (a peer read from the store): kept as it is, not rebuilt
-        if isinstance(names, str):
-            names = (names,)
-        self.usernames = tuple(u.lstrip("@") for u in names if u)
+        # one username may be given as a str; TypeError naming the peer for anything else
+        self.usernames = clean_usernames(self.id, (names,) if isinstance(names, str) else names)
 
     @property
     def username(self) -> str | None:

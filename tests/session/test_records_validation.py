@@ -67,6 +67,8 @@ def test_a_key_passed_in_the_wrong_place_is_not_shown() -> None:
         ("ann", ("ann",)),
         (["ann", "@bob", ""], ("ann", "bob")),
         (("ann", "@bob"), ("ann", "bob")),
+        (("@",), ()),
+        (("ann", None), ("ann",)),
     ],
 )
 def test_a_peer_keeps_its_usernames_as_a_tuple_without_at_or_empty_names(given: Any, kept: tuple[str, ...]) -> None:
@@ -77,3 +79,9 @@ def test_a_peer_keeps_its_usernames_as_a_tuple_without_at_or_empty_names(given: 
 def test_a_peer_given_clean_usernames_keeps_the_tuple_it_was_given() -> None:
     names = ("ann",)
     assert Peer(1, usernames=names).usernames is names  # a peer read from the store: not rebuilt
+
+
+@pytest.mark.parametrize("given", [("ann", 5), [b"ann"], 5, b"ann"])
+def test_a_peer_given_usernames_that_are_not_str_is_refused_naming_it(given: Any) -> None:
+    with pytest.raises(TypeError, match="peer 7: usernames must be"):
+        Peer(7, usernames=given)
