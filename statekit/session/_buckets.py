@@ -144,12 +144,7 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
         return found
     value = _as_list(key, value)
     if type(value) is bytes:
-        try:
-            for peer_id, item in PackedPeers(key, value).decoded():
-                found[peer_id] = _with_id(peer_id, item)
-        except (TypeError, ValueError) as exc:
-            raise not_a_peer_bucket(key, exc) from None
-        return found
+        return _decoded(key, PackedPeers(key, value))
     if type(value) is not list:
         raise CorruptValueError(f"key {key!r} does not hold a peer bucket (a {type(value).__name__})")
     try:
@@ -161,16 +156,25 @@ def decode_peer_bucket(key: str, value: Any) -> dict[int, PeerRow]:
     return found
 
 
+def _decoded(key: str, view: PackedPeers) -> dict[int, PeerRow]:
+    """Every row of the packed peer bucket ``view`` (read from ``key``) by id, decoded in one
+    pass and checked; a row the view has decoded already is that one. Raises
+    ``CorruptValueError`` naming the key if a row is malformed."""
+    seen = view.seen
+    try:
+        if not seen:
+            return {peer_id: _with_id(peer_id, item) for peer_id, item in view.decoded()}
+        return {peer_id: seen.get(peer_id) or _with_id(peer_id, item) for peer_id, item in view.decoded()}
+    except (TypeError, ValueError) as exc:
+        raise not_a_peer_bucket(key, exc) from None
+
+
 def rows_of(key: str, bucket: PackedPeers | PeerBucket) -> list[PeerRow]:
     """Every row of peer bucket ``key`` in either in-memory form, checked (rows already decoded
     are the ones given, not copies), taken at once: the list stays as it is while the bucket
     changes. Raises ``CorruptValueError`` naming the key if a stored row is malformed."""
     if isinstance(bucket, PackedPeers):
-        seen = bucket.seen
-        try:
-            return [seen.get(peer_id) or _with_id(peer_id, item) for peer_id, item in bucket.decoded()]
-        except (TypeError, ValueError) as exc:
-            raise not_a_peer_bucket(key, exc) from None
+        return list(_decoded(key, bucket).values())
     return [cast(PeerRow, checked_row(bucket, key, peer_id)) for peer_id in list(bucket)]
 
 
