@@ -41,7 +41,8 @@ def clean_usernames(peer_id: int, names: Iterable[Any]) -> tuple[str, ...]:
             if name:
                 cleaned.append(name)
         elif name is not None:
-            raise TypeError(f"peer {peer_id}: usernames must be str or None, got {list(listed)!r}")
+            # the entry is named by its type only: it may be a secret passed in the wrong place
+            raise TypeError(f"peer {peer_id}: usernames must be str or None, got {_shown(name)}")
     return tuple(cleaned)
 
 
