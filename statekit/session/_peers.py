@@ -9,7 +9,8 @@ import msgpack
 
 from statekit.codec import INT64_MAX
 from statekit.errors import CorruptValueError
-from statekit.session.records import Peer, clean_usernames
+from statekit.session.records import Peer
+from statekit.session.records import _clean_usernames as clean_usernames
 
 __all__ = [
     "SHARED_TYPES",

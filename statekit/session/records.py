@@ -21,7 +21,7 @@ def _shown(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def clean_usernames(peer_id: int, names: Iterable[Any]) -> tuple[str, ...]:
+def _clean_usernames(peer_id: int, names: Iterable[Any]) -> tuple[str, ...]:
     """``names`` without None entries, ``@`` prefixes and empty names; ``TypeError`` naming the
     peer if ``names`` is not a list (or other iterable) of str and None, e.g. a single str."""
     if isinstance(names, str | bytes) or not isinstance(names, Iterable):
@@ -141,7 +141,7 @@ class Peer:
         ):
             return  # already clean (a peer read from the store): kept as it is, not rebuilt
         # one username may be given as a str; TypeError naming the peer for anything else
-        self.usernames = clean_usernames(self.id, (names,) if isinstance(names, str) else names)
+        self.usernames = _clean_usernames(self.id, (names,) if isinstance(names, str) else names)
 
     @property
     def username(self) -> str | None:
