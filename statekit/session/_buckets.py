@@ -32,8 +32,11 @@ import msgpack
 from statekit.codec import INT64_MAX, INT64_MIN
 from statekit.errors import CorruptValueError
 from statekit.session._packed import (
+    INDEX_TAG,
+    PEERS_TAG,
     PackedIndex,
     PackedPeers,
+    bin_payload,
     is_packed_index,
     is_packed_peers,
     not_a_peer_bucket,
@@ -61,6 +64,8 @@ __all__ = [
     "peer_buckets",
     "peer_view",
     "rows_of",
+    "stored_index_view",
+    "stored_peer_view",
     "thawed",
 ]
 
@@ -71,6 +76,8 @@ IndexBucket = dict[str, int]
 
 pack_bucket = msgpack.Packer().pack
 """The msgpack form of a bucket's stored value (a packed bucket: msgpack ``bin``)."""
+
+_unpackb = msgpack.unpackb  # bound once: a first lookup of a row decodes it
 
 
 def peer_bucket(peer_id: int) -> int:
@@ -129,7 +136,7 @@ def _with_id(peer_id: int, item: Any) -> PeerRow:
 def _unpacked_row(key: str, peer_id: int, packed: bytes) -> PeerRow:
     """The packed row of ``peer_id`` in bucket ``key``, decoded and checked."""
     try:
-        return _with_id(peer_id, msgpack.unpackb(packed, use_list=False))
+        return _with_id(peer_id, _unpackb(packed, use_list=False))
     except (TypeError, ValueError, msgpack.UnpackException) as exc:
         raise not_a_peer_bucket(key, exc) from None
 
@@ -216,6 +223,35 @@ def peer_view(key: str, value: Any) -> PackedPeers | PeerBucket:
     if is_packed_peers(value):
         return PackedPeers(key, value)
     return index_peer_bucket(key, value)
+
+
+def stored_peer_view(key: str, stored: Any) -> PackedPeers | PeerBucket:
+    """``peer_view`` of the stored msgpack form of a bucket's value (None: not stored): a packed
+    bucket is viewed where it lies in that form, not copied out of it. ``CorruptValueError``
+    naming the key if it is not msgpack, or as ``peer_view`` raises it."""
+    if type(stored) is bytes:
+        start = bin_payload(stored)
+        if start > 0 and stored[start : start + 3] == PEERS_TAG:
+            return PackedPeers(key, stored, start)
+    return peer_view(key, _unpacked_stored(key, stored))
+
+
+def stored_index_view(key: str, stored: Any) -> PackedIndex | IndexBucket:
+    """``index_view`` of the stored msgpack form of a bucket's value, as ``stored_peer_view``."""
+    if type(stored) is bytes:
+        start = bin_payload(stored)
+        if start > 0 and stored[start : start + 3] == INDEX_TAG:
+            return PackedIndex(key, stored, start)
+    return index_view(key, _unpacked_stored(key, stored))
+
+
+def _unpacked_stored(key: str, stored: Any) -> Any:
+    if type(stored) is not bytes:
+        return stored  # None, or a native int (not a bucket: the view's decoding says so)
+    try:
+        return _unpackb(stored, use_list=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise CorruptValueError(f"key {key!r} does not hold msgpack ({exc})") from None
 
 
 def checked_row(bucket: PeerBucket | PackedPeers, key: str, peer_id: int) -> PeerRow | None:

@@ -42,6 +42,7 @@ __all__ = [
     "PEERS_TAG",
     "PackedIndex",
     "PackedPeers",
+    "bin_payload",
     "is_packed_index",
     "is_packed_peers",
     "not_a_peer_bucket",
@@ -59,6 +60,7 @@ _HEAD = 8  # tag, format and count
 _SWAP = sys.byteorder != "little"  # arrays are stored little-endian
 _pack_row = msgpack.Packer().pack
 _COUNT = struct.Struct("<I").pack
+_BIN_HEADS: Final = {0xC4: 2, 0xC5: 3, 0xC6: 5}  # msgpack bin 8/16/32: type byte and length
 
 if any(array(code).itemsize != size for code, size in _SIZES.items()):  # pragma: no cover
     raise ImportError("statekit needs arrays of 2-byte 'H', 4-byte 'I' and 'i', 8-byte 'q'")
@@ -72,6 +74,15 @@ def is_packed_peers(value: object) -> bool:
 def is_packed_index(value: object) -> bool:
     """True if ``value`` is (meant to be) a packed index bucket."""
     return type(value) is bytes and value[:3] == INDEX_TAG
+
+
+def bin_payload(stored: bytes) -> int:
+    """Where the payload of ``stored`` starts if it is one whole msgpack ``bin`` value (how a
+    msgpack storage keeps a packed bucket), else -1."""
+    head = _BIN_HEADS.get(stored[0], 0) if stored else 0
+    if not head or int.from_bytes(stored[1:head], "big") != len(stored) - head:
+        return -1
+    return head
 
 
 def not_a_peer_bucket(key: str, exc: Exception) -> CorruptValueError:
@@ -95,16 +106,17 @@ def _raw(found: array[Any]) -> bytes:
     return found.tobytes()
 
 
-def _header(key: str, data: bytes, magic: bytes, per_entry: int, what: str) -> int:
-    """The entry count of packed bucket ``data`` (tag and format ``magic``), its size checked
-    against it."""
-    if len(data) < _HEAD or data[:4] != magic:
+def _header(key: str, data: bytes, start: int, magic: bytes, per_entry: int, what: str) -> int:
+    """The entry count of the packed bucket at ``start`` in ``data`` (tag and format ``magic``),
+    its size checked against it."""
+    size = len(data) - start
+    if size < _HEAD or data[start : start + 4] != magic:
         raise CorruptValueError(f"key {key!r} does not hold a packed {what} bucket (bad header)")
-    count = int.from_bytes(data[4:_HEAD], "little")
-    if _HEAD + count * per_entry > len(data):
+    count = int.from_bytes(data[start + 4 : start + _HEAD], "little")
+    if _HEAD + count * per_entry > size:
         raise CorruptValueError(
             f"key {key!r} does not hold a packed {what} bucket ({count} entries do not fit in "
-            f"{len(data)} bytes)"
+            f"{size} bytes)"
         )
     return count
 
@@ -117,20 +129,24 @@ def _check_ends(key: str, ends: array[int], size: int, what: str) -> None:
 
 
 class PackedPeers:
-    """The rows of a packed peer bucket, found by id without decoding the others."""
+    """The rows of a packed peer bucket, found by id without decoding the others: the bucket is
+    ``data`` from ``start`` to its end (a stored value that wraps it need not be copied)."""
 
     __slots__ = ("_base", "_data", "_ends", "_ids", "key", "seen")
 
-    def __init__(self, key: str, data: bytes) -> None:
-        id_code, end_code = _FORMATS.get(data[3], ("q", "I")) if len(data) > 3 else ("q", "I")
+    def __init__(self, key: str, data: bytes, start: int = 0) -> None:
+        tagged = len(data) > start + 3
+        id_code, end_code = _FORMATS.get(data[start + 3], ("q", "I")) if tagged else ("q", "I")
         id_size, end_size = _SIZES[id_code], _SIZES[end_code]
-        count = _header(key, data, PEERS_TAG + _FORMAT_OF[id_code, end_code], id_size + end_size, "peer")
+        count = _header(
+            key, data, start, PEERS_TAG + _FORMAT_OF[id_code, end_code], id_size + end_size, "peer"
+        )
         self.key = key
         self.seen: dict[int, Any] = {}  # rows decoded so far, by id: kept by whoever decodes them
         self._data = data
-        self._ids = _array(id_code, data, _HEAD, count)
-        self._ends = _array(end_code, data, _HEAD + id_size * count, count)
-        self._base = _HEAD + (id_size + end_size) * count
+        self._ids = _array(id_code, data, start + _HEAD, count)
+        self._ends = _array(end_code, data, start + _HEAD + id_size * count, count)
+        self._base = start + _HEAD + (id_size + end_size) * count
         _check_ends(key, self._ends, len(data) - self._base, "peer")
 
     def __len__(self) -> int:
@@ -144,8 +160,9 @@ class PackedPeers:
         """The packed row of ``peer_id`` (without its id), or None if the bucket has none."""
         ids = self._ids
         i = bisect_left(ids, peer_id)
-        if i < len(ids) and ids[i] == peer_id:
-            return self._at(i)
+        if i < len(ids) and ids[i] == peer_id:  # self._at(i), inline: a lookup's own path
+            ends, base = self._ends, self._base
+            return self._data[base + ends[i - 1] if i else base : base + ends[i]]
         return None
 
     def items(self) -> Iterator[tuple[int, bytes]]:
@@ -167,16 +184,16 @@ class PackedPeers:
 
 class PackedIndex:
     """The peer ids of a packed index bucket, found by username or phone without decoding the
-    other entries."""
+    other entries: the bucket is ``data`` from ``start`` to its end."""
 
     __slots__ = ("_base", "_data", "_ids", "key")
 
-    def __init__(self, key: str, data: bytes) -> None:
-        count = _header(key, data, INDEX_TAG + b"\x01", 8, "username or phone index")
+    def __init__(self, key: str, data: bytes, start: int = 0) -> None:
+        count = _header(key, data, start, INDEX_TAG + b"\x01", 8, "username or phone index")
         self.key = key
         self._data = data
-        self._ids = _array("q", data, _HEAD, count)
-        self._base = base = _HEAD + 8 * count
+        self._ids = _array("q", data, start + _HEAD, count)
+        self._base = base = start + _HEAD + 8 * count
         if data[base : base + 1] != b"\0" or data[-1:] != b"\0" or data.count(b"\0", base) != count + 1:
             raise CorruptValueError(
                 f"key {key!r} does not hold a packed username or phone index bucket "

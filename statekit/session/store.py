@@ -55,6 +55,8 @@ from statekit.session._buckets import (
     peer_buckets,
     peer_view,
     rows_of,
+    stored_index_view,
+    stored_peer_view,
     thawed,
 )
 from statekit.session._cipher import SessionCipher
@@ -197,6 +199,7 @@ class SessionStore:
         self._peers_prefix = prefix + "peers:"
         self._names_prefix = prefix + "names:"
         self._phones_prefix = prefix + "phones:"
+        self._peer_keys: Final = list(_every_bucket(self._peers_prefix, PEER_BUCKETS))  # by number
         self._lease: SessionLease | None = None
         # peer_cache counts peers; a cached peer also has an entry or two in the index buckets
         self._cache = BucketCache(peer_cache * 3)
@@ -361,7 +364,7 @@ class SessionStore:
     # ------------------------------------------------------------------ peers
 
     def _peers_key(self, peer_id: int) -> str:
-        return f"{self._peers_prefix}{peer_bucket(peer_id)}"
+        return self._peer_keys[peer_bucket(peer_id)]
 
     def _names_key(self, lowered: str) -> str:
         return f"{self._names_prefix}{index_bucket(lowered)}"
@@ -540,14 +543,14 @@ class SessionStore:
     ) -> bool:
         """One attempt of ``_write_peers``: False if a compare-and-set found a bucket changed."""
         self._peer_gen += 1
-        pp = self._peers_prefix
         numbers: set[int] = set()
         ids = iter(items)  # items is the caller's own: not changed meanwhile
         for start in range(0, len(items), _YIELD_SCAN):
             if start:
                 await asyncio.sleep(0)  # a large batch must not hold the event loop
             numbers.update(peer_buckets(islice(ids, _YIELD_SCAN)))
-        keys = {n: f"{pp}{n}" for n in numbers}
+        peer_keys = self._peer_keys
+        keys = {n: peer_keys[n] for n in numbers}
         buckets, raw = await self._load(list(keys.values()), index_peer_bucket, caching)
         if len(items) >= _AGE_BEFORE_ROWS:
             age_young()  # the buckets this write fills: old before they hold its rows
@@ -867,7 +870,8 @@ class SessionStore:
         per_entries = _WARM_PACKED_ENTRIES if isinstance(first, PackedPeers | PackedIndex) else _WARM_ENTRIES
         per_call = min(max(per_entries // max(len(first), 1), 8), count)
         absent = self._absent
-        keys = self._cache.missing([k for k in _every_bucket(prefix, count) if k not in absent])
+        # in the order of the strings, so each read is one range of keys (see _warm_some)
+        keys = sorted(self._cache.missing([k for k in _every_bucket(prefix, count) if k not in absent]))
         chunks: list[tuple[list[str], asyncio.Event]] = []
         for start in range(0, len(keys), per_call):
             chunk, arrived = keys[start : start + per_call], asyncio.Event()
@@ -887,7 +891,17 @@ class SessionStore:
         full. Lookups waiting for one of them (on ``arrived``) are woken in any case."""
         arriving = self._arriving
         try:
-            stored = await self._read(keys)
+            storage = self._msgpack_storage()
+            views: tuple[Callable[[str, Any], Any], Callable[[str, Any], Any]]
+            if storage is not None:
+                # keys in string order (_start_warming): one range of keys, which a storage
+                # keeping its keys in order reads in one scan; packed buckets are then viewed
+                # in their stored form, not copied out of it
+                stored = await storage.get_range_stored(keys)
+                views = (stored_peer_view, stored_index_view)
+            else:
+                stored = await self.storage.get_many(keys)
+                views = (peer_view, index_view)
             taken = 0
             for key in keys:
                 if taken % _YIELD_WARM == 0:
@@ -896,8 +910,8 @@ class SessionStore:
                     if gen != self._peer_gen or self._peer_lock.locked() or not self._caching():
                         return  # lookups read as before
                 taken += 1
-                decode = peer_view if key.startswith(self._peers_prefix) else index_view
-                bucket = decode(key, stored.get(key))
+                view = views[0] if key.startswith(self._peers_prefix) else views[1]
+                bucket = view(key, stored.get(key))
                 if not self._cache.has_room(len(bucket)):
                     return  # full: keep what the lookups themselves bring in
                 if key not in self._cache:
@@ -913,8 +927,9 @@ class SessionStore:
         peer, or None."""
         if type(peer_id) is not int:
             raise TypeError(f"peer id must be an int, not {type(peer_id).__name__}")
-        key = self._peers_key(peer_id)
-        bucket = self._cached(key)  # the common case, without a coroutine of its own
+        key = self._peer_keys[peer_id % PEER_BUCKETS]
+        lease = self._lease  # _cached(key), inline: the common case, without a coroutine of its own
+        bucket = self._cache.get(key) if lease is not None and lease.held else None
         if bucket is None:
             bucket = await self._bucket(key, peer_view)
         return checked_row(bucket, key, peer_id)

@@ -73,6 +73,14 @@ class FastPathStorage(BaseStorage):
             return {}
         return await self._get_many(key_list)
 
+    async def get_range_stored(self, keys: Iterable[str]) -> dict[str, Stored]:
+        """``get_many_stored(keys)`` for ``keys`` that are all or most of the keys stored between
+        the least and the greatest of them (every bucket of a session, read ahead by statekit's
+        session store): a backend that keeps its keys in order reads that range in one scan and
+        keeps the keys asked for (the others in it are read for nothing, so a caller with other
+        keys in between calls ``get_many_stored``). Raises ``ValueError`` for a bad key."""
+        return await self.get_many_stored(keys)
+
     async def set_many_encoded(
         self, items: Iterable[tuple[str, Stored]], *, ttl: TTL = DEFAULT
     ) -> None:

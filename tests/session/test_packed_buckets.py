@@ -20,9 +20,12 @@ from statekit.session._buckets import (
     decode_peer_bucket,
     index_peer_bucket,
     index_view,
+    pack_bucket,
     packed_bucket,
     peer_view,
     rows_of,
+    stored_index_view,
+    stored_peer_view,
     thawed,
 )
 from statekit.session._packed import (
@@ -30,6 +33,7 @@ from statekit.session._packed import (
     PEERS_TAG,
     PackedIndex,
     PackedPeers,
+    bin_payload,
     pack_index,
     pack_peers,
 )
@@ -66,6 +70,45 @@ def test_a_packed_peer_bucket_finds_every_row_and_nothing_else(n: int, bits: int
             assert checked_row(view, KEY, absent) is None
     assert decode_peer_bucket(KEY, pack_peers(KEY, given)) == given
     assert [peer_id for peer_id, _ in view.items()] == sorted(given)
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+@pytest.mark.parametrize("n", [0, 1, 300, 2000])  # bin 8, 16 and 32 around the bucket
+def test_a_bucket_in_its_stored_form_is_read_where_it_lies(n: int, bits: int) -> None:
+    given = rows(n, bits=bits)
+    packed = pack_peers(KEY, given)
+    stored = pack_bucket(packed)  # as a msgpack storage keeps it: a bin wrapping the bucket
+    start = bin_payload(stored)
+    assert start in (2, 3, 5) and stored[start:] == packed
+    view = stored_peer_view(KEY, stored)
+    assert isinstance(view, PackedPeers) and len(view) == n
+    assert view.decoded() == PackedPeers(KEY, packed).decoded()
+    for peer_id, row in given.items():
+        assert checked_row(view, KEY, peer_id) == row
+    assert all(view.find(i + 1) is None for i in given if i + 1 not in given)
+    assert packed_bucket(KEY, view, peers=True) == packed  # written again as it was
+    names = {f"user{i}": i for i in range(n)}
+    index = stored_index_view("k", pack_bucket(pack_index(names)))
+    assert isinstance(index, PackedIndex) and index.to_dict() == names
+    assert all(index.get(text) == peer_id for text, peer_id in names.items())
+
+
+def test_a_stored_form_that_wraps_no_packed_bucket_reads_as_its_value() -> None:
+    given = rows(3)
+    older = stored_peer_view(KEY, msgpack.packb([list(row) for row in given.values()]))  # statekit 0.2
+    assert isinstance(older, PeerBucket)
+    assert {peer_id: checked_row(older, KEY, peer_id) for peer_id in older} == given
+    assert stored_peer_view(KEY, None) == {}
+    assert stored_index_view("k", msgpack.packb({"ann": 1})) == {"ann": 1}
+    assert stored_index_view("k", None) == {}
+    stored = pack_bucket(pack_peers(KEY, rows(3)))
+    for bad in (stored[:-1], stored + b"\x00", b"\xc1", 7):  # cut, longer, not msgpack, an int
+        assert bin_payload(bad) == -1 if type(bad) is bytes else True
+        with pytest.raises(CorruptValueError, match="peers:7") as caught:
+            stored_peer_view(KEY, bad)
+        assert str(SECRET_HASH) not in str(caught.value)
+    assert bin_payload(b"") == -1
+    assert bin_payload(msgpack.packb("text")) == -1
 
 
 @pytest.mark.parametrize(("n", "name_size", "ends"), [(20, 10, 2), (400, 200, 4)])
@@ -273,6 +316,13 @@ def test_damaged_packed_buckets_raise_only_corrupt_value_error(data: st.DataObje
                  if isinstance(view, PackedPeers) for i, _ in view.items()],
         lambda: decode_index_bucket("k", blob),
         lambda: index_view("k", blob).get("user3"),
+        # the bucket in its stored form, the bin around it whole, then the stored form damaged
+        lambda: [checked_row(view, KEY, i) for view in [stored_peer_view(KEY, pack_bucket(blob))]
+                 if isinstance(view, PackedPeers) for i, _ in view.items()],
+        lambda: stored_index_view("k", pack_bucket(blob)).get("user3"),
+        lambda: [checked_row(view, KEY, i) for view in [stored_peer_view(KEY, blob)]
+                 if isinstance(view, PackedPeers) for i, _ in view.items()],
+        lambda: stored_index_view("k", blob).get("user3"),
     ):
         try:
             read()
