@@ -186,15 +186,17 @@ def rows_of(key: str, bucket: PackedPeers | PeerBucket) -> list[PeerRow]:
 
 
 class PeerBucket(dict[int, Any]):
-    """The rows of one peer bucket by id; a row whose id is not in ``checked`` is as it was read
-    (packed bytes, or a tuple or list meant to hold 6 or 7 items) until ``checked_row`` checks
-    it."""
+    """The rows of one peer bucket by id; a row whose id is in ``unchecked`` (every row given to
+    the constructor) is as it was read (packed bytes, or a tuple or list meant to hold 6 or 7
+    items) until ``checked_row`` checks it; a row set afterwards is a checked one. (The rows a
+    write sets are not counted one by one: a bucket that a write filled has nothing unchecked,
+    which a write of 100,000 peers tells from an empty set without a lookup per row.)"""
 
-    __slots__ = ("checked", "has_packed")
+    __slots__ = ("has_packed", "unchecked")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.checked: set[int] = set()
+        self.unchecked: set[int] = set(self)
         self.has_packed = False  # may hold packed rows (thawed from a packed bucket)
 
 
@@ -266,7 +268,8 @@ def checked_row(bucket: PeerBucket | PackedPeers, key: str, peer_id: int) -> Pee
             row = bucket.seen[peer_id] = _unpacked_row(key, peer_id, packed)
         return row  # type: ignore[no-any-return]
     row = bucket.get(peer_id)
-    if row is not None and peer_id not in bucket.checked:
+    unchecked = bucket.unchecked
+    if row is not None and unchecked and peer_id in unchecked:
         if type(row) is bytes:
             row = _unpacked_row(key, peer_id, row)
         else:
@@ -275,7 +278,7 @@ def checked_row(bucket: PeerBucket | PackedPeers, key: str, peer_id: int) -> Pee
             except (TypeError, ValueError) as exc:
                 raise not_a_peer_bucket(key, exc) from None
         bucket[peer_id] = row
-        bucket.checked.add(peer_id)
+        unchecked.discard(peer_id)
     return row  # type: ignore[no-any-return]
 
 
@@ -315,7 +318,7 @@ def thawed(bucket: Any) -> Any:
         found.has_packed = True
         if bucket.seen:
             found.update(bucket.seen)
-            found.checked.update(bucket.seen)
+            found.unchecked.difference_update(bucket.seen)
         return found
     if type(bucket) is PackedIndex:
         return bucket.to_dict()

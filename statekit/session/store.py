@@ -569,14 +569,13 @@ class SessionStore:
                     n = peer_id % PEER_BUCKETS
                     bucket = by_number[n]
                     old = bucket.get(peer_id)
-                    if old is not None and peer_id not in bucket.checked:
+                    if old is not None and bucket.unchecked and peer_id in bucket.unchecked:
                         old = checked_row(bucket, keys[n], peer_id)
                     if old is None:
                         if not insert:
                             continue
                         row: PeerRow = item  # type: ignore[assignment]
                         bucket[peer_id] = row
-                        bucket.checked.add(peer_id)
                         dirty.add(n)
                         usernames = row[3]
                         if usernames:
@@ -1058,7 +1057,7 @@ class SessionStore:
         ):
             return
         bucket = PeerBucket(rows)
-        bucket.checked.update(rows)
+        bucket.unchecked.clear()  # the rows are checked ones
         self._cache.put(key, bucket)
 
     async def _peer_bucket_keys(self) -> AsyncIterator[list[str]]:

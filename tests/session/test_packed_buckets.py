@@ -134,7 +134,7 @@ def test_a_thawed_bucket_packs_its_unchanged_rows_as_they_were() -> None:
     first = next(iter(given))
     assert checked_row(view, KEY, first) == given[first]  # decoded before the write
     bucket = thawed(view)
-    assert isinstance(bucket, PeerBucket) and first in bucket.checked
+    assert isinstance(bucket, PeerBucket) and bucket.unchecked == set(given) - {first}
     assert pack_peers(KEY, bucket) == packed  # decoded or not, each row packs the same
     bucket[42] = (42, 1, "bot", ("new",), None, 5, None)
     assert decode_peer_bucket(KEY, packed_bucket(KEY, bucket, peers=True)) == {**given, 42: bucket[42]}
@@ -153,7 +153,7 @@ def test_rows_of_either_form_gives_every_row_checked_and_taken_at_once() -> None
     bucket = index_peer_bucket(KEY, packed)  # rows left packed until checked
     from_bucket = rows_of(KEY, bucket)
     assert sorted(from_bucket) == sorted(given.values())
-    assert all(type(row) is tuple for row in from_bucket) and bucket.checked == set(given)
+    assert all(type(row) is tuple for row in from_bucket) and not bucket.unchecked
     bucket[7] = (7, 1, "bot", (), None, 5, None)  # a change after: the list stays as taken
     assert len(from_bucket) == 40
     bad = PeerBucket({5: (5, "not a hash", "user", (), None, 1, None)})

@@ -421,6 +421,33 @@ async def test_a_bucket_that_is_not_a_peer_bucket_is_reported_by_key(storage: Ba
 
 
 @pytest.mark.parametrize("leased", [False, True], ids=["unleased", "leased"])
+async def test_a_write_over_a_malformed_stored_row_reports_it_and_writes_nothing(
+    storage: BaseStorage, leased: bool
+) -> None:
+    """A write checks each stored row it merges into as it reads it (rows are left as read until
+    used), so a malformed one (written by another program) fails the write with the error naming
+    its bucket; a row the same write set is not checked again."""
+    store = SessionStore(storage, "main")
+    bad = [[3, "hash", "user", [], None, 1], [515, 5, "user", ["ann"], None, 1]]
+    await storage.set_state("session:{main}:peers:3", bad)
+    if leased:
+        await store.open()
+    try:
+        await store.update_peers([Peer(1027, 7, "user", ("bob",))])  # same bucket, a new peer
+        with pytest.raises(CorruptValueError, match=r"peers:3.*id, access_hash, type"):
+            await store.update_peers([Peer(3, 4, "user", ("carl",)), Peer(1539, 8, "user", ())])
+        await store.update_peers([Peer(515, 6, "user", ("ann",)), Peer(1027, 9, "user", ("bob",))])
+    finally:
+        await store.close()
+    reader = SessionStore(storage, "main")
+    assert await reader.get_peer_by_id(1539) is None  # nothing of the failed write
+    assert await reader.get_peer_by_username("carl") is None
+    assert [(await reader.get_peer_by_id(i)).access_hash for i in (515, 1027)] == [6, 9]  # type: ignore[union-attr]
+    with pytest.raises(CorruptValueError, match=r"peers:3"):
+        await reader.get_peer_by_id(3)
+
+
+@pytest.mark.parametrize("leased", [False, True], ids=["unleased", "leased"])
 async def test_an_index_bucket_holding_an_id_beyond_64_bits_is_reported_by_key(
     storage: BaseStorage, leased: bool
 ) -> None:
