@@ -1058,6 +1058,34 @@ async def test_the_read_ahead_asks_for_its_buckets_as_one_range_of_keys(
             assert (await reader.get_peer_by_id(i)).access_hash == i * 31  # type: ignore[union-attr]
 
 
+async def test_a_read_ahead_in_several_calls_reads_each_its_own_range(
+    storage: BaseStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session too large for one read is read ahead in several calls (issued together), each a
+    run of the keys in string order that no other call reads (here ~8 buckets a call), and every
+    lookup waiting meanwhile gets its peer."""
+    assert isinstance(storage, FastPathStorage)
+    monkeypatch.setattr(store_module, "_WARM_PACKED_ENTRIES", 48)  # ~6 peers a bucket: 8 a call
+    async with leased_reader(storage, 3000) as reader:
+        asked: list[list[str]] = []
+        original = storage.get_range_stored
+
+        async def spy(keys: list[str]) -> dict[str, object]:
+            asked.append(list(keys))
+            return await original(keys)
+
+        monkeypatch.setattr(storage, "get_range_stored", spy)
+        assert await reader.get_peer_by_id(1) is not None
+        wanted = range(2, 3001, 5)
+        found = await asyncio.gather(*(reader.get_peer_by_id(i) for i in wanted))
+        await asyncio.gather(*reader._warmers.values())  # noqa: SLF001
+        assert [p.access_hash if p else None for p in found] == [i * 31 for i in wanted]
+        assert len(asked) == 64 and all(len(keys) == 8 for keys in asked[:-1])
+        flat = [key for keys in asked for key in keys]
+        first = reader._peers_key(1)  # noqa: SLF001
+        assert flat == sorted(key for key in reader._peer_keys if key != first)  # noqa: SLF001
+
+
 async def test_lookups_waiting_for_a_read_ahead_dropped_before_it_began_still_answer(
     storage: BaseStorage,
 ) -> None:
