@@ -67,6 +67,7 @@ __all__ = [
     "stored_index_view",
     "stored_peer_view",
     "thawed",
+    "unpacked_stored",
 ]
 
 PEER_BUCKETS: Final = 512
@@ -231,29 +232,38 @@ def stored_peer_view(key: str, stored: Any) -> PackedPeers | PeerBucket:
     """``peer_view`` of the stored msgpack form of a bucket's value (None: not stored): a packed
     bucket is viewed where it lies in that form, not copied out of it. ``CorruptValueError``
     naming the key if it is not msgpack, or as ``peer_view`` raises it."""
-    if type(stored) is bytes:
-        start = bin_payload(stored)
-        if start > 0 and stored[start : start + 3] == PEERS_TAG:
-            return PackedPeers(key, stored, start)
-    return peer_view(key, _unpacked_stored(key, stored))
+    start = _packed_start(stored, PEERS_TAG)
+    if start:
+        return PackedPeers(key, stored, start)
+    return peer_view(key, unpacked_stored(key, stored))
 
 
 def stored_index_view(key: str, stored: Any) -> PackedIndex | IndexBucket:
     """``index_view`` of the stored msgpack form of a bucket's value, as ``stored_peer_view``."""
-    if type(stored) is bytes:
-        start = bin_payload(stored)
-        if start > 0 and stored[start : start + 3] == INDEX_TAG:
-            return PackedIndex(key, stored, start)
-    return index_view(key, _unpacked_stored(key, stored))
+    start = _packed_start(stored, INDEX_TAG)
+    if start:
+        return PackedIndex(key, stored, start)
+    return index_view(key, unpacked_stored(key, stored))
 
 
-def _unpacked_stored(key: str, stored: Any) -> Any:
+def _packed_start(stored: Any, tag: bytes) -> int:
+    """Where the packed bucket tagged ``tag`` starts in ``stored`` (a msgpack ``bin`` wrapping
+    it), or 0 if ``stored`` is no such value."""
     if type(stored) is not bytes:
-        return stored  # None, or a native int (not a bucket: the view's decoding says so)
+        return 0
+    start = bin_payload(stored)
+    return start if start > 0 and stored[start : start + 3] == tag else 0
+
+
+def unpacked_stored(key: str, stored: Any) -> Any:
+    """The value of bucket ``key`` from its stored msgpack form (arrays as tuples; None or a
+    native int as given). ``CorruptValueError`` naming the key if it is not msgpack."""
+    if type(stored) is not bytes:
+        return stored  # None, or a native int (not a bucket: the decoding that follows says so)
     try:
         return _unpackb(stored, use_list=False)
     except (ValueError, msgpack.UnpackException) as exc:
-        raise CorruptValueError(f"key {key!r} does not hold msgpack ({exc})") from None
+        raise CorruptValueError(f"key {key!r} does not hold msgpack ({str(exc) or type(exc).__name__})") from None
 
 
 def checked_row(bucket: PeerBucket | PackedPeers, key: str, peer_id: int) -> PeerRow | None:

@@ -32,11 +32,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
 from itertools import islice
 from typing import Any, Final, TypeVar, cast
 
-from msgpack import UnpackException, unpackb
-
 from statekit._release import drop_in_slices, empty_in_slices
 from statekit.codec import INT64_MAX, MsgpackCodec
-from statekit.errors import CorruptValueError, StatekitError, StorageUnavailableError
+from statekit.errors import StatekitError, StorageUnavailableError
 from statekit.session._buckets import (
     INDEX_BUCKETS,
     PEER_BUCKETS,
@@ -58,6 +56,7 @@ from statekit.session._buckets import (
     stored_index_view,
     stored_peer_view,
     thawed,
+    unpacked_stored,
 )
 from statekit.session._cipher import SessionCipher
 from statekit.session._collector import age_young
@@ -199,7 +198,13 @@ class SessionStore:
         self._peers_prefix = prefix + "peers:"
         self._names_prefix = prefix + "names:"
         self._phones_prefix = prefix + "phones:"
-        self._peer_keys: Final = list(_every_bucket(self._peers_prefix, PEER_BUCKETS))  # by number
+        # every bucket's key by prefix, by number: made once, not a string per lookup or bucket
+        self._bucket_keys: Final = {
+            self._peers_prefix: list(_every_bucket(self._peers_prefix, PEER_BUCKETS)),
+            self._names_prefix: list(_every_bucket(self._names_prefix, INDEX_BUCKETS)),
+            self._phones_prefix: list(_every_bucket(self._phones_prefix, INDEX_BUCKETS)),
+        }
+        self._peer_keys: Final = self._bucket_keys[self._peers_prefix]
         self._lease: SessionLease | None = None
         # peer_cache counts peers; a cached peer also has an entry or two in the index buckets
         self._cache = BucketCache(peer_cache * 3)
@@ -367,10 +372,10 @@ class SessionStore:
         return self._peer_keys[peer_bucket(peer_id)]
 
     def _names_key(self, lowered: str) -> str:
-        return f"{self._names_prefix}{index_bucket(lowered)}"
+        return self._bucket_keys[self._names_prefix][index_bucket(lowered)]
 
     def _phones_key(self, phone: str) -> str:
-        return f"{self._phones_prefix}{index_bucket(phone)}"
+        return self._bucket_keys[self._phones_prefix][index_bucket(phone)]
 
     async def _ensure_layout(self, *, writing: bool = False) -> None:
         """Move peers stored one key each (``peer:ID``, ``un:NAME``, ``ph:PHONE``, statekit before
@@ -408,15 +413,7 @@ class SessionStore:
         legacy_prefix = self._prefix + "peer:"
         legacy = [key for key in found if key.startswith(legacy_prefix)]
         if watched and gen == self._peer_gen and self._caching():
-            self._absent = {
-                key
-                for prefix, count in (
-                    (self._peers_prefix, PEER_BUCKETS),
-                    (self._names_prefix, INDEX_BUCKETS),
-                    (self._phones_prefix, INDEX_BUCKETS),
-                )
-                for key in _every_bucket(prefix, count)
-            }.difference(found)
+            self._absent = {key for keys in self._bucket_keys.values() for key in keys}.difference(found)
         return legacy
 
     async def _migrate_legacy(self, keys: list[str]) -> None:
@@ -495,13 +492,7 @@ class SessionStore:
         storage = self._msgpack_storage()
         if storage is not None:
             stored = await storage.get_many_stored(keys)
-            try:
-                return {
-                    key: unpackb(value, use_list=False) if type(value) is bytes else value
-                    for key, value in stored.items()
-                }
-            except (ValueError, UnpackException) as exc:
-                raise CorruptValueError(f"a bucket among {keys[0]!r}... is not msgpack ({exc})") from None
+            return {key: unpacked_stored(key, value) for key, value in stored.items()}
         return await self.storage.get_many(keys)
 
     async def _write_peers(
@@ -681,7 +672,8 @@ class SessionStore:
             some = index_buckets(dropped.texts[start : start + _YIELD_ROWS])
             drop_numbers.extend(some)
             used.update(some)
-        keys = {n: f"{prefix}{n}" for n in used}
+        bucket_keys = self._bucket_keys[prefix]
+        keys = {n: bucket_keys[n] for n in used}
         loaded, read = await self._load(list(keys.values()), decode_index_bucket, caching)
         buckets.update(loaded)
         raw.update(read)
@@ -870,7 +862,7 @@ class SessionStore:
         per_call = min(max(per_entries // max(len(first), 1), 8), count)
         absent = self._absent
         # in the order of the strings, so each read is one range of keys (see _warm_some)
-        keys = sorted(self._cache.missing([k for k in _every_bucket(prefix, count) if k not in absent]))
+        keys = sorted(self._cache.missing([k for k in self._bucket_keys[prefix] if k not in absent]))
         chunks: list[tuple[list[str], asyncio.Event]] = []
         for start in range(0, len(keys), per_call):
             chunk, arrived = keys[start : start + per_call], asyncio.Event()

@@ -9,7 +9,7 @@ again).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
 from statekit.codec import INT64_MAX, INT64_MIN
@@ -67,11 +67,7 @@ class FastPathStorage(BaseStorage):
         """``get_many`` without decoding: the live keys among ``keys`` with their stored forms (a
         signed 64-bit int, or bytes of this storage's codec), for callers that decode values
         their own way (statekit's session store). Raises ``ValueError`` for a bad key."""
-        await self._ensure_started()
-        key_list = self._key_list(keys)
-        if not key_list:
-            return {}
-        return await self._get_many(key_list)
+        return await self._read_stored(keys, self._get_many)
 
     async def get_range_stored(self, keys: Iterable[str]) -> dict[str, Stored]:
         """``get_many_stored(keys)`` for ``keys`` that are all or most of the keys stored between
@@ -79,7 +75,20 @@ class FastPathStorage(BaseStorage):
         session store): a backend that keeps its keys in order reads that range in one scan and
         keeps the keys asked for (the others in it are read for nothing, so a caller with other
         keys in between calls ``get_many_stored``). Raises ``ValueError`` for a bad key."""
-        return await self.get_many_stored(keys)
+        return await self._read_stored(keys, self._get_range)
+
+    async def _read_stored(
+        self, keys: Iterable[str], read: Callable[[list[str]], Awaitable[dict[str, Stored]]]
+    ) -> dict[str, Stored]:
+        """``read`` of ``keys`` checked (``ValueError`` for a bad key), none for none."""
+        await self._ensure_started()
+        key_list = self._key_list(keys)
+        return await read(key_list) if key_list else {}
+
+    async def _get_range(self, keys: list[str]) -> dict[str, Stored]:
+        """``get_range_stored`` of checked, non-empty ``keys``: ``_get_many`` unless the backend
+        keeps its keys in order and reads a range faster."""
+        return await self._get_many(keys)
 
     async def set_many_encoded(
         self, items: Iterable[tuple[str, Stored]], *, ttl: TTL = DEFAULT

@@ -16,7 +16,7 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -539,16 +539,12 @@ class SQLiteStorage(FastPathStorage):
 
         return await self._submit(op, False)  # type: ignore[no-any-return]
 
-    async def get_range_stored(self, keys: Iterable[str]) -> dict[str, Stored]:
-        """``get_many_stored(keys)`` read as one scan of the primary key from the least of
-        ``keys`` to the greatest (for keys that fill most of that range: see
-        ``FastPathStorage.get_range_stored``); a few keys are read as ``get_many_stored`` reads
-        them. Raises ``ValueError`` for a bad key."""
-        await self._ensure_started()
-        key_list = self._key_list(keys)
-        if len(key_list) < _RANGE_READ_MIN:
-            return await self._get_many(key_list) if key_list else {}
-        wanted = set(key_list)
+    async def _get_range(self, keys: list[str]) -> dict[str, Stored]:
+        """``get_range_stored``: one scan of the primary key from the least of ``keys`` to the
+        greatest; a few keys are looked up as ``get_many_stored`` looks them up."""
+        if len(keys) < _RANGE_READ_MIN:
+            return await self._get_many(keys)
+        wanted = set(keys)
 
         def op(db: sqlite3.Connection) -> dict[str, Stored]:
             rows = db.execute(
@@ -557,7 +553,7 @@ class SQLiteStorage(FastPathStorage):
                 (self.namespace, min(wanted), max(wanted), self._now_ms()),
             )
             out = {key: value for key, value in rows if key in wanted}
-            return {k: out[k] for k in key_list if k in out}
+            return {k: out[k] for k in keys if k in out}
 
         return await self._submit(op, False)  # type: ignore[no-any-return]
 

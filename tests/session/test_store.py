@@ -421,6 +421,32 @@ async def test_a_bucket_that_is_not_a_peer_bucket_is_reported_by_key(storage: Ba
 
 
 @pytest.mark.parametrize("leased", [False, True], ids=["unleased", "leased"])
+async def test_a_bucket_whose_stored_bytes_are_not_msgpack_is_reported_by_key(
+    storage: BaseStorage, leased: bool
+) -> None:
+    """Bytes that no codec wrote (another program, a damaged file) under a bucket key: a lookup
+    or a write there fails with the typed error naming that bucket, whether the bucket is read
+    ahead, looked up or loaded for the write, and the other buckets still answer."""
+    if not isinstance(storage, FastPathStorage):
+        pytest.skip("only a storage that takes stored msgpack bytes can hold such a value")
+    store = SessionStore(storage, "main")
+    await store.update_peers([Peer(1, 10, "user", ("ann",)), Peer(2, 20, "user", ("bob",))])
+    key = store._peers_key(3)  # noqa: SLF001
+    await storage.set_many_encoded([(key, b"\xc1\xc1 not msgpack")], ttl=None)
+    if leased:
+        await store.open()
+    try:
+        with pytest.raises(CorruptValueError, match=re.escape(key)):
+            await store.get_peer_by_id(3)
+        with pytest.raises(CorruptValueError, match=re.escape(key)):
+            await store.update_peers([Peer(515, 5, "user", ())])
+        assert (await store.get_peer_by_id(2)).access_hash == 20  # type: ignore[union-attr]
+    finally:
+        await store.close()
+    assert await storage.get_many_stored([key]) == {key: b"\xc1\xc1 not msgpack"}  # not written over
+
+
+@pytest.mark.parametrize("leased", [False, True], ids=["unleased", "leased"])
 async def test_a_write_over_a_malformed_stored_row_reports_it_and_writes_nothing(
     storage: BaseStorage, leased: bool
 ) -> None:
@@ -622,16 +648,9 @@ async def test_a_write_after_streaming_the_peers_with_the_lease_reads_no_peer_bu
     async with leased_reader(storage, 3000) as reader:
         loaded = [row async for row in reader.iter_peer_rows()]
         assert len(loaded) == 3000
-        read: list[str] = []
-        original = reader._read  # noqa: SLF001 - every bucket read of the write goes through it
-
-        async def spy(keys: list[str]) -> dict[str, object]:
-            read.extend(keys)
-            return await original(keys)
-
-        reader._read = spy  # type: ignore[method-assign]  # noqa: SLF001
+        read = spy_reads(reader)
         await reader.update_peers(Peer(i, 7, "user", (f"New{i}",)) for i in range(1, 3001))
-        assert not [key for key in read if key.startswith(reader._peers_prefix)]  # noqa: SLF001
+        assert not [key for keys in read for key in keys if key.startswith(reader._peers_prefix)]  # noqa: SLF001
         fresh = SessionStore(storage, "main")  # another process reads what was written
         for i in (1, 1500, 3000):
             assert (await fresh.get_peer_by_id(i)).access_hash == 7  # type: ignore[union-attr]
@@ -640,7 +659,7 @@ async def test_a_write_after_streaming_the_peers_with_the_lease_reads_no_peer_bu
 
 
 async def test_streaming_the_peers_with_the_lease_takes_the_cached_buckets_without_reading_them(
-    storage: BaseStorage, monkeypatch: pytest.MonkeyPatch
+    storage: BaseStorage
 ) -> None:
     """With the lease held, iter_peer_rows and snapshot() take the rows of the buckets the cache
     holds (packed by the read-ahead, or decoded by a write) instead of reading them again, and
@@ -653,18 +672,10 @@ async def test_streaming_the_peers_with_the_lease_takes_the_cached_buckets_witho
         assert await reader.get_peer_by_id(1) is not None  # the read-ahead caches every bucket
         await asyncio.gather(*reader._warmers.values())  # noqa: SLF001
         await reader.update_peers(Peer(i, 9, "bot", (f"Moved{i}",)) for i in range(1, 3001, 7))
-        read: list[str] = []
-        get_many = storage.get_many
-
-        async def spy(keys: list[str]) -> dict[str, object]:
-            read.extend(keys)
-            return await get_many(keys)
-
-        monkeypatch.setattr(storage, "get_many", spy)
+        read = spy_calls(storage, "get_many")
         streamed = [row async for row in reader.iter_peer_rows()]
         taken = await reader.snapshot()
-        monkeypatch.undo()
-        assert not [key for key in read if key.startswith(reader._peers_prefix)], read  # noqa: SLF001
+        assert not [key for keys in read for key in keys if key.startswith(reader._peers_prefix)], read  # noqa: SLF001
     stored = SessionStore(storage, "main")  # another process, reading the storage
     assert sorted(streamed) == sorted([row async for row in stored.iter_peer_rows()])
     assert len(streamed) == 3000 and taken == await stored.snapshot()
@@ -703,17 +714,24 @@ async def test_a_stream_while_a_write_merges_gives_what_is_stored_not_what_the_w
     assert sorted(row[:4] for row in after) == stored
 
 
-def spy_reads(store: SessionStore) -> list[str]:
-    """The bucket keys ``store`` reads from now on (every bucket read goes through ``_read``)."""
-    read: list[str] = []
-    original = store._read  # noqa: SLF001
+def spy_calls(target: object, name: str) -> list[list[str]]:
+    """The keys of every call of ``target``'s async method ``name`` (which takes a list of keys)
+    from now on, a list a call; the method is replaced on this object only."""
+    calls: list[list[str]] = []
+    original = getattr(target, name)
 
-    async def spy(keys: list[str]) -> dict[str, object]:
-        read.extend(keys)
+    async def spy(keys: list[str]) -> object:
+        calls.append(list(keys))
         return await original(keys)
 
-    store._read = spy  # type: ignore[method-assign]  # noqa: SLF001
-    return read
+    setattr(target, name, spy)
+    return calls
+
+
+def spy_reads(store: SessionStore) -> list[list[str]]:
+    """The bucket keys ``store`` reads from now on, a list a call (every bucket read goes
+    through ``_read``)."""
+    return spy_calls(store, "_read")
 
 
 async def test_the_first_write_of_a_new_session_with_the_lease_reads_no_bucket(
@@ -1034,7 +1052,7 @@ async def test_lookups_during_the_read_ahead_and_a_write_meanwhile_answer_right(
 
 
 async def test_the_read_ahead_asks_for_its_buckets_as_one_range_of_keys(
-    storage: BaseStorage, monkeypatch: pytest.MonkeyPatch
+    storage: BaseStorage
 ) -> None:
     """A storage that keeps its keys in order (SQLite) reads every bucket of a session as one
     scan of their range, 2-3 times faster than looking each key up: the read-ahead asks for the
@@ -1042,14 +1060,7 @@ async def test_the_read_ahead_asks_for_its_buckets_as_one_range_of_keys(
     the one it holds already), and takes each in its stored form."""
     assert isinstance(storage, FastPathStorage)
     async with leased_reader(storage, 3000) as reader:
-        asked: list[list[str]] = []
-        original = storage.get_range_stored
-
-        async def spy(keys: list[str]) -> dict[str, object]:
-            asked.append(list(keys))
-            return await original(keys)
-
-        monkeypatch.setattr(storage, "get_range_stored", spy)
+        asked = spy_calls(storage, "get_range_stored")
         assert await reader.get_peer_by_id(1) is not None  # the first miss starts the read-ahead
         await asyncio.gather(*reader._warmers.values())  # noqa: SLF001
         first = reader._peers_key(1)  # noqa: SLF001
@@ -1067,14 +1078,7 @@ async def test_a_read_ahead_in_several_calls_reads_each_its_own_range(
     assert isinstance(storage, FastPathStorage)
     monkeypatch.setattr(store_module, "_WARM_PACKED_ENTRIES", 48)  # ~6 peers a bucket: 8 a call
     async with leased_reader(storage, 3000) as reader:
-        asked: list[list[str]] = []
-        original = storage.get_range_stored
-
-        async def spy(keys: list[str]) -> dict[str, object]:
-            asked.append(list(keys))
-            return await original(keys)
-
-        monkeypatch.setattr(storage, "get_range_stored", spy)
+        asked = spy_calls(storage, "get_range_stored")
         assert await reader.get_peer_by_id(1) is not None
         wanted = range(2, 3001, 5)
         found = await asyncio.gather(*(reader.get_peer_by_id(i) for i in wanted))
