@@ -90,8 +90,8 @@ def _insert_rows(count: int) -> str:
 
 
 _KEYS_PER_STATEMENT = 500
-# keys from which get_range_stored scans their range: 512 of a session's buckets take 1.4-2 ms
-# as a scan against 3.6-4 ms as lookups of an IN list (a warm 100,000-peer session, 4 KiB pages)
+# keys from which get_range_stored scans their range: 16, 64 or 512 neighbouring session buckets
+# read 1.4-1.6x as fast as by an IN list (medians, tests/benchmarks/range_read.py, docs/benchmarks.md)
 _RANGE_READ_MIN = 16
 
 

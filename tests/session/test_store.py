@@ -1055,7 +1055,7 @@ async def test_the_read_ahead_asks_for_its_buckets_as_one_range_of_keys(
     storage: BaseStorage
 ) -> None:
     """A storage that keeps its keys in order (SQLite) reads every bucket of a session as one
-    scan of their range, 2-3 times faster than looking each key up: the read-ahead asks for the
+    scan of their range, ~1.5 times as fast as looking each key up: the read-ahead asks for the
     buckets it lacks in string order, with none of the session's own left out in between (but
     the one it holds already), and takes each in its stored form."""
     assert isinstance(storage, FastPathStorage)
