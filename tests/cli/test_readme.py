@@ -144,18 +144,26 @@ def test_python_snippets_compile_and_name_real_things(doc: str) -> None:
                     importlib.import_module(alias.name)
 
 
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
 def test_documented_links_exist() -> None:
-    """Links from the README and docs/index.md to files in the repository point at real files
-    (pages other helpers are still writing are listed here until they exist)."""
-    pending = {"docs/benchmarks.md"}
-    for doc in ("README.md", "docs/index.md"):
-        base = (ROOT / doc).parent
-        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", (ROOT / doc).read_text()):
-            if "://" in target:
+    """Links in the README and every page under docs/ to files in the repository point at real
+    files, and links to a heading of the same page (``#anchor``) at a real heading."""
+    for doc in (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))):
+        text = doc.read_text()
+        anchors = {_anchor(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+            if "://" in target or target.startswith("mailto:"):
                 continue
-            path = (base / target).resolve()
-            rel = path.relative_to(ROOT).as_posix()
-            assert path.exists() or rel in pending, f"{doc} links to missing {target}"
+            where = doc.relative_to(ROOT).as_posix()
+            if target:
+                path = (doc.parent / target).resolve()
+                assert path.exists(), f"{where} links to missing {target}"
+            elif anchor:
+                assert anchor in anchors, f"{where} links to #{anchor}, which no heading there has"
 
 
 def test_ci_runs_the_readmes_test_command() -> None:
