@@ -67,6 +67,30 @@ class TestFastPaths:
         with pytest.raises(ValueError, match="key"):
             await storage.get_range_stored([*wanted, ""])
 
+    async def test_get_range_stored_orders_keys_as_python_does_and_keeps_to_its_namespace(
+        self, storage: FastPathStorage, make_storage: Any
+    ) -> None:
+        # the range runs from min() to max() of the keys: a backend comparing keys in another
+        # order than Python's code points (bytes of another encoding, a locale's collation)
+        # would miss the keys past either end; beyond ASCII, capitals, a symbol, the top of the
+        # BMP and a character beyond it (UTF-16 would put it before U+FFFF)
+        wanted = sorted(["b:A", "b:a", "b:z", "b:é", "b:ß", "b:€", "b:\uffff", "b:\U0001f600"]
+                        + [f"b:{n}" for n in range(16)])
+        await storage.set_many({key: key for key in wanted}, ttl=None)
+        neighbour = make_storage(namespace=f"{storage.namespace}x")  # the same file or server
+        await neighbour.start()
+        try:
+            await neighbour.set_many({key: "other namespace" for key in [*wanted, "b:m"]}, ttl=None)
+            found = await storage.get_range_stored(wanted)
+            assert list(found) == wanted
+            assert {key: storage.codec.decode(value) for key, value in found.items()} == {  # type: ignore[arg-type]
+                key: key for key in wanted
+            }
+            assert await neighbour.get_range_stored(["b:m"]) != {}  # its own keys are its own
+        finally:
+            await neighbour.clear_namespace()
+            await neighbour.stop()
+
     async def test_attachment_is_made_once_per_storage(self, storage: FastPathStorage) -> None:
         made: list[BaseStorage] = []
 
