@@ -149,21 +149,29 @@ def _anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def _prose(path: Path) -> str:
+    """The Markdown of ``path`` without its fenced code blocks (whose ``# ...`` lines are no
+    headings and whose ``x[i](y)`` is no link)."""
+    return re.sub(r"^```.*?^```", "", path.read_text(), flags=re.MULTILINE | re.DOTALL)
+
+
+def _anchors(path: Path) -> set[str]:
+    return {_anchor(h) for h in re.findall(r"^#+ (.+)$", _prose(path), flags=re.MULTILINE)}
+
+
 def test_documented_links_exist() -> None:
     """Links in the README and every page under docs/ to files in the repository point at real
-    files, and links to a heading of the same page (``#anchor``) at a real heading."""
+    files, and links to a heading (``#anchor``, of the same page or of another Markdown page) at
+    a real heading."""
     for doc in (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))):
-        text = doc.read_text()
-        anchors = {_anchor(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
-        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+        where = doc.relative_to(ROOT).as_posix()
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", _prose(doc)):
             if "://" in target or target.startswith("mailto:"):
                 continue
-            where = doc.relative_to(ROOT).as_posix()
-            if target:
-                path = (doc.parent / target).resolve()
-                assert path.exists(), f"{where} links to missing {target}"
-            elif anchor:
-                assert anchor in anchors, f"{where} links to #{anchor}, which no heading there has"
+            path = (doc.parent / target).resolve() if target else doc
+            assert path.exists(), f"{where} links to missing {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in _anchors(path), f"{where} links to {target}#{anchor}, which no heading there has"
 
 
 def test_ci_runs_the_readmes_test_command() -> None:
