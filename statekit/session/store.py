@@ -33,7 +33,7 @@ from itertools import islice
 from typing import Any, Final, TypeVar, cast
 
 from statekit._release import drop_in_slices, empty_in_slices
-from statekit.codec import INT64_MAX, MsgpackCodec
+from statekit.codec import INT64_MAX, MsgpackCodec, encode_stored
 from statekit.errors import StatekitError, StorageUnavailableError
 from statekit.session._buckets import (
     INDEX_BUCKETS,
@@ -1168,13 +1168,22 @@ class SessionStore:
                     buckets.setdefault(self._phones_key(row[4]), {})[row[4]] = peer_id
                 if n % _YIELD_ROWS == 0:
                     await asyncio.sleep(0)
-            mapping.update(zip(buckets, await self._packed(buckets, buckets), strict=True))
+            storage = self._msgpack_storage()
+            packed = await self._packed(buckets, buckets, encoded=storage is not None)
             dropped = self._drop_cache()
-            await self.storage.set_many(mapping, ttl=None)
+            if storage is not None:
+                # the buckets already in stored form, encoded in slices by _packed: set_many
+                # would encode all of them (~10 MB at 100,000 peers) in one piece
+                items = [(key, encode_stored(storage.codec, key, value)) for key, value in mapping.items()]
+                items += zip(buckets, packed, strict=True)
+                await storage.set_many_encoded(items, ttl=None)
+            else:
+                mapping.update(zip(buckets, packed, strict=True))
+                await self.storage.set_many(mapping, ttl=None)
             dropped += self._drop_cache()
             await drop_in_slices(dropped, _YIELD_ROWS)
             self._layout_ok = self._marked = True
-            leftover = [k for k in before if k not in mapping]
+            leftover = [k for k in before if k not in mapping and k not in buckets]
             for start in range(0, len(leftover), _CHUNK):
                 await self.storage.delete_many(leftover[start : start + _CHUNK])
             # what was built for the write, freed in slices: at once, 100,000 peers' rows and

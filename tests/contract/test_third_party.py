@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from statekit import FSMContext, SessionStore, StorageKey, open_storage, register_storage
-from statekit.session import Peer
+from statekit.session import Peer, SessionData, UpdateState
 from statekit.storage import url as url_module
 from statekit.storage.base import BaseStorage, Stored
 from statekit.testing import FakeClock
@@ -138,6 +138,30 @@ async def test_session_peers_are_written_through_the_public_contract(leased: boo
     found = await reader.get_peer_by_username("bea")
     assert found is not None and (found.id, found.access_hash) == (10, 6)
     assert await reader.get_peer_by_username("ada") is None
+
+
+async def test_a_session_is_snapshot_and_restored_through_the_public_contract() -> None:
+    """Without the msgpack fast path, restore() hands every bucket to the public set_many: a
+    copy of a session with more peers than buckets holds the same record, peers and update
+    states, found by username as well, and keys the copy held before that the snapshot lacks are
+    gone."""
+    storage = DictStorage()
+    source = SessionStore(storage, "acct")
+    await source.save(SessionData(dc_id=2, auth_key=bytes(range(256))))
+    await source.set_update_state(UpdateState(0, 7, 8, 9, 10))
+    await source.update_peers(
+        [Peer(id=i, access_hash=i * 3, type="user", usernames=[f"U{i}"]) for i in range(1, 1200)]
+    )
+    snap = await source.snapshot()
+    copy = SessionStore(storage, "copy")
+    await copy.update_peers([Peer(id=5000, access_hash=1, type="bot", usernames=["gone"])])
+    await copy.restore(snap)
+    reader = SessionStore(storage, "copy")  # reads the storage, nothing cached
+    assert await reader.snapshot() == snap
+    found = await reader.get_peer_by_username("u1199")
+    assert found is not None and (found.id, found.access_hash) == (1199, 3597)
+    assert await reader.get_peer_by_id(5000) is None
+    assert await reader.get_peer_by_username("gone") is None
 
 
 def test_tests_needing_raw_access_skip_with_a_reason_without_the_hook() -> None:
