@@ -1160,6 +1160,16 @@ class SessionStore:
             # a large session in slices, the event loop running between (100,000 peers in one
             # piece held it for 250 ms)
             buckets: dict[str, dict[Any, Any]] = {}
+            aged = len(rows) >= _AGE_BEFORE_ROWS
+            if aged:
+                # the peer buckets made, and made old, before the rows fill them. A dict is tracked
+                # by the collector from its first row on, as a young object, and filling buckets
+                # allocates nothing the collector counts: the next young collection would trace
+                # every row (~5 ms at 100,000 peers). A PeerBucket is tracked from the start, so
+                # age_young() makes it old while it is empty. (Index buckets map str to int: a
+                # dict of those is never tracked.)
+                buckets.update((key, PeerBucket()) for key in self._peer_keys)
+                age_young()
             for n, (peer_id, row) in enumerate(rows.items(), 1):
                 buckets.setdefault(self._peers_key(peer_id), {})[peer_id] = row
                 for name in row[3]:
@@ -1168,6 +1178,8 @@ class SessionStore:
                     buckets.setdefault(self._phones_key(row[4]), {})[row[4]] = peer_id
                 if n % _YIELD_ROWS == 0:
                     await asyncio.sleep(0)
+            if aged:
+                buckets = {key: bucket for key, bucket in buckets.items() if bucket}
             storage = self._msgpack_storage()
             packed = await self._packed(buckets, buckets, encoded=storage is not None)
             dropped = self._drop_cache()
