@@ -968,13 +968,25 @@ async def test_a_large_restore_fills_peer_buckets_that_are_already_old(monkeypat
     storage = MemoryStorage()
     store = SessionStore(storage, "big")
     await store.save(data())
-    await store.update_peers(peers(store_module._AGE_BEFORE_ROWS + 2000))  # noqa: SLF001
+    # peers in the lower half of the peer buckets only: the buckets made for the others stay
+    # empty, and a peer the copy held in one of those is gone after the restore
+    many = store_module._AGE_BEFORE_ROWS + 2000  # noqa: SLF001
+    half = PEER_BUCKETS // 2
+    await store.update_peers(
+        [Peer(n // half * PEER_BUCKETS + n % half + 1, n + 1, "user", (f"u{n}",)) for n in range(many)]
+    )
     snap = await store.snapshot()
+    copy = SessionStore(storage, "copy")
+    await copy.update_peers([Peer(PEER_BUCKETS - 1, 7, "bot", ("gone",))])
     monkeypatch.setattr(SessionStore, "_packed", watched_packed)
-    await SessionStore(storage, "copy").restore(snap)
+    await copy.restore(snap)
     monkeypatch.undo()
     assert young_at_packing == [0], f"peer buckets still young when packed: {young_at_packing}"
-    assert await SessionStore(storage, "copy").snapshot() == snap
+    reader = SessionStore(storage, "copy")
+    assert await reader.snapshot() == snap
+    assert await reader.get_peer_by_id(PEER_BUCKETS - 1) is None
+    assert await reader.get_peer_by_username("gone") is None
+    assert not await storage.get_many([copy._peers_key(PEER_BUCKETS - 1)])  # noqa: SLF001 - not written empty
 
 
 class WatchedRow(tuple):  # type: ignore[type-arg]
