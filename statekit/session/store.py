@@ -28,7 +28,7 @@ import logging
 import random
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sized
 from itertools import islice
 from typing import Any, Final, TypeVar, cast
 
@@ -726,14 +726,23 @@ class SessionStore:
                 await asyncio.sleep(0)
         return values
 
-    async def _put_buckets(self, keys: list[str], buckets: dict[str, dict[Any, Any]]) -> None:
-        """Write the buckets ``keys`` without expiry, in one batch."""
+    async def _put_buckets(
+        self, keys: list[str], buckets: dict[str, dict[Any, Any]], *, also: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write the buckets ``keys`` without expiry, in one batch, with the values of ``also``
+        (other keys of the session: one transaction on SQLite, one MSET on Redis). On a storage
+        that takes stored msgpack bytes the buckets are handed over as ``_packed`` encoded them,
+        a slice at a time: ``set_many`` would encode them all (~10 MB at 100,000 peers) in one
+        piece."""
         storage = self._msgpack_storage()
         values = await self._packed(keys, buckets, encoded=storage is not None)
+        extra = also or {}
         if storage is not None:
-            await storage.set_many_encoded(list(zip(keys, values, strict=True)), ttl=None)
+            items = [(key, encode_stored(storage.codec, key, value)) for key, value in extra.items()]
+            items += zip(keys, values, strict=True)
+            await storage.set_many_encoded(items, ttl=None)
         else:
-            await self.storage.set_many(dict(zip(keys, values, strict=True)), ttl=None)
+            await self.storage.set_many({**extra, **dict(zip(keys, values, strict=True))}, ttl=None)
 
     async def _swap_buckets(
         self, keys: list[str], buckets: dict[str, dict[Any, Any]], raw: dict[str, Any]
@@ -1180,18 +1189,9 @@ class SessionStore:
                     await asyncio.sleep(0)
             if aged:
                 buckets = {key: bucket for key, bucket in buckets.items() if bucket}
-            storage = self._msgpack_storage()
-            packed = await self._packed(buckets, buckets, encoded=storage is not None)
+            # what lookups cache meanwhile (the buckets as they were) is dropped again after
             dropped = self._drop_cache()
-            if storage is not None:
-                # the buckets already in stored form, encoded in slices by _packed: set_many
-                # would encode all of them (~10 MB at 100,000 peers) in one piece
-                items = [(key, encode_stored(storage.codec, key, value)) for key, value in mapping.items()]
-                items += zip(buckets, packed, strict=True)
-                await storage.set_many_encoded(items, ttl=None)
-            else:
-                mapping.update(zip(buckets, packed, strict=True))
-                await self.storage.set_many(mapping, ttl=None)
+            await self._put_buckets(list(buckets), buckets, also=mapping)
             dropped += self._drop_cache()
             await drop_in_slices(dropped, _YIELD_ROWS)
             self._layout_ok = self._marked = True
