@@ -29,6 +29,10 @@ The variants are subclasses of ``SQLiteStorage`` (nothing in ``statekit`` is cha
   all checkpoint work off the writer could give at most.
 - ``replace``: the write statements before 2026-12-07, ``INSERT OR REPLACE`` (delete the row,
   insert it again) instead of today's upsert (the module's statements swapped in the child).
+- ``wlog``: a prototype of a write log in front of the table (``_WriteLog``: get and set only,
+  one process; ``tests/benchmarks/sqlite_log_probe.py`` measures the design raw). Sets are
+  merged into the table every ``STATEKIT_WLOG_MERGE_AT`` sets (default 100000); give
+  ``--seconds`` long enough for several merges to fall in each 1M-key window.
 
 ``--values changing`` makes each ``set`` write a value not stored before (the million
 benchmark writes the same one every time, which an upsert of unchanged bytes does not even
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -174,6 +179,130 @@ def _background_checkpoints(
     return Variant
 
 
+class _WriteLog(SQLiteStorage):
+    """A prototype of the write log measured raw by ``sqlite_log_probe`` (get and set only, one
+    process: not a backend). A set appends to an unindexed log and to this process's map of the
+    log; a read looks in the map first, then the table; every batch first reads the log rows
+    added since (the query every process would run). Once ``merge_at`` sets are logged, a task
+    merges them into the table: the last write of each key copied in key order to a temporary
+    table, written in ``slices`` write transactions (other batches run between them), then the
+    merged log rows deleted and dropped from the map."""
+
+    merge_at = int(os.environ.get("STATEKIT_WLOG_MERGE_AT", "100000"))
+    slices = 10
+    merges = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._logged: dict[str, tuple[Any, int | None, int]] = {}  # key -> value, expiry, seq
+        self._seen = 0
+        self._count = 0
+        self._merge_task: asyncio.Task[None] | None = None
+        self._merge_due = False  # set in the worker thread, cleared when the merge is done
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        super()._prepare(db)
+        db.execute("PRAGMA temp_store = MEMORY")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS statekit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB, expires_at INTEGER)"
+        )
+
+    def _tail(self, db: sqlite3.Connection) -> None:
+        rows = db.execute(
+            "SELECT seq, key, value, expires_at FROM statekit_log WHERE seq > ? AND namespace = ?",
+            (self._seen, self.namespace),
+        ).fetchall()
+        for seq, k, value, expires_at in rows:
+            self._logged[k] = (value, expires_at, seq)
+            self._seen = seq
+
+    def _run_batch(self, db: sqlite3.Connection, ops: list[Any], begin: str | None) -> list[Any]:  # type: ignore[override]
+        def tail(db: sqlite3.Connection) -> None:
+            self._tail(db)
+
+        return SQLiteStorage._run_batch(db, [tail, *ops], begin or "BEGIN")[1:]
+
+    def _read(self, db: sqlite3.Connection, k: str) -> Any:
+        found = self._logged.get(k)
+        if found is None:
+            return super()._read(db, k)
+        value, expires_at, _ = found
+        if value is None or (expires_at is not None and expires_at <= self._now_ms()):
+            return None
+        return value, expires_at
+
+    def _write_row(  # type: ignore[override]
+        self, db: sqlite3.Connection, k: str, stored: Any, ttl_ms: int | None, keep_ttl: bool,
+        current: Any = None, known: bool = False,
+    ) -> None:
+        if keep_ttl:
+            current = current if known else self._read(db, k)
+            expires_at = None if current is None else current[1]
+        else:
+            expires_at = None if ttl_ms is None else self._now_ms() + ttl_ms
+        seq = db.execute(
+            "INSERT INTO statekit_log (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)",
+            (self.namespace, k, stored, expires_at),
+        ).lastrowid
+        self._logged[k] = (stored, expires_at, seq)
+        self._seen = seq
+        self._count += 1
+        if self._count >= self.merge_at and not self._merge_due:
+            self._count = 0
+            self._merge_due = True
+            asyncio.run_coroutine_threadsafe(self._start_merge(), self._loop)
+
+    async def _open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super()._open()
+
+    async def _start_merge(self) -> None:
+        self._merge_task = asyncio.create_task(self._merge())
+
+    async def _merge(self) -> None:
+        def snapshot(db: sqlite3.Connection) -> tuple[int, int]:
+            upto = db.execute("SELECT max(seq) FROM statekit_log").fetchone()[0] or 0
+            db.execute("DROP TABLE IF EXISTS temp.merging")
+            db.execute(
+                "CREATE TEMP TABLE merging AS SELECT namespace, key, value, expires_at "
+                "FROM statekit_log WHERE seq IN (SELECT max(seq) FROM statekit_log WHERE seq <= ? "
+                "GROUP BY namespace, key) ORDER BY namespace, key",
+                (upto,),
+            )
+            return upto, db.execute("SELECT count(*) FROM temp.merging").fetchone()[0]
+
+        def merge_slice(db: sqlite3.Connection, first: int, last: int) -> None:
+            db.execute(
+                "INSERT INTO statekit_kv (namespace, key, value, expires_at) SELECT namespace, key, "
+                "value, expires_at FROM temp.merging WHERE rowid BETWEEN ? AND ? ORDER BY rowid "
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
+                "expires_at = excluded.expires_at",
+                (first, last),
+            )
+
+        def finish(db: sqlite3.Connection, upto: int) -> None:
+            db.execute("DELETE FROM statekit_log WHERE seq <= ?", (upto,))
+            db.execute("DROP TABLE temp.merging")
+            self._logged = {k: v for k, v in self._logged.items() if v[2] > upto}
+
+        try:
+            upto, count = await self._submit(snapshot, False)
+            step = -(-count // self.slices) or 1
+            for first in range(1, count + 1, step):
+                await self._submit(functools.partial(merge_slice, first=first, last=first + step - 1), True)
+            await self._submit(functools.partial(finish, upto=upto), True)
+            type(self).merges += 1
+        finally:
+            self._merge_task = None
+            self._merge_due = False
+
+    async def _close(self) -> None:
+        while self._merge_due:
+            await asyncio.sleep(0.01)
+        await super()._close()
+
+
 VARIANTS: dict[str, type] = {
     "base": SQLiteStorage,
     "ps1024": _pragmas(pre=("page_size = 1024",)),
@@ -186,6 +315,7 @@ VARIANTS: dict[str, type] = {
     "bgr4k_ps1024": _background_checkpoints(1024, 0, 4000),
     "nock": _pragmas(post=("wal_autocheckpoint = 0",)),
     "replace": SQLiteStorage,  # with the statements of _use_replace
+    "wlog": _WriteLog,
 }
 
 
@@ -238,6 +368,7 @@ async def child(variant: str, sizes: list[int], seconds: float, values: str = "s
                 row: dict[str, Any] = {"variant": variant, "keys": n}
                 row["get"] = await rate(get, seconds)
                 row["set"] = await rate(put, seconds)
+                row["merges"] = getattr(type(store), "merges", 0)
                 row["bytes_per_key"] = sum(
                     p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists()
                 ) / n
