@@ -110,7 +110,11 @@ class FastPathStorage(BaseStorage):
         checked: list[tuple[str, Stored]] = list(items)
         for item in checked:
             if type(item) is not tuple or len(item) != 2:
-                raise TypeError(f"set_many_encoded takes (key, stored value) pairs, got {item!r:.80}")
+                # the item itself is not shown: its value may be a session record's auth key
+                size = f" of {len(item)} items" if isinstance(item, tuple | list) else ""
+                raise TypeError(
+                    f"set_many_encoded takes (key, stored value) pairs, got {type(item).__name__}{size}"
+                )
             key, value = item
             if type(key) is not str or not key or len(key) > chars or not key.isascii():
                 self._check_key(key)

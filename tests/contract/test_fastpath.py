@@ -41,8 +41,19 @@ class TestFastPaths:
     async def test_set_many_encoded_takes_only_key_value_pairs(
         self, storage: FastPathStorage, items: Any
     ) -> None:
-        with pytest.raises(TypeError, match="pairs"):
+        with pytest.raises(TypeError, match="pairs") as caught:
             await storage.set_many_encoded(items)
+        assert await storage.list_keys() == []
+        assert "\\x81" not in str(caught.value)  # a value is never shown
+
+    async def test_a_malformed_pair_names_its_shape_never_its_value(self, storage: FastPathStorage) -> None:
+        # a session record's stored form holds its auth key
+        secret = b"\x81" + bytes(range(1, 40))
+        for item in (["record", secret], ("record", secret, None), (secret,)):
+            with pytest.raises(TypeError, match=r"got (list of 2|tuple of 3|tuple of 1) items") as caught:
+                await storage.set_many_encoded([item])
+            assert repr(secret)[2:12] not in str(caught.value)
+            assert "record" not in str(caught.value)
         assert await storage.list_keys() == []
 
     async def test_get_range_stored_gives_what_get_many_stored_gives(
