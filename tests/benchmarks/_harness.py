@@ -28,6 +28,7 @@ __all__ = [
     "best_of",
     "compare_in_rounds",
     "compare_rows",
+    "count",
     "interleaved",
     "machine",
     "measure",
@@ -196,6 +197,17 @@ def sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
     if not found or min(found) < 1:
         raise argparse.ArgumentTypeError(f"sizes must be integers >= 1: {text!r}")
+    return found
+
+
+def count(text: str) -> int:
+    """An integer >= 1 (an argparse ``type``)."""
+    try:
+        found = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if found < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return found
 
 

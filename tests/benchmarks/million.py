@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -226,6 +227,19 @@ def random_ops(
         await store.set_state(key(rng.randrange(n)), "w")
 
     return get, put
+
+
+def changing_put(store: Any, n: int) -> Callable[[int], Awaitable[None]]:
+    """``random_ops``' ``put``, each set writing a value not written before (the curve's own
+    ``put`` writes the same one every time, which an upsert of unchanged bytes does not even
+    write to a page)."""
+    rng = random.Random(n)
+    written = itertools.count()
+
+    async def put(i: int) -> None:
+        await store.set_state(key(rng.randrange(n)), f"w{next(written)}")
+
+    return put
 
 
 async def rate(op: Callable[[int], Awaitable[None]], seconds: float) -> float:

@@ -9,7 +9,8 @@ does for SQLite (a new file, fill 1k keys with ``set_many``, 100 tasks of ``get_
 of ``set_state`` of random existing keys, file + WAL bytes per key; fill on to 1M, the same)
 and adds a 1-task ``set_state`` after each size's 100-task one. Rounds run every variant once,
 in an order rotated each round, so that all meet the same background load; the table gives
-medians over rounds and the median (and range) of each run's own 1M/1k set ratio.
+medians over rounds and the median (and range) of each run's own 1M/1k set ratio, and the
+longest event-loop stall of any run's 100-task set at the largest size (``_harness.LoopLag``).
 
 The variants are subclasses of ``SQLiteStorage`` (nothing in ``statekit`` is changed):
 
@@ -44,10 +45,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import itertools
 import json
 import os
-import random
 import sqlite3
 import statistics
 import subprocess
@@ -62,7 +61,18 @@ from typing import Any
 import statekit.storage.sqlite as sqlite_module
 from statekit.storage._aiosqlite import raw_connection, run_in_thread
 from statekit.storage.sqlite import SQLiteStorage
-from tests.benchmarks.million import fill, key, random_ops, rate
+from tests.benchmarks._harness import LoopLag
+from tests.benchmarks.million import changing_put, fill, random_ops, rate
+from tests.benchmarks.sqlite_log_probe import (
+    APPEND,
+    DELETE_MERGED,
+    DROP_SNAPSHOT,
+    LOG_DDL,
+    MAX_SEQ,
+    MERGE_SLICE,
+    SNAPSHOT,
+    TAIL,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 _WRITE, _SINGLE = 1, 2
@@ -203,16 +213,10 @@ class _WriteLog(SQLiteStorage):
     def _prepare(self, db: sqlite3.Connection) -> None:
         super()._prepare(db)
         db.execute("PRAGMA temp_store = MEMORY")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS statekit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB, expires_at INTEGER)"
-        )
+        db.execute(LOG_DDL)
 
     def _tail(self, db: sqlite3.Connection) -> None:
-        rows = db.execute(
-            "SELECT seq, key, value, expires_at FROM statekit_log WHERE seq > ? AND namespace = ?",
-            (self._seen, self.namespace),
-        ).fetchall()
+        rows = db.execute(TAIL, (self._seen, self.namespace)).fetchall()
         for seq, k, value, expires_at in rows:
             self._logged[k] = (value, expires_at, seq)
             self._seen = seq
@@ -241,10 +245,7 @@ class _WriteLog(SQLiteStorage):
             expires_at = None if current is None else current[1]
         else:
             expires_at = None if ttl_ms is None else self._now_ms() + ttl_ms
-        seq = db.execute(
-            "INSERT INTO statekit_log (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)",
-            (self.namespace, k, stored, expires_at),
-        ).lastrowid
+        seq = db.execute(APPEND, (self.namespace, k, stored, expires_at)).lastrowid
         self._logged[k] = (stored, expires_at, seq)
         self._seen = seq
         self._count += 1
@@ -262,28 +263,17 @@ class _WriteLog(SQLiteStorage):
 
     async def _merge(self) -> None:
         def snapshot(db: sqlite3.Connection) -> tuple[int, int]:
-            upto = db.execute("SELECT max(seq) FROM statekit_log").fetchone()[0] or 0
-            db.execute("DROP TABLE IF EXISTS temp.merging")
-            db.execute(
-                "CREATE TEMP TABLE merging AS SELECT namespace, key, value, expires_at "
-                "FROM statekit_log WHERE seq IN (SELECT max(seq) FROM statekit_log WHERE seq <= ? "
-                "GROUP BY namespace, key) ORDER BY namespace, key",
-                (upto,),
-            )
+            upto = db.execute(MAX_SEQ).fetchone()[0] or 0
+            db.execute(DROP_SNAPSHOT)
+            db.execute(SNAPSHOT, (upto,))
             return upto, db.execute("SELECT count(*) FROM temp.merging").fetchone()[0]
 
         def merge_slice(db: sqlite3.Connection, first: int, last: int) -> None:
-            db.execute(
-                "INSERT INTO statekit_kv (namespace, key, value, expires_at) SELECT namespace, key, "
-                "value, expires_at FROM temp.merging WHERE rowid BETWEEN ? AND ? ORDER BY rowid "
-                "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
-                "expires_at = excluded.expires_at",
-                (first, last),
-            )
+            db.execute(MERGE_SLICE, (first, last))
 
         def finish(db: sqlite3.Connection, upto: int) -> None:
-            db.execute("DELETE FROM statekit_log WHERE seq <= ?", (upto,))
-            db.execute("DROP TABLE temp.merging")
+            db.execute(DELETE_MERGED, (upto,))
+            db.execute(DROP_SNAPSHOT)
             self._logged = {k: v for k, v in self._logged.items() if v[2] > upto}
 
         try:
@@ -335,18 +325,6 @@ def _use_replace() -> None:
     sqlite_module._insert_rows = insert_rows  # type: ignore[assignment]
 
 
-def changing_put(store: Any, n: int) -> Any:
-    """The million benchmark's ``put`` (random existing keys among the first ``n``, seeded by
-    ``n``), each writing a value not written before."""
-    rng = random.Random(n)
-    written = itertools.count()
-
-    async def put(i: int) -> None:
-        await store.set_state(key(rng.randrange(n)), f"w{next(written)}")
-
-    return put
-
-
 async def child(variant: str, sizes: list[int], seconds: float, values: str = "same") -> list[dict[str, Any]]:
     """The SQLite path of ``million.child_curve``, step for step (kept a copy on purpose, so
     that the figures are the million benchmark's), plus the 1-task set."""
@@ -367,7 +345,9 @@ async def child(variant: str, sizes: list[int], seconds: float, values: str = "s
                     put = changing_put(store, n)
                 row: dict[str, Any] = {"variant": variant, "keys": n}
                 row["get"] = await rate(get, seconds)
-                row["set"] = await rate(put, seconds)
+                async with LoopLag() as lag:
+                    row["set"] = await rate(put, seconds)
+                row["set_stall"] = lag.worst
                 row["merges"] = getattr(type(store), "merges", 0)
                 row["bytes_per_key"] = sum(
                     p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists()
@@ -400,12 +380,15 @@ def summarize(rows: list[dict[str, Any]], variants: list[str], sizes: list[int])
     def med(v: str, n: int, k: str) -> float:
         return statistics.median(x[k] for x in rows if x["variant"] == v and x["keys"] == n)
 
+    def worst(v: str, n: int) -> float:
+        return max(x.get("set_stall", 0.0) for x in rows if x["variant"] == v and x["keys"] == n)
+
     print(
         f"\n| variant | set/s {lo:,} | set/s {hi:,} | set {hi:,}/{lo:,}: median [range] of runs "
         f"| get/s {lo:,} | get/s {hi:,} | 1-task set/s {lo:,} | 1-task set/s {hi:,} "
-        f"| B/key {lo:,} | B/key {hi:,} | runs |"
+        f"| B/key {lo:,} | B/key {hi:,} | worst loop stall in a 100-task set {hi:,}, ms | runs |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v in variants:
         ratios = []
         for r in sorted({x["round"] for x in rows if x["variant"] == v}):
@@ -416,7 +399,7 @@ def summarize(rows: list[dict[str, Any]], variants: list[str], sizes: list[int])
             f"{statistics.median(ratios):.2f} [{min(ratios):.2f}–{max(ratios):.2f}] | "
             f"{med(v, lo, 'get'):,.0f} | {med(v, hi, 'get'):,.0f} | {med(v, lo, 'set1'):,.0f} | "
             f"{med(v, hi, 'set1'):,.0f} | {med(v, lo, 'bytes_per_key'):,.0f} | "
-            f"{med(v, hi, 'bytes_per_key'):,.0f} | {len(ratios)} |"
+            f"{med(v, hi, 'bytes_per_key'):,.0f} | {worst(v, hi) * 1000:.1f} | {len(ratios)} |"
         )
 
 

@@ -52,28 +52,34 @@ from typing import Any
 import msgpack
 
 from statekit.storage.sqlite import _WRITE_ONE, SQLiteStorage
-from tests.benchmarks._harness import Result, machine, print_table, write_json
-from tests.benchmarks.million import fill, key
+from tests.benchmarks._harness import Result, count, machine, print_table, sizes, write_json
+from tests.benchmarks.million import changing_put, fill, key, rate
 
 NAMESPACE = "statekit"
 PER_COMMIT = 100
 DESIGNS = ("table", "log", "log_indexed")
-_LOG = (
-    "CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, namespace TEXT NOT NULL, "
-    "key TEXT NOT NULL, value BLOB, expires_at INTEGER)"
+# the log's statements, shared with the prototype through the storage (sqlite_1m_ab's _WriteLog)
+LOG_DDL = (
+    "CREATE TABLE IF NOT EXISTS statekit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB, expires_at INTEGER)"
 )
-_APPEND = "INSERT INTO log (namespace, key, value, expires_at) VALUES (?, ?, ?, NULL)"
-_SNAPSHOT = (
-    "CREATE TEMP TABLE merging AS SELECT namespace, key, value, expires_at FROM log "
-    "WHERE seq IN (SELECT max(seq) FROM log WHERE seq <= ? GROUP BY namespace, key) ORDER BY namespace, key"
+APPEND = "INSERT INTO statekit_log (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)"
+TAIL = "SELECT seq, key, value, expires_at FROM statekit_log WHERE seq > ? AND namespace = ?"
+MAX_SEQ = "SELECT max(seq) FROM statekit_log"
+# the last write of each key up to a sequence number, in key order (temp rowids follow it)
+SNAPSHOT = (
+    "CREATE TEMP TABLE merging AS SELECT namespace, key, value, expires_at FROM statekit_log "
+    "WHERE seq IN (SELECT max(seq) FROM statekit_log WHERE seq <= ? GROUP BY namespace, key) "
+    "ORDER BY namespace, key"
 )
-_MERGE_SLICE = (
+MERGE_SLICE = (
     "INSERT INTO statekit_kv (namespace, key, value, expires_at) "
     "SELECT namespace, key, value, expires_at FROM temp.merging WHERE rowid BETWEEN ? AND ? ORDER BY rowid"
     " ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
 )
+DELETE_MERGED = "DELETE FROM statekit_log WHERE seq <= ?"
+DROP_SNAPSHOT = "DROP TABLE IF EXISTS temp.merging"
 _GET = "SELECT value, expires_at FROM statekit_kv WHERE namespace = ? AND key = ?"
-_TAIL = "SELECT seq, namespace, key, value, expires_at FROM log WHERE seq > ?"
 
 
 def _value(i: int) -> bytes:
@@ -107,8 +113,8 @@ def _merge(db: sqlite3.Connection, slices: int) -> float:
     a reader finds first."""
     start = time.perf_counter()
     db.execute("BEGIN")
-    upto = db.execute("SELECT max(seq) FROM log").fetchone()[0] or 0
-    db.execute(_SNAPSHOT, (upto,))
+    upto = db.execute(MAX_SEQ).fetchone()[0] or 0
+    db.execute(SNAPSHOT, (upto,))
     count = db.execute("SELECT count(*) FROM temp.merging").fetchone()[0]
     db.execute("COMMIT")
     longest = 0.0
@@ -116,14 +122,14 @@ def _merge(db: sqlite3.Connection, slices: int) -> float:
     for first in range(1, count + 1, step):
         begin = time.perf_counter()
         db.execute("BEGIN IMMEDIATE")
-        db.execute(_MERGE_SLICE, (first, first + step - 1))
+        db.execute(MERGE_SLICE, (first, first + step - 1))
         db.execute("COMMIT")
         longest = max(longest, time.perf_counter() - begin)
     begin = time.perf_counter()
     db.execute("BEGIN IMMEDIATE")
-    db.execute("DELETE FROM log WHERE seq <= ?", (upto,))
+    db.execute(DELETE_MERGED, (upto,))
     db.execute("COMMIT")
-    db.execute("DROP TABLE temp.merging")
+    db.execute(DROP_SNAPSHOT)
     longest = max(longest, time.perf_counter() - begin)
     return longest if slices > 1 else time.perf_counter() - start
 
@@ -134,13 +140,13 @@ def raw_sets(path: Path, design: str, n: int, commits: int, merge_at: int, slice
     db = _connect(path)
     try:
         if design != "table":
-            db.execute(_LOG)
+            db.execute(LOG_DDL)
             if design == "log_indexed":
-                db.execute("CREATE INDEX log_key ON log (namespace, key)")
+                db.execute("CREATE INDEX statekit_log_key ON statekit_log (namespace, key)")
         rng = random.Random(16)
         sets = commits * PER_COMMIT
-        rows = [(NAMESPACE, key(rng.randrange(n)), _value(i)) for i in range(sets)]
-        statement = _WRITE_ONE.replace("?, ?, ?, ?)", "?, ?, ?, NULL)") if design == "table" else _APPEND
+        rows = [(NAMESPACE, key(rng.randrange(n)), _value(i), None) for i in range(sets)]
+        statement = _WRITE_ONE if design == "table" else APPEND
         logged, longest = 0, 0.0
         start = time.perf_counter()
         for c in range(0, sets, PER_COMMIT):
@@ -165,7 +171,7 @@ def raw_gets(path: Path, n: int, batches: int = 200) -> dict[str, float]:
     tail of an (empty) log first."""
     db = _connect(path)
     try:
-        db.execute(_LOG.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+        db.execute(LOG_DDL)
         rng = random.Random(61)
         keys = [(NAMESPACE, key(rng.randrange(n))) for _ in range(batches * PER_COMMIT)]
         found: dict[str, float] = {}
@@ -174,7 +180,7 @@ def raw_gets(path: Path, n: int, batches: int = 200) -> dict[str, float]:
             for b in range(0, len(keys), PER_COMMIT):
                 db.execute("BEGIN")
                 if with_tail:
-                    db.execute(_TAIL, (0,)).fetchall()
+                    db.execute(TAIL, (0, NAMESPACE)).fetchall()
                 for k in keys[b : b + PER_COMMIT]:
                     db.execute(_GET, k).fetchone()
                 db.execute("COMMIT")
@@ -186,23 +192,11 @@ def raw_gets(path: Path, n: int, batches: int = 200) -> dict[str, float]:
 
 async def storage_sets(path: Path, n: int, seconds: float) -> float:
     """``SQLiteStorage.set_state`` per second with 100 tasks, changing values, random keys of a
-    file of ``n`` keys (the million benchmark's 100-task set)."""
+    file of ``n`` keys (the million benchmark's 100-task set, ``--values changing``)."""
     store = SQLiteStorage(str(path), namespace=NAMESPACE)
     await store.start()
     try:
-        rng = random.Random(7)
-        done = 0
-        deadline = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < deadline:
-                await store.set_state(key(rng.randrange(n)), f"w{done}")
-                done += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(100)))
-        return done / (time.perf_counter() - start)
+        return await rate(changing_put(store, n), seconds)
     finally:
         await store.stop()
 
@@ -279,21 +273,22 @@ def summarize(rows: list[dict[str, Any]], sizes: list[int]) -> tuple[list[Result
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sizes", default="1000,1000000")
-    parser.add_argument("--commits", type=int, default=2000)
-    parser.add_argument("--merge-at", type=int, default=100_000)
-    parser.add_argument("--slices", type=int, default=10)
+    parser.add_argument("--rounds", type=count, default=3)
+    parser.add_argument("--sizes", type=sizes, default=[1000, 1_000_000])
+    parser.add_argument("--commits", type=count, default=2000)
+    parser.add_argument("--merge-at", type=count, default=100_000)
+    parser.add_argument("--slices", type=count, default=10)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--json", default="")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    if not args.seconds > 0:
+        parser.error(f"--seconds must be > 0, got {args.seconds}")
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, SQLite {sqlite3.sqlite_version}, "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
     rows: list[dict[str, Any]] = []
     for r in range(args.rounds):
-        rows += asyncio.run(one_round(r, sizes, args))
-    results, text = summarize(rows, sizes)
+        rows += asyncio.run(one_round(r, args.sizes, args))
+    results, text = summarize(rows, args.sizes)
     print_table("SQLite set at a million keys: a write log (raw sqlite3) beside the table", results)
     print(text)
     print(f"# end {datetime.now(timezone.utc):%H:%M} UTC, load {os.getloadavg()[0]:.2f}")

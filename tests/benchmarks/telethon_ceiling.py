@@ -6,8 +6,9 @@ Run by hand: ``python -m tests.benchmarks.telethon_ceiling [--entities 10000] [-
 
 Subjects, each on a file of its own in a temporary directory, in an order rotated from round to
 round (after an uncounted warm-up round), writing ``--entities`` NEW entities into a fresh session
-and then the same entities UPDATED (``tests.benchmarks.telethon_session``'s users and timing:
-``process_entities`` + ``save()`` until durable):
+and then the same entities UPDATED (``tests.benchmarks.telethon_session``'s users and timing,
+``_harness.timed_save``: a full collection first, then ``process_entities`` + ``save()`` until
+durable, with the event loop's longest stall):
 
 - ``Telethon SQLiteSession``: the baseline.
 - ``statekit``: ``TelethonSession`` over ``SQLiteStorage`` as it is.
@@ -30,9 +31,9 @@ import argparse
 import asyncio
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,14 @@ from telethon.sessions import SQLiteSession
 from statekit.adapters.telethon import TelethonSession
 from statekit.session.store import SessionStore
 from statekit.storage.sqlite import SQLiteStorage
-from tests.benchmarks._harness import RoundsResult, print_table, rounds_result, write_json
+from tests.benchmarks._harness import (
+    RoundsResult,
+    count,
+    print_table,
+    rounds_result,
+    timed_save,
+    write_json,
+)
 from tests.benchmarks.telethon_session import make_users
 
 SUBJECTS = {
@@ -87,19 +95,22 @@ class _Patches:
             SessionStore._merge_index = merge_index  # type: ignore[method-assign]
 
 
+def _timed(kind: str, n: int, timing: tuple[float, float, float]) -> dict[str, float]:
+    """Entities per second until durable, and the longest loop stall, of ``timed_save``'s timing."""
+    _, durable, stall = timing
+    return {kind: n / durable, f"stall_{kind}": stall}
+
+
 async def statekit_round(workdir: Path, tag: str, n: int, tlos: list[Any], patches: _Patches) -> dict[str, float]:
     storage = SQLiteStorage(str(workdir / f"{tag}.db"))
     await storage.start()
     try:
         session = TelethonSession(storage, "ceiling")
         await session.open()
-        result = {}
+        result: dict[str, float] = {}
         for tlo, kind in zip(tlos, ("new", "updated"), strict=True):
             patches.saves += 1
-            start = time.perf_counter()
-            session.process_entities(tlo)
-            await session.save()
-            result[kind] = n / (time.perf_counter() - start)
+            result |= _timed(kind, n, await timed_save(partial(session.process_entities, tlo), session.save))
         await session.aclose()
         await session.delete()
         return result
@@ -109,13 +120,10 @@ async def statekit_round(workdir: Path, tag: str, n: int, tlos: list[Any], patch
 
 async def telethon_round(workdir: Path, n: int, tlos: list[Any]) -> dict[str, float]:
     session = SQLiteSession(str(workdir / "telethon"))
-    result = {}
+    result: dict[str, float] = {}
     try:
         for tlo, kind in zip(tlos, ("new", "updated"), strict=True):
-            start = time.perf_counter()
-            session.process_entities(tlo)
-            session.save()
-            result[kind] = n / (time.perf_counter() - start)
+            result |= _timed(kind, n, await timed_save(partial(session.process_entities, tlo), session.save))
     finally:
         session.close()
         session.delete()
@@ -152,6 +160,7 @@ def rows(runs: dict[str, list[dict[str, float]]], n: int) -> list[RoundsResult]:
             result = rounds_result(
                 f"{kind} entities", label, f"process_entities + save() ×{n:,}", values,
                 base=None if name == "telethon" else base, baseline="Telethon",
+                stalls=[r[f"stall_{kind}"] for r in runs[name]],
             )
             result.note += f"; {1e6 / statistics.median(values):.2f} µs per entity (median)"
             results.append(result)
@@ -160,8 +169,8 @@ def rows(runs: dict[str, list[dict[str, float]]], n: int) -> list[RoundsResult]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--entities", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--entities", type=count, default=10_000)
+    parser.add_argument("--rounds", type=count, default=9)
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     runs = asyncio.run(run(args.entities, args.rounds))
