@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "LoopLag",
     "Result",
+    "batch_parser",
     "RoundsResult",
     "best_of",
     "compare_in_rounds",
@@ -186,6 +187,17 @@ def rounds_parser(name: str, doc: str | None, unit: str) -> argparse.ArgumentPar
     parser.add_argument("--json", help="write the results as JSON to this path")
     parser.add_argument("--postgres", action="store_true",
                         help="also statekit over PostgreSQL (a cluster of its own, initdb/pg_ctl)")
+    return parser
+
+
+def batch_parser(doc: str | None, *, values: int, size: int, rounds: int) -> argparse.ArgumentParser:
+    """The command line of a large-batch benchmark: ``--values`` (how many in a batch),
+    ``--size`` (bytes of a value), ``--rounds`` and ``--json``, with these defaults."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--values", type=count, default=values)
+    parser.add_argument("--size", type=count, default=size, help="bytes of a value (about)")
+    parser.add_argument("--rounds", type=count, default=rounds)
+    parser.add_argument("--json", help="write the results as JSON to this path")
     return parser
 
 

@@ -30,7 +30,7 @@ import statekit.storage.sqlite as sqlite_module
 from statekit import open_storage
 from statekit.storage._statements import statement_parts
 from statekit.testing.postgres_server import PostgresServer
-from tests.benchmarks._harness import LoopLag, print_table, rounds_result, write_json
+from tests.benchmarks._harness import LoopLag, batch_parser, print_table, rounds_result, write_json
 
 ONE_STATEMENT = "one statement (before)"
 SPLIT = "statements of ~1 MiB (shipped)"
@@ -100,11 +100,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--values", type=int, default=700)
-    parser.add_argument("--size", type=int, default=12_000, help="bytes of a value (about)")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--json", help="write the results as JSON to this path")
+    parser = batch_parser(__doc__, values=700, size=12_000, rounds=7)
     asyncio.run(run(parser.parse_args(argv)))
 
 

@@ -26,3 +26,11 @@ def test_parts_hold_at_most_most_rows_values() -> None:
     parts = statement_parts([7] * 4500, most_rows=2000)
     assert parts == [(0, 2000), (2000, 4000), (4000, 4500)]
     assert statement_parts([b"x" * 600_000] * 4, most_rows=1) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_parts_count_the_bytes_they_cover() -> None:
+    mib = 1 << 20
+    assert statement_parts([b"x" * 300_000] * 7 + [None]).total_bytes == 2_100_008
+    assert statement_parts([b"x" * (5 * mib), b"y"]).total_bytes == 5 * mib + 1
+    assert statement_parts([7] * 4500, most_rows=2000).total_bytes == 36_000
+    assert statement_parts([]).total_bytes == 0
