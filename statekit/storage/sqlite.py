@@ -233,14 +233,21 @@ class SQLiteStorage(FastPathStorage):
 
     async def _open(self) -> None:
         if self.path != ":memory:":
+            # a new file is created here, private; an existing one is never opened outside SQLite:
+            # closing any descriptor of a file drops every POSIX lock this process holds on it,
+            # those of its other SQLite connections too, and another process could then take
+            # itself for the file's last user and delete the WAL under them
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                os.close(fd)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
             except OSError as exc:
                 raise StorageUnavailableError(
                     f"SQLite database {self.path!r} cannot be opened: {exc.strerror}"
                 ) from exc
-            if Path(self.path).is_dir():  # pragma: no cover - os.open fails first on Linux
+            else:
+                os.close(fd)
+            if Path(self.path).is_dir():
                 raise StorageUnavailableError(f"SQLite database {self.path!r} is a directory")
         try:
             pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self._busy_timeout)

@@ -7,6 +7,8 @@ import gc
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import tracemalloc
 from contextlib import closing
 from pathlib import Path
@@ -38,6 +40,31 @@ async def test_storages_opening_one_new_file_at_once_all_start(tmp_path: Path) -
         assert [await s.get_state("k") for s in storages] == [0, 1, 2, 3]
         for storage in storages:
             await storage.stop()
+
+
+async def test_a_second_storage_on_a_file_keeps_the_first_ones_locks(tmp_path: Path) -> None:
+    # closing any descriptor of the database file drops every POSIX lock of the process on it,
+    # the first storage's too; another process closing its connection then took itself for the
+    # file's last user and deleted the WAL and its index under the first storage
+    path = tmp_path / "shared.db"
+    async with SQLiteStorage(path, namespace="a") as first:
+        await first.set_state("k", 1)
+        async with SQLiteStorage(path, namespace="b") as second:
+            other = (
+                "import sqlite3, sys\n"
+                "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                "db.execute('CREATE TABLE IF NOT EXISTS other (x)')\n"
+                "db.execute('INSERT INTO other VALUES (1)')\n"
+                "db.close()\n"
+            )
+            done = subprocess.run([sys.executable, "-c", other, str(path)], timeout=60)
+            assert done.returncode == 0
+            assert Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+            await second.set_state("k", 2)
+        assert await first.get_state("k") == 1
+        await first.set_state("k", 3)
+    async with SQLiteStorage(path, namespace="a") as reopened:
+        assert await reopened.get_state("k") == 3
 
 
 async def test_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
