@@ -472,8 +472,7 @@ class SQLiteStorage(FastPathStorage):
         try:
             await run_in_thread(conn, self._copy_back, raw_connection(conn))
         except (sqlite3.Error, ValueError) as exc:
-            log.warning("checkpoint of SQLite database %r failed: %s: %s",
-                        self.path, type(exc).__name__, exc)
+            log.warning("checkpoint after a commit: %s", self._unavailable(exc))
 
     def _copy_back(self, db: sqlite3.Connection) -> None:
         self._checkpoint_due = False

@@ -40,6 +40,7 @@ from typing import Any
 
 from statekit.storage.sqlite import SQLiteStorage
 from tests.benchmarks._harness import LoopLag, batch_parser, print_table, rounds_result, write_json
+from tests.benchmarks.million import rate
 from tests.benchmarks.sqlite_1m_ab import _InlineCheckpoints
 
 SHIPPED = "checkpoint after the acknowledgement (shipped)"
@@ -62,35 +63,36 @@ async def timed_write(storage: Any, batch: dict[str, bytes], then_small: bool) -
 
 
 async def writer(path: str, variant: str, seconds: float, mix: str) -> dict[str, float]:
-    """One of the two processes: its operations per second and the largest WAL it saw (frames)."""
+    """One of the two processes: its operations per second (``million.rate``: 100 tasks) and the
+    largest WAL file it saw (frames)."""
     storage = VARIANTS[variant](path, sweep_interval=3600, namespace=f"p{os.getpid()}")
     await storage.start()
     await storage.set_many({f"k{i}": "x" for i in range(1000)})
-    done, largest = 0, 0
-    end = time.perf_counter() + seconds
+    largest = 0
     wal = Path(path + "-wal")
+    measuring = True
 
-    async def task() -> None:
-        nonlocal done
-        while time.perf_counter() < end:
-            if mix == "big" and random.random() < 0.0002:
-                await storage.set_many({f"b{i}": os.urandom(3900) for i in range(1200)})
-            else:
-                await storage.set_state(f"k{random.randrange(1000)}", os.urandom(40))
-            done += 1
+    async def op(_: int) -> None:
+        if mix == "big" and random.random() < 0.0002:
+            await storage.set_many({f"b{i}": os.urandom(3900) for i in range(1200)})
+        else:
+            await storage.set_state(f"k{random.randrange(1000)}", os.urandom(40))
 
     async def watch() -> None:
         nonlocal largest
-        while time.perf_counter() < end:
+        while measuring:
             if wal.exists():
                 largest = max(largest, wal.stat().st_size // WAL_FRAME)
             await asyncio.sleep(0.01)
 
+    watcher = asyncio.create_task(watch())
     try:
-        await asyncio.gather(watch(), *(task() for _ in range(100)))
+        ops_per_s = await rate(op, seconds)
     finally:
+        measuring = False
+        await watcher
         await storage.stop()
-    return {"ops_per_s": done / seconds, "wal_frames": largest}
+    return {"ops_per_s": ops_per_s, "wal_frames": largest}
 
 
 def two_writers(variant: str, seconds: float, mix: str) -> tuple[float, int]:
