@@ -54,6 +54,7 @@ FILE_FORMATS: Final[tuple[str, ...]] = (
 )
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_SQLITE_NOTADB = 26  # sqlite3.SQLITE_NOTADB from Python 3.11
 _PYROGRAM_VERSIONS = range(2, 8)  # 2-3 Pyrogram 2.0, 4-7 kurigram / irenogram
 _TELETHON_VERSIONS = (7, 8)
 _EXPECTED = "a Pyrogram-family (schema 2-7) or Telethon (schema 7-8) session file"
@@ -72,28 +73,32 @@ def import_file(path: str | os.PathLike[str]) -> SessionSnapshot:
     changing it (ferogram: its binary file, versions 1-8, or its SQLite store).
 
     Returns the session data, every cached peer and every update state the file holds.
-    Nothing beside the file is created or changed (a WAL-mode file is read from a private copy).
+    Nothing beside the file is created or changed (a file with a write-ahead log or a hot
+    journal beside it is read from a private copy, holding what was committed). A client of
+    this process may have the file open, even in the middle of a write: the file is opened by
+    SQLite alone, so the client keeps its locks.
     Raises ``SessionFormatError`` saying what was expected and found when the path is missing,
     holds a NUL byte, is not a regular file (a directory, FIFO, device, symlink loop), is not an
     SQLite database, a database of another schema or of a newer version, holds no usable
     session, or holds a field out of range (naming it).
     """
     p = Path(path)
-    blob = _ferogram_blob(p)
-    if blob is not None:
-        return fero.to_snapshot(blob, f"ferogram session file {p}")
-    with _open_readonly(p) as conn:
-        where = f"session file {p}"
-        try:
-            if fero_files.is_store(conn):
-                return fero.to_snapshot(fero_files.read_store(conn, where), where)
-            family, version, tables = _detect(conn, where)
-            _check_sizes(conn, tables, where)
-            if family == "telethon":
-                return _read_telethon(conn, tables, version, where)
-            return _read_pyrogram(conn, tables, version, where)
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
-            raise SessionFormatError(f"{where} cannot be read as SQLite ({exc})") from None
+    try:
+        with _open_readonly(p) as conn:
+            where = f"session file {p}"
+            try:
+                if fero_files.is_store(conn):
+                    return fero.to_snapshot(fero_files.read_store(conn, where), where)
+                family, version, tables = _detect(conn, where)
+                _check_sizes(conn, tables, where)
+                if family == "telethon":
+                    return _read_telethon(conn, tables, version, where)
+                return _read_pyrogram(conn, tables, version, where)
+            except (sqlite3.Error, UnicodeDecodeError) as exc:
+                raise SessionFormatError(f"{where} cannot be read as SQLite ({exc})") from None
+    except _NotSQLite as not_sqlite:
+        blob = _ferogram_blob(p, not_sqlite)
+    return fero.to_snapshot(blob, f"ferogram session file {p}")
 
 
 def detect_file_format(path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -102,30 +107,33 @@ def detect_file_format(path: str | os.PathLike[str]) -> tuple[str, int]:
     ``"ferogram-sqlite"`` (0: the store has no version). Raises ``SessionFormatError`` like
     :func:`import_file`."""
     p = Path(path)
-    blob = _ferogram_blob(p)
-    if blob is not None:
-        return "ferogram", blob.version
-    with _open_readonly(p) as conn:
-        try:
-            if fero_files.is_store(conn):
-                return "ferogram-sqlite", 0
-            family, version, _ = _detect(conn, f"session file {p}")
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
-            raise SessionFormatError(f"session file {p} cannot be read as SQLite ({exc})") from None
+    try:
+        with _open_readonly(p) as conn:
+            try:
+                if fero_files.is_store(conn):
+                    return "ferogram-sqlite", 0
+                family, version, _ = _detect(conn, f"session file {p}")
+            except (sqlite3.Error, UnicodeDecodeError) as exc:
+                raise SessionFormatError(f"session file {p} cannot be read as SQLite ({exc})") from None
+    except _NotSQLite as not_sqlite:
+        return "ferogram", _ferogram_blob(p, not_sqlite).version
     if family == "pyrogram" and version > 3:
         family = "kurigram"
     return family, version
 
 
-def _ferogram_blob(p: Path) -> fero.FerogramSession | None:
-    """The ferogram binary session in ``p``, or None if ``p`` does not start like one (not a
-    regular file, an SQLite header, or a first byte that is no ferogram version 1-8)."""
-    try:
-        head, size = read_regular_file(p, len(_SQLITE_HEADER))
-    except SessionFormatError:
-        return None  # not a regular file: _open_readonly reports it
-    if not head or head == _SQLITE_HEADER or not 1 <= head[0] <= fero.CURRENT_VERSION:
-        return None
+class _NotSQLite(SessionFormatError):
+    """The file is not an SQLite database (it may still be a ferogram binary session)."""
+
+
+def _ferogram_blob(p: Path, not_sqlite: _NotSQLite) -> fero.FerogramSession:
+    """The ferogram binary session in ``p``, a file SQLite found no database in (so no SQLite
+    connection of this process holds a lock on it, and it may be read directly); ``not_sqlite``
+    is raised if ``p`` does not start like one (a first byte that is no ferogram version 1-8),
+    ``SessionFormatError`` saying both if it starts like one but is not."""
+    head, size = read_regular_file(p, 1)
+    if not head or not 1 <= head[0] <= fero.CURRENT_VERSION:
+        raise not_sqlite
     try:
         return fero_files.read_blob_file(p, size)
     except SessionFormatError as exc:
@@ -151,14 +159,12 @@ def _describe_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _open_regular(p: Path, original: object) -> tuple[int, os.stat_result]:
-    """A read-only descriptor of the regular file ``p`` and its status; ``SessionFormatError``
-    at once for anything else (nothing but a regular file is opened, and never blocking)."""
+@contextmanager
+def _path_errors(p: Path, original: object) -> Iterator[None]:
+    """Turn the ``OSError``/``ValueError`` of looking up or opening ``p`` into the documented
+    ``SessionFormatError`` (missing, a NUL byte, a symlink loop, unreadable)."""
     try:
-        mode = os.stat(p).st_mode
-        if not stat.S_ISREG(mode):
-            raise SessionFormatError(f"{p} is {_describe_kind(mode)}; expected {_EXPECTED}")
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        yield
     except FileNotFoundError:
         raise SessionFormatError(f"session file {p} does not exist") from None
     except ValueError as exc:
@@ -173,6 +179,24 @@ def _open_regular(p: Path, original: object) -> tuple[int, os.stat_result]:
         raise SessionFormatError(
             f"session file {p} cannot be opened ({exc.strerror or type(exc).__name__})"
         ) from None
+
+
+def _regular_status(p: Path, original: object) -> os.stat_result:
+    """The status of the regular file ``p``, taken without opening it; ``SessionFormatError``
+    for anything else."""
+    with _path_errors(p, original):
+        info = os.stat(p)
+    if not stat.S_ISREG(info.st_mode):
+        raise SessionFormatError(f"{p} is {_describe_kind(info.st_mode)}; expected {_EXPECTED}")
+    return info
+
+
+def _open_regular(p: Path, original: object) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file ``p`` and its status; ``SessionFormatError``
+    at once for anything else (nothing but a regular file is opened, and never blocking)."""
+    _regular_status(p, original)
+    with _path_errors(p, original):
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):  # replaced between stat and open
         os.close(fd)
@@ -198,7 +222,11 @@ def _chunks(fd: int, p: Path, limit: int) -> Iterator[bytes]:
 def read_regular_file(path: str | os.PathLike[str], limit: int) -> tuple[bytes, int]:
     """The first ``limit`` bytes of the regular file at ``path`` and its size, read without
     ever blocking. A FIFO, directory, device, socket, symlink loop, missing path or a path with
-    a NUL byte raises ``SessionFormatError`` at once (nothing but a regular file is opened)."""
+    a NUL byte raises ``SessionFormatError`` at once (nothing but a regular file is opened).
+
+    It reads through a descriptor of its own, whose closing drops every POSIX lock this process
+    holds on the file: never use it on an SQLite database a connection of this process may have
+    open (session files are read by :func:`import_file`, which does not)."""
     p = Path(path)
     fd, info = _open_regular(p, path)
     try:
@@ -211,38 +239,79 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> tuple[bytes, 
 def _open_readonly(p: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection to session file ``p`` that creates, changes and deletes nothing
     beside it: the file is opened immutable, or, when a write-ahead log or a hot rollback
-    journal lies beside it (which an immutable reader would ignore), the file and that log are
-    copied into a private temporary directory and the copy is read. Raises
-    ``SessionFormatError`` for anything that is not a readable SQLite file."""
-    header, size = read_regular_file(p, 100)
-    if not header.startswith(_SQLITE_HEADER) or len(header) < 100:
-        found = "an empty file" if size == 0 else f"a {size}-byte file without the SQLite header"
-        raise SessionFormatError(
-            f"{p} is not an SQLite database; expected {_EXPECTED}, found {found}"
-        )
+    journal lies beside it (which an immutable reader would ignore), the file (page by page,
+    through SQLite's backup) and that log are copied into a private temporary directory and the
+    copy is read.
+
+    The database file itself is only ever opened by SQLite. Closing a descriptor of a file
+    drops every POSIX lock this process holds on it, the locks of a client's live connection to
+    the same file included (SQLite's "How To Corrupt", 2.2); SQLite's own connections keep each
+    other's. A log or journal beside it carries no lock and is copied directly.
+
+    Raises ``_NotSQLite`` for a file SQLite finds no database in (empty, or without its
+    header) and ``SessionFormatError`` for anything else that is not a readable SQLite file.
+    The path is checked to be a regular file first (without opening it); a path swapped for a
+    FIFO between that check and SQLite's open would block SQLite's open.
+    """
+    info = _regular_status(p, p)
+    if info.st_size == 0:
+        raise _NotSQLite(f"{p} is not an SQLite database; expected {_EXPECTED}, found an empty file")
     beside = []  # a write-ahead log or a hot rollback journal, whose content counts
     for suffix in ("-wal", "-journal"):
         try:
-            info = os.lstat(p.with_name(p.name + suffix))
+            found = os.lstat(p.with_name(p.name + suffix))
         except (OSError, ValueError):
             continue
-        if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+        if stat.S_ISREG(found.st_mode) and found.st_size > 0:
             beside.append(suffix)
     with ExitStack() as stack:
-        if beside:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="statekit-")))
-            _copy_regular(p, tmp / "session")
-            for suffix in beside:
-                _copy_regular(p.with_name(p.name + suffix), tmp / f"session{suffix}")
-            uri = (tmp / "session").as_uri()
-        else:
+        with _path_errors(p, p):
             uri = f"{p.resolve().as_uri()}?mode=ro&immutable=1"
         try:
-            conn = sqlite3.connect(uri, uri=True)
+            source = stack.enter_context(closing(sqlite3.connect(uri, uri=True)))
+            source.execute("PRAGMA schema_version").fetchone()  # reads the header
+        except sqlite3.OperationalError as exc:  # opening or reading the file failed
+            raise SessionFormatError(f"session file {p} cannot be opened ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            if _is_not_a_database(exc):
+                raise _not_sqlite(p) from None
+            raise SessionFormatError(f"session file {p} cannot be read as SQLite ({exc})") from None
         except sqlite3.Error as exc:
             raise SessionFormatError(f"session file {p} cannot be opened ({exc})") from None
-        with closing(conn):
-            yield conn
+        if not beside:
+            yield source
+            return
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="statekit-")))
+        copy = tmp / "session"
+        try:
+            with closing(sqlite3.connect(copy)) as target:
+                source.backup(target)  # the same pages at the same numbers: the log applies
+        except sqlite3.Error as exc:
+            raise SessionFormatError(f"session file {p} cannot be read as SQLite ({exc})") from None
+        for suffix in beside:
+            _copy_regular(p.with_name(p.name + suffix), tmp / f"session{suffix}")
+        try:
+            conn = stack.enter_context(closing(sqlite3.connect(copy.as_uri(), uri=True)))
+        except sqlite3.Error as exc:
+            raise SessionFormatError(f"session file {p} cannot be opened ({exc})") from None
+        yield conn
+
+
+def _is_not_a_database(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite found no database in the file (SQLITE_NOTADB)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    return code == _SQLITE_NOTADB if code is not None else str(exc) == "file is not a database"
+
+
+def _not_sqlite(p: Path) -> _NotSQLite:
+    """The error for a file SQLite found no database in, saying what its first bytes are (read
+    directly: no connection of this process can hold a lock on a file that is no database)."""
+    header, size = read_regular_file(p, len(_SQLITE_HEADER))
+    if header == _SQLITE_HEADER:
+        found = f"a {size}-byte file with the SQLite header but no readable database header"
+    else:
+        found = f"a {size}-byte file without the SQLite header"
+    return _NotSQLite(f"{p} is not an SQLite database; expected {_EXPECTED}, found {found}")
 
 
 def _copy_regular(src: Path, dst: Path) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -160,6 +162,71 @@ def test_a_rollback_journal_beside_the_session_is_left_as_it_is(tmp_path: Path) 
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+_OTHER_PROCESS = (  # what another process sharing the file does; prints what came of it
+    "import sqlite3, sys\n"
+    "db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+    "try:\n"
+    "    db.execute(sys.argv[2])\n"
+    "except sqlite3.OperationalError as exc:\n"
+    "    print(exc)\n"
+    "else:\n"
+    "    print('done')\n"
+    "db.close()\n"
+)
+
+
+def _other_process(path: Path, sql: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS, str(path), sql],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_client_of_this_process_keeps_its_write_lock_through_a_read(
+    tmp_path: Path, reader: object
+) -> None:
+    # kurigram and Telethon keep a transaction open between their writes and save(): closing a
+    # descriptor of the file drops every POSIX lock the process holds on it, and another
+    # process could then write under the client (SQLite's "How To Corrupt", 2.2)
+    path = _kurigram_file(tmp_path)
+    client = sqlite3.connect(path, isolation_level=None)
+    try:
+        client.execute("BEGIN IMMEDIATE")
+        client.execute("UPDATE sessions SET user_id = 4242")
+        if reader is import_file:
+            assert import_file(path).data.user_id == 7  # only what was committed
+        else:
+            assert detect_file_format(path) == ("kurigram", 7)
+        assert _other_process(path, "BEGIN IMMEDIATE") == "database is locked"
+        client.execute("COMMIT")
+    finally:
+        client.close()
+    assert import_file(path).data.user_id == 4242
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_client_of_this_process_keeps_its_wal_through_a_read(tmp_path: Path, reader: object) -> None:
+    # a WAL-mode client's shared lock on the file tells another process closing its connection
+    # that it is not the last one; without it that process deletes the WAL under the client
+    path = _kurigram_file(tmp_path)
+    client = sqlite3.connect(path, isolation_level=None)
+    try:
+        client.execute("PRAGMA journal_mode = WAL")
+        client.execute("PRAGMA wal_autocheckpoint = 0")
+        client.execute("UPDATE sessions SET user_id = 4242")  # committed, in the WAL only
+        if reader is import_file:
+            assert import_file(path).data.user_id == 4242
+        else:
+            assert detect_file_format(path) == ("kurigram", 7)
+        assert _other_process(path, "UPDATE sessions SET api_id = 6") == "done"
+        assert Path(f"{path}-wal").exists(), "the other process took itself for the last user"
+        assert client.execute("SELECT user_id, api_id FROM sessions").fetchone() == (4242, 6)
+    finally:
+        client.close()
 
 
 def test_a_file_with_more_rows_than_any_session_is_refused_before_reading_them(
