@@ -477,38 +477,62 @@ def _read_pyrogram(
     if version <= 3 or "username" in tables.get("peers", set()):
         peer_cols.append("username")
     _need(tables, "peers", peer_cols, where, what)
-    usernames: dict[int, list[str]] = {}
+    usernames: dict[int, tuple[str, ...]] = {}
     if version >= 4:
         _need(tables, "usernames", ["id", "username"], where, what)
+        column = f"{where}: usernames.username"
         for uid, name in conn.execute("SELECT id, username FROM usernames ORDER BY rowid"):
-            text = _text(name, f"{where}: usernames.username")
+            text = name if type(name) is str else _text(name, column)
             if type(uid) is int and text:
-                usernames.setdefault(uid, []).append(text)
-    peers = []
-    for row in conn.execute(f"SELECT {', '.join(peer_cols)} FROM peers ORDER BY id"):
-        peer_id = fmt.read_required_int(row[0], f"{where}: peer id")
-        name = f"{where}: peer {peer_id}"
-        kind = _text(row[2], f"{name} type")
-        if not kind:
-            raise SessionFormatError(f"{name} has no type")
-        names: list[str | None] = list(usernames.get(peer_id, ()))
-        if not names and len(row) > 5:
-            names = [_text(row[5], f"{name} username")]
-        peers.append(
-            Peer(
-                id=peer_id,
-                access_hash=fmt.read_int(row[1], f"{name} access_hash") or 0,
-                type=kind,
-                usernames=tuple(n for n in names if n),
-                phone_number=_phone(row[3], f"{name} phone_number"),
-                last_update_on=fmt.read_int(row[4], f"{name} last_update_on", lossy_float=True),
-            )
-        )
+                had = usernames.get(uid)
+                usernames[uid] = (text,) if had is None else (*had, text)
+    peers = [
+        _pyrogram_peer(row, usernames, where)
+        for row in conn.execute(f"SELECT {', '.join(peer_cols)} FROM peers ORDER BY id")
+    ]
     states: list[UpdateState] = []
     if version >= 5:
         _need(tables, "update_state", ["id", "pts", "qts", "date", "seq"], where, what)
         states = _read_states(conn, where, raw_channel_ids=False)
     return SessionSnapshot(data, peers, states)
+
+
+def _pyrogram_peer(row: _PeerRow, usernames: dict[int, tuple[str, ...]], where: str) -> Peer:
+    """The peer of a Pyrogram-family ``peers`` row (id, access_hash, type, phone_number,
+    last_update_on[, username]), its usernames from the ``usernames`` table first;
+    ``SessionFormatError`` naming the peer and field for a value of the wrong type."""
+    peer_id, access_hash, kind, phone, stamp = row[0], row[1], row[2], row[3], row[4]
+    if (  # the common row, checked inline (an int SQLite returns is 64-bit)
+        type(peer_id) is int
+        and (type(access_hash) is int or access_hash is None)
+        and type(kind) is str
+        and kind
+        and (phone is None or type(phone) is str)
+        and (stamp is None or type(stamp) is int)
+    ):
+        names = usernames.get(peer_id)
+        if names is not None:
+            return Peer(peer_id, access_hash or 0, kind, names, phone, stamp)
+        if len(row) == 5 or row[5] is None:
+            return Peer(peer_id, access_hash or 0, kind, (), phone, stamp)
+        if type(row[5]) is str:
+            return Peer(peer_id, access_hash or 0, kind, (row[5],) if row[5] else (), phone, stamp)
+    peer_id = fmt.read_required_int(peer_id, f"{where}: peer id")
+    name = f"{where}: peer {peer_id}"
+    kind = _text(kind, f"{name} type")
+    if not kind:
+        raise SessionFormatError(f"{name} has no type")
+    found: list[str | None] = list(usernames.get(peer_id, ()))
+    if not found and len(row) > 5:
+        found = [_text(row[5], f"{name} username")]
+    return Peer(
+        id=peer_id,
+        access_hash=fmt.read_int(access_hash, f"{name} access_hash") or 0,
+        type=kind,
+        usernames=tuple(n for n in found if n),
+        phone_number=_phone(phone, f"{name} phone_number"),
+        last_update_on=fmt.read_int(stamp, f"{name} last_update_on", lossy_float=True),
+    )
 
 
 def _read_telethon(
@@ -531,24 +555,10 @@ def _read_telethon(
     for ent in conn.execute(
         f"SELECT id, hash, username, phone, date, {name_col} FROM entities ORDER BY id"
     ):
-        peer_id = fmt.read_required_int(ent[0], f"{where}: entity id")
-        name = f"{where}: entity {peer_id}"
-        access_hash = fmt.read_int(ent[1], f"{name} hash") or 0
-        if peer_id == 0:  # Telethon's record of the logged-in user: its id is in the hash
-            user_id = access_hash or None
+        if type(ent[0]) is int and ent[0] == 0:  # the logged-in user's record: its id in the hash
+            user_id = fmt.read_int(ent[1], f"{where}: entity 0 hash") or None
             continue
-        username = _text(ent[2], f"{name} username")
-        peers.append(
-            Peer(
-                id=peer_id,
-                access_hash=access_hash,
-                type="user" if peer_id > 0 else "channel" if peer_id < -(10**12) else "group",
-                usernames=(username,) if username else (),
-                phone_number=_phone(ent[3], f"{name} phone"),
-                last_update_on=fmt.read_int(ent[4], f"{name} date", lossy_float=True),
-                name=_text(ent[5], f"{name} name") or None,
-            )
-        )
+        peers.append(_telethon_peer(ent, where))
     data = fmt.make_session_data(
         where,
         dc_id=fmt.read_required_int(row[0], f"{where}: dc_id"),
@@ -559,6 +569,37 @@ def _read_telethon(
         user_id=user_id,
     )
     return SessionSnapshot(data, peers, _read_states(conn, where, raw_channel_ids=True))
+
+
+def _telethon_peer(ent: _PeerRow, where: str) -> Peer:
+    """The peer of a Telethon ``entities`` row (id, hash, username, phone, date, name) other
+    than the logged-in user's (id 0); ``SessionFormatError`` naming the entity and field for a
+    value of the wrong type. The type follows from the id (Telethon keeps none)."""
+    peer_id, access_hash, username, phone, stamp, name = ent
+    if (  # the common row, checked inline (an int SQLite returns is 64-bit)
+        type(peer_id) is int
+        and (type(access_hash) is int or access_hash is None)
+        and (username is None or type(username) is str)
+        and (phone is None or type(phone) is str)
+        and (stamp is None or type(stamp) is int)
+        and (name is None or type(name) is str)
+    ):
+        kind = "user" if peer_id > 0 else "channel" if peer_id < -(10**12) else "group"
+        return Peer(
+            peer_id, access_hash or 0, kind, (username,) if username else (), phone, stamp, name or None
+        )
+    peer_id = fmt.read_required_int(peer_id, f"{where}: entity id")
+    where = f"{where}: entity {peer_id}"
+    username = _text(username, f"{where} username")
+    return Peer(
+        id=peer_id,
+        access_hash=fmt.read_int(access_hash, f"{where} hash") or 0,
+        type="user" if peer_id > 0 else "channel" if peer_id < -(10**12) else "group",
+        usernames=(username,) if username else (),
+        phone_number=_phone(phone, f"{where} phone"),
+        last_update_on=fmt.read_int(stamp, f"{where} date", lossy_float=True),
+        name=_text(name, f"{where} name") or None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

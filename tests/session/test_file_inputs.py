@@ -4,11 +4,13 @@ reading a file changes nothing beside it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,47 @@ def test_a_float_date_in_range_gives_a_record_every_later_step_accepts(tmp_path:
     assert snap.data.date == 1_700_000_000
     for fmt in ("statekit", "telethon", "gramjs"):
         export_string(snap, fmt)
+
+
+ROW_SHAPES = {  # peers row values a reader accepts, and the peer each gives
+    "int phone": ("UPDATE peers SET phone_number = 4412345", {"phone_number": "4412345"}),
+    "real stamp": ("UPDATE peers SET last_update_on = 1700000000.75", {"last_update_on": 1_700_000_000}),
+    "no access hash": ("UPDATE peers SET access_hash = NULL", {"access_hash": 0}),
+    "two usernames": ("INSERT INTO usernames VALUES (11, 'bea')", {"usernames": ("ann", "bea")}),
+    "an @ username": ("UPDATE usernames SET username = '@ann'", {"usernames": ("ann",)}),
+    "no username": ("DELETE FROM usernames", {"usernames": ()}),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(ROW_SHAPES))
+def test_every_accepted_peer_row_shape_reads_as_the_peer_it_holds(tmp_path: Path, shape: str) -> None:
+    # the common row is checked inline, any other takes the full path: both give the same peer
+    sql, changed = ROW_SHAPES[shape]
+    path = _kurigram_file(tmp_path)
+    (unchanged,) = import_file(path).peers
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP TRIGGER trg_peers_last_update_on")  # it would stamp the row anew
+        conn.execute(sql)
+    assert import_file(path).peers == [dataclasses.replace(unchanged, **changed)]
+
+
+def test_every_accepted_telethon_entity_shape_reads_as_the_peer_it_holds(tmp_path: Path) -> None:
+    path = export_file(SNAP, tmp_path / "t.session", "telethon")
+    with closing(sqlite3.connect(path)) as conn, conn:
+        rows = [
+            (12, 0, None, None, None, None),  # nothing but an id
+            (13, 5, "@cid", 4412345, 1700000000.75, "Cid"),  # a phone (an INTEGER column), real date
+            (-14, 6, "", None, 1_700_000_001, ""),  # a group, empty texts
+            (-1000000000015, 7, "chan", None, None, "C"),  # a channel
+        ]
+        conn.executemany("INSERT INTO entities (id, hash, username, phone, date, name) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    assert import_file(path).peers == [
+        Peer(-1000000000015, 7, "channel", ("chan",), None, None, "C"),
+        Peer(-14, 6, "group", (), None, 1_700_000_001, None),
+        Peer(11, 12, "user", ("ann",), "123", 1_700_000_000),
+        Peer(12, 0, "user", (), None, None),
+        Peer(13, 5, "user", ("cid",), "4412345", 1_700_000_000, "Cid"),
+    ]
 
 
 def _listing(directory: Path) -> dict[str, tuple[int, int]]:
