@@ -580,13 +580,14 @@ def _telethon_peer(ent: _PeerRow, where: str) -> Peer:
         type(peer_id) is int
         and (type(access_hash) is int or access_hash is None)
         and (username is None or type(username) is str)
-        and (phone is None or type(phone) is str)
+        and (phone is None or type(phone) is int or type(phone) is str)  # an INTEGER column
         and (stamp is None or type(stamp) is int)
         and (name is None or type(name) is str)
     ):
         kind = "user" if peer_id > 0 else "channel" if peer_id < -(10**12) else "group"
+        text = phone if phone is None or isinstance(phone, str) else str(phone)
         return Peer(
-            peer_id, access_hash or 0, kind, (username,) if username else (), phone, stamp, name or None
+            peer_id, access_hash or 0, kind, (username,) if username else (), text, stamp, name or None
         )
     peer_id = fmt.read_required_int(peer_id, f"{where}: entity id")
     where = f"{where}: entity {peer_id}"

@@ -147,6 +147,7 @@ def test_every_accepted_telethon_entity_shape_reads_as_the_peer_it_holds(tmp_pat
         rows = [
             (12, 0, None, None, None, None),  # nothing but an id
             (13, 5, "@cid", 4412345, 1700000000.75, "Cid"),  # a phone (an INTEGER column), real date
+            (16, 8, "dee", 4412346, 1_700_000_002, None),  # a phone
             (-14, 6, "", None, 1_700_000_001, ""),  # a group, empty texts
             (-1000000000015, 7, "chan", None, None, "C"),  # a channel
         ]
@@ -157,6 +158,7 @@ def test_every_accepted_telethon_entity_shape_reads_as_the_peer_it_holds(tmp_pat
         Peer(11, 12, "user", ("ann",), "123", 1_700_000_000),
         Peer(12, 0, "user", (), None, None),
         Peer(13, 5, "user", ("cid",), "4412345", 1_700_000_000, "Cid"),
+        Peer(16, 8, "user", ("dee",), "4412346", 1_700_000_002),
     ]
 
 
