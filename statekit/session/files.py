@@ -250,8 +250,8 @@ def _open_readonly(p: Path) -> Iterator[sqlite3.Connection]:
 
     Raises ``_NotSQLite`` for a file SQLite finds no database in (empty, or without its
     header) and ``SessionFormatError`` for anything else that is not a readable SQLite file.
-    The path is checked to be a regular file first (without opening it); a path swapped for a
-    FIFO between that check and SQLite's open would block SQLite's open.
+    The path is checked to be a regular file first, without opening it (see ``_immutable_uri``
+    for a path swapped after that check).
     """
     info = _regular_status(p, p)
     if info.st_size == 0:
@@ -265,8 +265,7 @@ def _open_readonly(p: Path) -> Iterator[sqlite3.Connection]:
         if stat.S_ISREG(found.st_mode) and found.st_size > 0:
             beside.append(suffix)
     with ExitStack() as stack:
-        with _path_errors(p, p):
-            uri = f"{p.resolve().as_uri()}?mode=ro&immutable=1"
+        uri = _immutable_uri(p, stack)
         try:
             source = stack.enter_context(closing(sqlite3.connect(uri, uri=True)))
             source.execute("PRAGMA schema_version").fetchone()  # reads the header
@@ -295,6 +294,29 @@ def _open_readonly(p: Path) -> Iterator[sqlite3.Connection]:
         except sqlite3.Error as exc:
             raise SessionFormatError(f"session file {p} cannot be opened ({exc})") from None
         yield conn
+
+
+def _immutable_uri(p: Path, stack: ExitStack) -> str:
+    """The URI by which SQLite opens the regular file ``p`` immutable.
+
+    On Linux the file is pinned first by an ``O_PATH`` descriptor (it opens nothing for reading,
+    never blocks, and its closing drops no lock; closed with ``stack``), checked again to be a
+    regular file, and SQLite opens it through ``/proc/self/fd``: a path swapped after the check
+    (for a FIFO, whose open would block) leaves SQLite the pinned file's deleted name, which
+    fails with an error. Elsewhere SQLite opens the path checked before, and a path swapped for a
+    FIFO in between would block its open. ``SessionFormatError`` for a path that is not (or no
+    longer) a regular file."""
+    o_path = getattr(os, "O_PATH", 0)
+    if o_path and os.path.isdir("/proc/self/fd"):
+        with _path_errors(p, p):
+            fd = os.open(p, o_path | getattr(os, "O_CLOEXEC", 0))
+        stack.callback(os.close, fd)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # replaced since the first check
+            raise SessionFormatError(f"{p} is {_describe_kind(mode)}; expected {_EXPECTED}")
+        return f"file:/proc/self/fd/{fd}?mode=ro&immutable=1"
+    with _path_errors(p, p):  # pragma: no cover - platforms without O_PATH
+        return f"{p.resolve().as_uri()}?mode=ro&immutable=1"
 
 
 def _is_not_a_database(exc: sqlite3.DatabaseError) -> bool:

@@ -65,6 +65,36 @@ def test_a_fifo_is_refused_without_opening_it(tmp_path: Path, reader: object) ->
     assert "named pipe (FIFO)" in str(exc)
 
 
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="the file is pinned by an O_PATH descriptor (Linux)")
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("kept", [True, False], ids=["file-moved", "file-deleted"])
+def test_a_path_swapped_for_a_fifo_after_the_check_does_not_block(
+    tmp_path: Path, reader: object, kept: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the readers check for a regular file, then SQLite opens it: a FIFO put in its place in
+    # between must not block SQLite's open (nobody would ever write to it). SQLite reads the
+    # file checked, if it still has a name, or fails
+    path = _kurigram_file(tmp_path)
+    real_connect = sqlite3.connect
+
+    def swap_then_connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        if not path.is_fifo():
+            if kept:
+                path.rename(tmp_path / "moved.session")
+            else:
+                path.unlink()
+            os.mkfifo(path)
+        return real_connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", swap_then_connect)
+    exc = _call_in_thread(reader, path)
+    if kept:
+        assert exc is None
+    else:
+        assert isinstance(exc, SessionFormatError)
+        assert "cannot be opened" in str(exc)
+
+
 @pytest.mark.parametrize("reader", READERS)
 def test_not_a_regular_file_is_refused(tmp_path: Path, reader: object) -> None:
     loop = tmp_path / "loop.session"
