@@ -301,8 +301,9 @@ def _immutable_uri(p: Path, stack: ExitStack) -> str:
 
     On Linux the file is pinned first by an ``O_PATH`` descriptor (it opens nothing for reading,
     never blocks, and its closing drops no lock; closed with ``stack``), checked again to be a
-    regular file, and SQLite opens it through ``/proc/self/fd``: a path swapped after the check
-    (for a FIFO, whose open would block) leaves SQLite the pinned file's deleted name, which
+    regular file, and SQLite opens it through ``/proc/self/fd``, which it turns into the file's
+    current name just before its open: a path swapped after the check (for a FIFO, whose open
+    would block) leaves SQLite the checked file under its new name, or its deleted name, which
     fails with an error. Elsewhere SQLite opens the path checked before, and a path swapped for a
     FIFO in between would block its open. ``SessionFormatError`` for a path that is not (or no
     longer) a regular file."""
