@@ -594,10 +594,15 @@ def _read_telethon(
     return SessionSnapshot(data, peers, _read_states(conn, where, raw_channel_ids=True))
 
 
+def _telethon_type(peer_id: int) -> str:
+    """The peer type a Telethon entity id implies (Telethon keeps no type)."""
+    return "user" if peer_id > 0 else "channel" if peer_id < -(10**12) else "group"
+
+
 def _telethon_peer(ent: _PeerRow, where: str) -> Peer:
     """The peer of a Telethon ``entities`` row (id, hash, username, phone, date, name) other
     than the logged-in user's (id 0); ``SessionFormatError`` naming the entity and field for a
-    value of the wrong type. The type follows from the id (Telethon keeps none)."""
+    value of the wrong type."""
     peer_id, access_hash, username, phone, stamp, name = ent
     if (  # the common row, checked inline (an int SQLite returns is 64-bit)
         type(peer_id) is int
@@ -607,10 +612,15 @@ def _telethon_peer(ent: _PeerRow, where: str) -> Peer:
         and (stamp is None or type(stamp) is int)
         and (name is None or type(name) is str)
     ):
-        kind = "user" if peer_id > 0 else "channel" if peer_id < -(10**12) else "group"
         text = phone if phone is None or isinstance(phone, str) else str(phone)
         return Peer(
-            peer_id, access_hash or 0, kind, (username,) if username else (), text, stamp, name or None
+            peer_id,
+            access_hash or 0,
+            _telethon_type(peer_id),
+            (username,) if username else (),
+            text,
+            stamp,
+            name or None,
         )
     peer_id = fmt.read_required_int(peer_id, f"{where}: entity id")
     where = f"{where}: entity {peer_id}"
@@ -618,7 +628,7 @@ def _telethon_peer(ent: _PeerRow, where: str) -> Peer:
     return Peer(
         id=peer_id,
         access_hash=fmt.read_int(access_hash, f"{where} hash") or 0,
-        type="user" if peer_id > 0 else "channel" if peer_id < -(10**12) else "group",
+        type=_telethon_type(peer_id),
         usernames=(username,) if username else (),
         phone_number=_phone(phone, f"{where} phone"),
         last_update_on=fmt.read_int(stamp, f"{where} date", lossy_float=True),

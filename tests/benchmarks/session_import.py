@@ -35,6 +35,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from statekit.session import Peer, SessionData, SessionSnapshot, export_file, import_file
+from statekit.session.files import FileFormat
 from tests.benchmarks._harness import Result, print_table, write_json
 
 FIRST_ID = 100_000
@@ -44,7 +45,7 @@ RENAMED = 1_000  # peers a live client renames
 STATES = ("plain", "WAL", "journal", "Telethon")
 
 
-def write_file(path: Path, peers: int, file_format: str = "kurigram") -> None:
+def write_file(path: Path, peers: int, file_format: FileFormat = "kurigram") -> None:
     """A session file (``file_format``) of ``peers`` users with a username each."""
     snapshot = SessionSnapshot(
         SessionData(2, bytes(range(256)), api_id=5, user_id=7, date=1_765_000_000),
@@ -52,7 +53,7 @@ def write_file(path: Path, peers: int, file_format: str = "kurigram") -> None:
          for i in range(peers)],
         [],
     )
-    export_file(snapshot, path, file_format)  # type: ignore[arg-type]
+    export_file(snapshot, path, file_format)
 
 
 @contextmanager
