@@ -159,6 +159,11 @@ def _describe_kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _not_regular(p: Path, mode: int) -> SessionFormatError:
+    """The error for ``p``, found to be no regular file (``mode``: its ``st_mode``)."""
+    return SessionFormatError(f"{p} is {_describe_kind(mode)}; expected {_EXPECTED}")
+
+
 @contextmanager
 def _path_errors(p: Path, original: object) -> Iterator[None]:
     """Turn the ``OSError``/``ValueError`` of looking up or opening ``p`` into the documented
@@ -187,7 +192,7 @@ def _regular_status(p: Path, original: object) -> os.stat_result:
     with _path_errors(p, original):
         info = os.stat(p)
     if not stat.S_ISREG(info.st_mode):
-        raise SessionFormatError(f"{p} is {_describe_kind(info.st_mode)}; expected {_EXPECTED}")
+        raise _not_regular(p, info.st_mode)
     return info
 
 
@@ -200,7 +205,7 @@ def _open_regular(p: Path, original: object) -> tuple[int, os.stat_result]:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):  # replaced between stat and open
         os.close(fd)
-        raise SessionFormatError(f"{p} is {_describe_kind(info.st_mode)}; expected {_EXPECTED}")
+        raise _not_regular(p, info.st_mode)
     return fd, info
 
 
@@ -314,7 +319,7 @@ def _immutable_uri(p: Path, stack: ExitStack) -> str:
         stack.callback(os.close, fd)
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):  # replaced since the first check
-            raise SessionFormatError(f"{p} is {_describe_kind(mode)}; expected {_EXPECTED}")
+            raise _not_regular(p, mode)
         return f"file:/proc/self/fd/{fd}?mode=ro&immutable=1"
     with _path_errors(p, p):  # pragma: no cover - platforms without O_PATH
         return f"{p.resolve().as_uri()}?mode=ro&immutable=1"
