@@ -94,10 +94,14 @@ def _insert_rows(count: int) -> str:
     """An upsert of ``count`` rows in one statement; parameters: namespace, expires_at, then key
     and value of each row (binding the shared two once per statement instead of once per row:
     half the parameters of a per-row ``VALUES (?, ?, ?, ?)``). Of a key given twice, the last
-    value wins."""
+    value wins.
+
+    Every placeholder is a bare ``?`` (numbered in order of appearance), never ``?1``: Python
+    3.12.0-3.12.3 took ``?NNN`` for a named placeholder and warned (DeprecationWarning, "an
+    sqlite3.ProgrammingError will be raised" from 3.14) on every batch bound by position."""
     return (
         f"INSERT INTO {_TABLE} (namespace, key, value, expires_at) "
-        "SELECT ?1, column1, column2, ?2 FROM (VALUES " + ",".join(["(?, ?)"] * count) + ")"
+        "SELECT ?, column1, column2, ? FROM (VALUES " + ",".join(["(?, ?)"] * count) + ")"
         " WHERE true" + _UPSERT  # WHERE: SQLite's rule for an upsert of a SELECT
     )
 

@@ -33,7 +33,8 @@ def clean_registry() -> Iterator[None]:
 
 
 def test_builtin_fallback_equals_the_pyproject_entry_points() -> None:
-    tomllib = pytest.importorskip("tomllib")
+    # tomllib is 3.11's; on 3.10, tomli (a dependency of pytest there)
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = project["entry-points"]["statekit.storages"]
     assert {k: v for k, v in declared.items() if v.startswith("statekit.")} == dict(url_module._BUILTIN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import tracemalloc
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,3 +191,58 @@ async def test_writing_the_value_a_key_holds_adds_nothing_to_the_wal(tmp_path: P
         assert wal.stat().st_size > 0
         assert await storage.get_state("user:7") == "checkout"
         assert await storage.get_state("user:8") == "menu"
+
+
+class _RecordingConnection:
+    """A ``sqlite3.Connection`` that records the SQL of every ``execute`` (the rest delegated)."""
+
+    def __init__(self, db: sqlite3.Connection, seen: list[str]) -> None:
+        self._db, self._seen = db, seen
+
+    def execute(self, sql: str, *params: Any) -> sqlite3.Cursor:
+        self._seen.append(sql)
+        return self._db.execute(sql, *params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+# ?NNN (Python 3.12.0-3.12.3 took it for a named placeholder: a DeprecationWarning for every
+# statement bound by position, "an sqlite3.ProgrammingError from 3.14"), :name, @name, $name
+_NOT_POSITIONAL = re.compile(r"\?\d|[:@$][A-Za-z_]")
+
+
+async def test_every_statement_binds_its_parameters_by_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # statekit binds sequences everywhere, which Python's sqlite3 accepts only for bare ``?``
+    # placeholders on every version it supports (3.10 to 3.14)
+    import statekit.storage.sqlite as sqlite_module
+
+    seen: list[str] = []
+    real = sqlite_module.raw_connection
+    monkeypatch.setattr(sqlite_module, "raw_connection", lambda conn: _RecordingConnection(real(conn), seen))
+    async with SQLiteStorage(tmp_path / "bound.db", sweep_interval=3600) as storage:
+        await storage.set_state("a", {"step": 1}, ttl=60)
+        await storage.set_many({f"k{i}": i for i in range(40)}, ttl=60)
+        await storage.set_many({"x": b"1", "y": "2"})
+        await storage.set_many_encoded([("z", 3)])
+        await storage.set_state("a", {"step": 2}, keep_ttl=True)
+        assert await storage.compare_and_set("a", {"step": 3}, expected={"step": 2})
+        assert await storage.compare_and_set("x", None, expected=b"1")
+        assert await storage.increment("n", 2, ttl=60) == 2
+        assert await storage.increment("n", 1) == 3
+        assert await storage.expire("a", 30)
+        assert 0 < (await storage.get_ttl("a") or 0) <= 30
+        assert await storage.get_state("a") == {"step": 3}
+        assert len(await storage.get_many([f"k{i}" for i in range(40)])) == 40
+        assert len(await storage.get_range_stored([f"k{i}" for i in range(40)])) == 40
+        assert len(await storage.list_keys("k*")) == 40
+        assert await storage.delete_many(["k1", "k2"]) == 2
+        assert await storage.delete_state("k3")
+        assert await storage.sweep() == 0
+        await storage.health()
+        assert await storage.clear_namespace() == 41  # a, n, y, z and 37 of k0-k39
+    assert len(seen) > 15
+    positional = [sql for sql in seen if _NOT_POSITIONAL.search(sql)]
+    assert not positional, f"statements with placeholders other than a bare '?': {positional}"
