@@ -215,8 +215,9 @@ _NOT_POSITIONAL = re.compile(r"\?\d|[:@$][A-Za-z_]")
 async def test_every_statement_binds_its_parameters_by_position(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # statekit binds sequences everywhere, which Python's sqlite3 accepts only for bare ``?``
-    # placeholders on every version it supports (3.10 to 3.14)
+    # statekit binds sequences everywhere: of the placeholder styles, only a bare ``?`` binds a
+    # sequence silently on every Python it supports (3.12.0-3.12.3 warn for ``?NNN``, 3.14
+    # refuses named ones)
     import statekit.storage.sqlite as sqlite_module
 
     seen: list[str] = []
